@@ -1,0 +1,149 @@
+"""Records that cross agent and topic boundaries (the contract between pipeline stages).
+
+Every topic carries one of these, keyed by ``source_id`` (``violations`` by ``violation_id``).
+Times are timezone-aware UTC datetimes; local-time alignment (Asia/Ho_Chi_Minh) happens in the
+averaging functions, never in the records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import faust
+
+
+class DeviceStatus(StrEnum):
+    """Instrument status field of a Circular 10/2021 line."""
+
+    MEASURING = "00"
+    CALIBRATING = "01"
+    ERROR = "02"
+
+
+class Channel(StrEnum):
+    FTP = "ftp"
+    HTTP = "http"
+    MQTT = "mqtt"
+    SIMULATOR = "sim"
+
+
+class QcFlag(StrEnum):
+    """One verdict per reading; only VALID readings count towards compliance averages."""
+
+    VALID = "valid"
+    CALIBRATING = "calibrating"
+    DEVICE_ERROR = "device_error"
+    OUT_OF_RANGE = "out_of_range"
+    SPIKE = "spike"
+    FLATLINE = "flatline"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class Period(StrEnum):
+    """Averaging periods the regulations are written against (plus NowCast for VN_AQI)."""
+
+    HOUR = "1h"  # local clock hour
+    ROLLING_8H = "8h"  # mean of the 8 hourly means ending with this hour
+    ROLLING_24H = "24h"  # mean of the 24 hourly means ending with this hour
+    DAY = "day"  # local calendar day 00:00–24:00
+    NOWCAST = "nowcast"  # Decision 1459 NowCast, PM10 and PM2.5 only
+
+
+class RawReading(faust.Record, serializer="json", isodates=True):
+    """One measured value as a station sent it (unit as sent, not yet normalised)."""
+
+    source_id: str
+    parameter: str  # a stations.parameters.Parameter value
+    value: float
+    unit: str
+    measured_at: datetime  # UTC
+    status: str  # a DeviceStatus value
+    received_at: datetime  # UTC
+    channel: str  # a Channel value
+    origin: str  # file name or message id, for the evidence trail
+
+
+class QcReading(faust.Record, serializer="json", isodates=True):
+    """A RawReading after QA/QC: value in the registry's unit and one QC flag."""
+
+    source_id: str
+    parameter: str
+    value: float  # in `unit`, the registry's (regulation's) unit
+    unit: str
+    measured_at: datetime
+    status: str
+    received_at: datetime
+    channel: str
+    origin: str
+    flag: str  # a QcFlag value
+    raw_value: float
+    raw_unit: str
+
+
+class Average(faust.Record, serializer="json", isodates=True):
+    """A regulatory average; re-emitted with a higher revision when late data corrects it."""
+
+    source_id: str
+    parameter: str
+    period: str  # a Period value
+    window_start: datetime  # UTC, inclusive
+    window_end: datetime  # UTC, exclusive
+    value: float | None  # None when no valid sample
+    unit: str
+    samples: int  # valid samples used
+    expected: int  # samples the reporting cadence promises in the window
+    completeness: float  # samples / expected, 0..1
+    valid: bool  # completeness >= threshold
+    revision: int = 0
+    final: bool = True  # False for the running (partial) hour used by early warnings
+
+
+class ViolationEvent(faust.Record, serializer="json", isodates=True):
+    """One step in a violation's life: opened, updated, closed, corrected; or an outage."""
+
+    violation_id: str  # deterministic: source/parameter/rule/episode start
+    event: str  # opened | updated | closed | corrected | warning | outage_opened | outage_closed
+    seq: int  # 0 for opened, +1 per later event of the same violation
+    source_id: str
+    parameter: str
+    rule_id: str
+    period: str
+    started_at: datetime  # window start of the first exceeding average
+    at: datetime  # window end of the average that caused this event
+    value: float | None
+    limit: float | None
+    ratio: float | None  # value / limit (limit / value for lower limits)
+    severity: str
+    peak_value: float | None = None
+    peak_ratio: float | None = None
+    ended_at: datetime | None = None
+    legal_basis: str = ""
+    message: str = ""
+
+
+class Rejection(faust.Record, serializer="json", isodates=True):
+    """The dead letter: what could not be accepted, why, and the exact bytes received."""
+
+    reason: str  # a stations.errors.RejectReason value
+    message: str
+    channel: str
+    received_at: datetime
+    original_b64: str  # base64 of the original bytes (a whole file or one line)
+    source_id: str | None = None
+    origin: str = ""
+    line: int | None = None
+    field: str | None = None
+
+
+class AqiRecord(faust.Record, serializer="json", isodates=True):
+    """Hourly or daily VN_AQI of an ambient air station (Decision 1459/QĐ-TCMT)."""
+
+    source_id: str
+    kind: str  # "hourly" | "daily"
+    window_start: datetime
+    aqi: int | None
+    category: str | None
+    dominant: str | None
+    sub_indices: dict[str, int | None]

@@ -1,0 +1,55 @@
+"""The one settings object, read once at start-up from ``QUANTRAC_*`` environment variables.
+
+Unset broker and database URLs mean "embedded": the runtime starts a Tansu broker and an
+embedded PostgreSQL under ``data_dir``. Every option is documented in ``deploy/env/*.env``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUANTRAC_", extra="ignore")
+
+    kafka_url: str | None = Field(
+        None, description="Kafka bootstrap servers, e.g. kafka://host:9092. Unset: embedded."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL/TimescaleDB conninfo URL. Unset: embedded PostgreSQL."
+    )
+    data_dir: Path = Field(Path("var"), description="Embedded data, archives and worker state.")
+    topic_prefix: str = Field("", description="Prefix for every topic name (test isolation).")
+    topic_partitions: int = Field(8, description="Partitions per keyed topic (caps worker count).")
+    topic_replication: int = Field(1, description="Replication factor of created topics.")
+    app_id: str = Field("quantrac", description="Faust app id (consumer group and changelogs).")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="Local clock for hours and days.")
+    completeness_threshold: float = Field(
+        0.75, description="Minimum share of expected samples for a valid average."
+    )
+    late_horizon_hours: float = Field(
+        72.0, description="Late readings within this horizon correct their windows."
+    )
+    future_tolerance_s: float = Field(
+        300.0, description="Readings stamped further in the future are rejected."
+    )
+    persist_batch_rows: int = Field(5000, description="Rows per database batch (upper bound).")
+    persist_batch_seconds: float = Field(1.0, description="Longest wait to fill a batch.")
+    db_retry_max_s: float = Field(30.0, description="Longest backoff between DB retries.")
+    web_port: int = Field(6066, description="Faust worker web port (serves /metrics).")
+    console_port: int = Field(8080, description="Alert console HTTP port.")
+    gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
+    gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")
+    mqtt_url: str | None = Field(
+        None, description="MQTT broker, e.g. mqtt://127.0.0.1:1883. Unset: no MQTT ingest."
+    )
+    registry_path: Path | None = Field(
+        None, description="Station/source registry file. Unset: the one shipped in stations/."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
