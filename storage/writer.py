@@ -1,0 +1,223 @@
+"""Idempotent batched writes: COPY into a temporary staging table, then INSERT … ON CONFLICT.
+
+The caller hands a whole batch and awaits ``write``; it returns only once the database has
+committed it, retrying with capped exponential backoff while the database is unreachable. The
+persist agents await it before their Kafka offsets are acknowledged, so an outage stops
+consumption (backpressure) instead of buffering without bound, and a crash replays the batch,
+which the conflict clause turns into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one kind of record lands in its table."""
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]  # the primary key: rows in one batch are de-duplicated on it
+    on_conflict: str  # the conflict clause that makes a replay harmless
+    keep_last_by: str | None = None  # within a batch, keep the row with the largest value here
+
+    def dedupe(self, rows: Sequence[Row]) -> list[Row]:
+        """One row per key (ON CONFLICT DO UPDATE may touch a row only once per statement)."""
+        key_idx = [self.columns.index(c) for c in self.key]
+        order_idx = self.columns.index(self.keep_last_by) if self.keep_last_by else None
+        chosen: dict[tuple[Any, ...], Row] = {}
+        for row in rows:
+            k = tuple(row[i] for i in key_idx)
+            old = chosen.get(k)
+            if old is None or (order_idx is not None and row[order_idx] >= old[order_idx]):
+                chosen[k] = row
+        return list(chosen.values())
+
+
+def _update_all(spec_columns: Sequence[str], key: Sequence[str]) -> str:
+    return ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in spec_columns if c not in key)
+
+
+READING_COLUMNS = (
+    "source_id",
+    "parameter",
+    "measured_at",
+    "value",
+    "unit",
+    "status",
+    "flag",
+    "raw_value",
+    "raw_unit",
+    "received_at",
+    "channel",
+    "origin",
+)
+READINGS = TableSpec(
+    "readings", READING_COLUMNS, ("source_id", "parameter", "measured_at"), "ON CONFLICT DO NOTHING"
+)
+
+AVERAGE_COLUMNS = (
+    "source_id",
+    "parameter",
+    "period",
+    "window_start",
+    "window_end",
+    "value",
+    "unit",
+    "samples",
+    "expected",
+    "completeness",
+    "valid",
+    "revision",
+)
+_AVG_KEY = ("source_id", "parameter", "period", "window_start")
+AVERAGES = TableSpec(
+    "averages",
+    AVERAGE_COLUMNS,
+    _AVG_KEY,
+    f"ON CONFLICT ({', '.join(_AVG_KEY)}) DO UPDATE SET {_update_all(AVERAGE_COLUMNS, _AVG_KEY)},"
+    " updated_at = now() WHERE averages.revision <= EXCLUDED.revision",
+    keep_last_by="revision",
+)
+
+AQI_COLUMNS = ("source_id", "kind", "window_start", "aqi", "category", "dominant", "sub_indices")
+_AQI_KEY = ("source_id", "kind", "window_start")
+AQI = TableSpec(
+    "aqi",
+    AQI_COLUMNS,
+    _AQI_KEY,
+    f"ON CONFLICT ({', '.join(_AQI_KEY)}) DO UPDATE SET {_update_all(AQI_COLUMNS, _AQI_KEY)}",
+)
+
+EVENT_COLUMNS = ("violation_id", "seq", "event", "at", "value", "ratio", "severity", "payload")
+VIOLATION_EVENTS = TableSpec(
+    "violation_events", EVENT_COLUMNS, ("violation_id", "seq"), "ON CONFLICT DO NOTHING"
+)
+
+VIOLATION_COLUMNS = (
+    "violation_id",
+    "kind",
+    "source_id",
+    "parameter",
+    "rule_id",
+    "period",
+    "state",
+    "started_at",
+    "ended_at",
+    "last_at",
+    "value",
+    "limit",
+    "ratio",
+    "peak_value",
+    "peak_ratio",
+    "severity",
+    "legal_basis",
+    "last_seq",
+)
+VIOLATIONS = TableSpec(
+    "violations",
+    VIOLATION_COLUMNS,
+    ("violation_id",),
+    f"ON CONFLICT (violation_id) DO UPDATE SET "
+    f"{_update_all(VIOLATION_COLUMNS, ('violation_id', 'started_at'))}"
+    " WHERE violations.last_seq < EXCLUDED.last_seq",
+    keep_last_by="last_seq",
+)
+
+REJECTION_COLUMNS = (
+    "rejection_id",
+    "reason",
+    "message",
+    "channel",
+    "source_id",
+    "origin",
+    "line",
+    "field",
+    "original",
+    "received_at",
+)
+REJECTIONS = TableSpec("rejections", REJECTION_COLUMNS, ("rejection_id",), "ON CONFLICT DO NOTHING")
+
+
+class BatchWriter:
+    """Writes batches for one TableSpec through a shared async pool; retries until committed."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        spec: TableSpec,
+        *,
+        retry_max_s: float = 30.0,
+        on_write: Callable[[str, int, float], None] | None = None,
+        on_error: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.spec = spec
+        self.retry_max_s = retry_max_s
+        self._on_write = on_write
+        self._on_error = on_error
+        cols = ", ".join(f'"{c}"' for c in spec.columns)
+        self._stage = f"stage_{spec.table}"
+        self._create_stage = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} "
+            f"(LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        self._copy = f"COPY {self._stage} ({cols}) FROM STDIN"
+        self._merge = (
+            f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {self._stage} {spec.on_conflict}"
+        )
+
+    async def write(self, rows: Sequence[Row]) -> int:
+        """Commit ``rows``; return how many were new or changed. Blocks while the DB is down."""
+        if not rows:
+            return 0
+        batch = self.spec.dedupe(rows)
+        delay = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                changed = await self._write_once(batch)
+            except (
+                psycopg.OperationalError,
+                psycopg.errors.AdminShutdown,
+                psycopg.errors.CannotConnectNow,
+                OSError,
+            ) as exc:
+                # Connection-class failures are transient: keep the batch, wait, try again.
+                if self._on_error:
+                    self._on_error(self.spec.table, exc)
+                log.warning(
+                    "writing %d rows to %s failed (%s); retry in %.1fs",
+                    len(batch),
+                    self.spec.table,
+                    exc.__class__.__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self._on_write:
+                self._on_write(self.spec.table, len(batch), time.perf_counter() - started)
+            return changed
+
+    async def _write_once(self, batch: Sequence[Row]) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(self._create_stage)
+            async with conn.cursor().copy(self._copy) as copy:
+                for row in batch:
+                    await copy.write_row(row)
+            cur = await conn.execute(self._merge)
+            return max(cur.rowcount, 0)

@@ -1,0 +1,128 @@
+"""``quantrac demo``: the whole pipeline on the embedded default, in one process tree.
+
+Starts the embedded broker and PostgreSQL (unless URLs are configured), migrates, starts a worker
+process, feeds simulated readings for every registered source (a few hours of backfill at speed,
+then real time), and prints a row count per source every few seconds. Ctrl-C or SIGTERM stops
+the children, then the embedded services: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from stations.feed import KafkaFeed
+from stations.simulator import Series, readings
+from storage.migrate import migrate
+from streams.embedded import terminate_on_exit
+from streams.runtime import child_env, services
+from streams.settings import Settings
+from streams.topics import RAW, bootstrap_servers, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+async def feed_forever(
+    settings: Settings, series: Sequence[Series], backfill_h: float, stop: asyncio.Event
+) -> None:
+    """Backfill the last hours at once, then send each interval's readings as they fall due."""
+    now = datetime.now(UTC)
+    cursor = now - timedelta(hours=backfill_h)
+    async with KafkaFeed(bootstrap_servers(settings), settings.topic(RAW.name)) as feed:
+        while not stop.is_set():
+            now = datetime.now(UTC)
+            if now > cursor:
+                await feed.send(readings(series, cursor, now))
+                cursor = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=5)
+
+
+def count_rows(conninfo: str) -> dict[str, int]:
+    with psycopg.connect(conninfo) as conn:
+        return dict(
+            conn.execute(
+                "SELECT source_id, count(*) FROM readings GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+
+
+async def report_forever(
+    settings: Settings, source_ids: Sequence[str], stop: asyncio.Event, every_s: float = 5.0
+) -> None:
+    assert settings.database_url
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        try:
+            counts = await asyncio.to_thread(count_rows, settings.database_url)
+        except psycopg.Error as exc:
+            print(f"  (database not ready: {exc.__class__.__name__})", flush=True)
+            continue
+        have = sum(1 for s in source_ids if counts.get(s))
+        cells = "  ".join(f"{s}:{counts.get(s, 0)}" for s in source_ids)
+        print(
+            f"\n[{datetime.now():%H:%M:%S}] {sum(counts.values())} readings stored, "
+            f"{have}/{len(source_ids)} sources reporting\n{cells}",
+            flush=True,
+        )
+
+
+def run_demo(settings: Settings, series: Sequence[Series], backfill_h: float = 3.0) -> None:
+    source_ids = sorted({s.source_id for s in series})
+    with services(settings) as resolved:
+        assert resolved.database_url
+        migrate(resolved.database_url)
+        ensure_topics(resolved)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "worker"],
+            env=child_env(resolved),
+            start_new_session=True,
+        )
+        with terminate_on_exit([worker]):
+            print(
+                f"""
+quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
+  database : psql "{resolved.database_url}"
+  try      : SELECT source_id, parameter, max(measured_at), count(*) FROM readings GROUP BY 1, 2;
+  metrics  : http://127.0.0.1:{resolved.web_port}/metrics
+  stop     : Ctrl-C
+""",
+                flush=True,
+            )
+            asyncio.run(_main(resolved, series, source_ids, backfill_h, worker))
+    print("quantrac demo stopped.", flush=True)
+
+
+async def _main(
+    settings: Settings,
+    series: Sequence[Series],
+    source_ids: Sequence[str],
+    backfill_h: float,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def watch_worker() -> None:
+        while not stop.is_set():
+            if worker.poll() is not None:
+                log.error("worker exited with code %s; stopping the demo", worker.returncode)
+                stop.set()
+            await asyncio.sleep(1)
+
+    await asyncio.gather(
+        feed_forever(settings, series, backfill_h, stop),
+        report_forever(settings, source_ids, stop),
+        watch_worker(),
+    )

