@@ -8,22 +8,52 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from prometheus_client import generate_latest
 
+from stations.registry import load_registry
 from storage import rows as to_row
 from storage import writer as tables
 from storage.writer import BatchWriter, Row, TableSpec
 from streams import topics
 from streams.db import Database
 from streams.metrics import Metrics
-from streams.records import AqiRecord, Average, QcReading, RawReading, Rejection, ViolationEvent
+from streams.records import (
+    AqiRecord,
+    Average,
+    QcFlag,
+    QcReading,
+    RawReading,
+    Rejection,
+    ViolationEvent,
+)
 from streams.settings import Settings
-from streams.validate import judge
+from streams.validate import Validator
+from thresholds.qc import SeriesState, load_qc_rules
+from thresholds.windows import SeriesWindows, WindowOut
 
 log = logging.getLogger(__name__)
+
+
+def to_average(r: QcReading, out: WindowOut) -> Average:
+    return Average(
+        source_id=r.source_id,
+        parameter=r.parameter,
+        period=out.period.value,
+        window_start=out.window_start,
+        window_end=out.window_end,
+        value=out.stat.value,
+        unit=r.unit,
+        samples=out.stat.samples,
+        expected=out.stat.expected,
+        completeness=out.stat.completeness,
+        valid=out.stat.valid,
+        revision=out.revision,
+        final=out.final,
+    )
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -41,7 +71,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_interval=1.0,
         producer_linger_ms=20,  # batches changelog writes (4× less broker CPU on Tansu)
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         web_in_thread=False,
     )
 
@@ -91,12 +121,59 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     write_rejections = writer_for(tables.REJECTIONS)
     batch, within = settings.persist_batch_rows, settings.persist_batch_seconds
 
+    registry = load_registry(settings.registry_path)
+    validator = Validator(
+        registry, load_qc_rules(), settings.late_horizon_hours * 3600, settings.future_tolerance_s
+    )
+    # Per-series state, keyed "source|parameter"; written while handling that series' event,
+    # so each key's changelog lands on the partition of its source (restarts resume it).
+    qc_state = app.Table("qc_state", default=None, partitions=settings.topic_partitions)
+    window_state = app.Table("window_state", default=None, partitions=settings.topic_partitions)
+
     @app.agent(raw_topic, name="validate_readings")
     async def validate_readings(stream: Any) -> None:
         async for reading in stream:
-            qc = judge(reading)
-            metrics.qc_flags.labels(qc.parameter, qc.flag).inc()
-            await valid_topic.send(key=qc.source_id, value=qc)
+            key = f"{reading.source_id}|{reading.parameter}"
+            stored = qc_state.get(key)
+            state = SeriesState.from_dict(stored) if stored else SeriesState()
+            result = validator.check(reading, state, datetime.now(UTC))
+            if isinstance(result, Rejection):
+                metrics.rejections.labels(result.channel, result.reason).inc()
+                await rejected_topic.send(key=reading.source_id, value=result)
+                continue
+            qc_state[key] = state.to_dict()
+            metrics.qc_flags.labels(result.parameter, result.flag).inc()
+            metrics.last_reading.labels(result.source_id).set(result.measured_at.timestamp())
+            await valid_topic.send(key=result.source_id, value=result)
+
+    @app.agent(valid_topic, name="average_readings")
+    async def average_readings(stream: Any) -> None:
+        async for r in stream:
+            if r.flag != QcFlag.VALID:
+                continue  # stored with its flag by persist_readings; not part of any average
+            key = f"{r.source_id}|{r.parameter}"
+            stored = window_state.get(key)
+            windows = (
+                SeriesWindows.from_dict(stored)
+                if stored
+                else SeriesWindows(
+                    r.parameter,
+                    registry.get(r.source_id).interval_for(r.parameter),
+                    settings.completeness_threshold,
+                    int(settings.late_horizon_hours),
+                )
+            )
+            outs = windows.add(r.measured_at, r.value)
+            window_state[key] = windows.to_dict()
+            for out in outs:
+                avg = to_average(r, out)
+                if out.final:
+                    metrics.averages_emitted.labels(avg.period, str(avg.valid).lower()).inc()
+                await averages_topic.send(key=r.source_id, value=avg)
+            if outs:
+                metrics.latency.labels("average").observe(
+                    (datetime.now(UTC) - r.received_at).total_seconds()
+                )
 
     async def persist(
         stream: Any, *writes: tuple[Callable[..., Any], Callable[[Any], Row]]

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     persist_batch_seconds: float = Field(1.0, description="Longest wait to fill a batch.")
     db_retry_max_s: float = Field(30.0, description="Longest backoff between DB retries.")
     web_port: int = Field(6066, description="Faust worker web port (serves /metrics).")
+    web_host: str = Field(
+        "127.0.0.1", description="Address the worker's web server binds (0.0.0.0 in containers)."
+    )
     console_port: int = Field(8080, description="Alert console HTTP port.")
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from stations.feed import KafkaFeed
+from stations.registry import load_registry
+from stations.sim_registry import series_for
 from stations.simulator import Series, readings
 from storage.migrate import migrate
 from streams.settings import Settings
@@ -47,10 +50,10 @@ def test_sigkill_midway_loses_and_duplicates_nothing(
     assert settings.database_url
     migrate(settings.database_url)
     ensure_topics(settings)
-    start = datetime(2026, 11, 20, tzinfo=UTC)
-    batch = list(readings(_series(10), start, start + timedelta(hours=12)))  # 40 series × 720
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    batch = list(readings(_series(10), start, start + timedelta(hours=3)))  # 40 series × 180
     n = len(batch)
-    assert n == 40 * 720
+    assert n == 40 * 180
 
     async def produce() -> None:
         async with KafkaFeed(bootstrap_servers(settings), settings.topic(RAW.name)) as feed:
@@ -73,4 +76,4 @@ def test_sigkill_midway_loses_and_duplicates_nothing(
             "SELECT count(DISTINCT (source_id, parameter)), min(c), max(c) FROM "
             "(SELECT source_id, parameter, count(*) c FROM readings GROUP BY 1, 2) s"
         ).fetchone()
-    assert per_series == (40, 720, 720)
+    assert per_series == (40, 180, 180)

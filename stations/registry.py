@@ -1,0 +1,483 @@
+"""The registry of monitored sources: schema, loader, look-ups and listings.
+
+``registry.yaml`` beside this module describes every automatic station and emission monitoring
+point the department receives data from. It is edited by hand, so it is validated on load and
+every problem is reported as one line naming the entry, the field and the allowed values, e.g.
+``sources[HD-NT-03].parameters[2].code: 'COD2' is not one of: SO2, NO2, ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from stations.errors import RegistryError, UnitError
+from stations.parameters import Parameter, SourceKind
+from stations.units import Dimension, Unit, dimension_of, parse_unit
+
+# libyaml's loader when present (10x faster); same safe semantics.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+DEFAULT_PATH = Path(__file__).with_name("registry.yaml")
+
+ID_PATTERN = r"^[A-Z0-9]+(-[A-Z0-9]+)*$"
+FTP_CODE_PATTERN = r"^[A-Z0-9]{1,16}$"
+
+
+class District(StrEnum):
+    """Districts, towns and cities of Hải Dương province (before the 2025 reorganisation)."""
+
+    HAI_DUONG = "TP Hải Dương"
+    CHI_LINH = "Chí Linh"
+    KINH_MON = "Kinh Môn"
+    NAM_SACH = "Nam Sách"
+    KIM_THANH = "Kim Thành"
+    THANH_HA = "Thanh Hà"
+    CAM_GIANG = "Cẩm Giàng"
+    BINH_GIANG = "Bình Giang"
+    GIA_LOC = "Gia Lộc"
+    TU_KY = "Tứ Kỳ"
+    NINH_GIANG = "Ninh Giang"
+    THANH_MIEN = "Thanh Miện"
+
+
+class RegulationId(StrEnum):
+    """Limit catalogues a source can be held to (ids of the thresholds catalogue)."""
+
+    QCVN_05_2023 = "QCVN_05_2023"  # ambient air
+    QCVN_08_2023 = "QCVN_08_2023"  # surface water
+    QCVN_40_2011 = "QCVN_40_2011"  # industrial wastewater
+    QCVN_19_2009 = "QCVN_19_2009"  # industrial emissions (dust, inorganic)
+
+
+class _RegulationRule(typing.NamedTuple):
+    kind: SourceKind
+    columns: tuple[str | None, ...]
+    coefficients: tuple[str, ...]
+
+
+# What each regulation allows in a limit set, and which kind of source it applies to.
+REGULATION_RULES: dict[RegulationId, _RegulationRule] = {
+    RegulationId.QCVN_05_2023: _RegulationRule(SourceKind.AMBIENT_AIR, (None,), ()),
+    RegulationId.QCVN_08_2023: _RegulationRule(SourceKind.SURFACE_WATER, ("A", "B", "C", "D"), ()),
+    RegulationId.QCVN_40_2011: _RegulationRule(SourceKind.WASTEWATER, ("A", "B"), ("Kq", "Kf")),
+    RegulationId.QCVN_19_2009: _RegulationRule(SourceKind.STACK, ("A", "B"), ("Kp", "Kv")),
+}
+
+# Which unit dimensions make sense for each parameter (catches "COD in µg/Nm3").
+_GAS = (Dimension.GAS_MASS_CONC, Dimension.MIXING_RATIO)
+PARAMETER_DIMENSIONS: dict[Parameter, tuple[Dimension, ...]] = {
+    **{p: _GAS for p in (Parameter.SO2, Parameter.NO2, Parameter.NO, Parameter.NOX)},
+    **{p: _GAS for p in (Parameter.CO, Parameter.O3)},
+    **{p: (Dimension.GAS_MASS_CONC,) for p in (Parameter.PM10, Parameter.PM2_5, Parameter.TSP)},
+    Parameter.DUST: (Dimension.GAS_MASS_CONC,),
+    Parameter.TEMP: (Dimension.TEMPERATURE,),
+    Parameter.RH: (Dimension.PERCENT,),
+    Parameter.PRESSURE: (Dimension.PRESSURE,),
+    Parameter.WIND_SPEED: (Dimension.SPEED,),
+    Parameter.WIND_DIR: (Dimension.ANGLE,),
+    Parameter.PH: (Dimension.PH,),
+    **{
+        p: (Dimension.WATER_CONC,)
+        for p in (
+            Parameter.DO,
+            Parameter.COD,
+            Parameter.BOD5,
+            Parameter.TSS,
+            Parameter.NH4,
+            Parameter.TN,
+            Parameter.TP,
+            Parameter.TOC,
+        )
+    },
+    Parameter.EC: (Dimension.CONDUCTIVITY,),
+    Parameter.TURBIDITY: (Dimension.TURBIDITY,),
+    Parameter.COLOR: (Dimension.COLOUR,),
+    **{
+        p: (Dimension.VOLUME_FLOW, Dimension.NORMAL_FLOW)
+        for p in (Parameter.FLOW, Parameter.FLOW_IN, Parameter.FLOW_OUT)
+    },
+    **{p: (Dimension.PERCENT,) for p in (Parameter.O2, Parameter.H2O, Parameter.OPACITY)},
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FtpIdentity(_Model):
+    """The ``PROVINCE_FACILITY_STATION`` part of a Circular 10/2021 file name."""
+
+    province: str = Field(pattern=FTP_CODE_PATTERN)
+    facility: str = Field(pattern=FTP_CODE_PATTERN)
+    station: str = Field(pattern=FTP_CODE_PATTERN)
+
+    @property
+    def triple(self) -> tuple[str, str, str]:
+        return (self.province, self.facility, self.station)
+
+
+class Facility(_Model):
+    """A company or zone operating one or more emission monitoring points."""
+
+    id: str = Field(pattern=ID_PATTERN, max_length=24)
+    name: str = Field(min_length=1)
+    operator: str = Field(min_length=1)
+    permit: str = Field(min_length=1, description="environmental permit reference")
+    district: District
+    zone: str | None = Field(None, description="industrial zone or cluster, if inside one")
+    sector: str = ""
+
+
+class ParameterSpec(_Model):
+    """One measured parameter: the registry (regulation) unit, instrument range, cadence."""
+
+    code: Parameter
+    unit: Unit
+    range: tuple[float, float]
+    interval_s: int | None = Field(None, ge=10, le=3600)
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _unit_alias(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_unit(value)
+            except UnitError:
+                return value  # let the enum check report the allowed values
+        return value
+
+    @field_validator("range")
+    @classmethod
+    def _range_order(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"range min must be below max, got [{value[0]}, {value[1]}]")
+        return value
+
+    @model_validator(mode="after")
+    def _unit_fits(self) -> ParameterSpec:
+        allowed = PARAMETER_DIMENSIONS.get(self.code)
+        if allowed is not None and dimension_of(self.unit) not in allowed:
+            units = ", ".join(u.value for u in Unit if dimension_of(u) in allowed)
+            raise ValueError(f"unit '{self.unit}' does not fit {self.code}; use one of: {units}")
+        return self
+
+
+class LimitOverride(_Model):
+    """A permit limit replacing the regulation's value for one parameter."""
+
+    max: float | None = None
+    min: float | None = None
+    basis: str = Field(min_length=1, description="permit reference and article")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LimitOverride:
+        if self.max is None and self.min is None:
+            raise ValueError("give max, min or both")
+        if self.max is not None and self.min is not None and not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class LimitSet(_Model):
+    """A regulation column (or class) applied to a source, with coefficients and overrides."""
+
+    regulation: RegulationId
+    column: str | None = None
+    coefficients: dict[Literal["Kq", "Kf", "Kp", "Kv"], float] = Field(default_factory=dict)
+    overrides: dict[Parameter, LimitOverride] = Field(default_factory=dict)
+    verified: bool = True
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _fits_regulation(self) -> LimitSet:
+        rule = REGULATION_RULES[self.regulation]
+        problems = []
+        if self.column not in rule.columns:
+            allowed = ", ".join("null" if c is None else c for c in rule.columns)
+            problems.append(f"column {self.column!r} is not one of: {allowed}")
+        keys = set(self.coefficients)
+        if keys != set(rule.coefficients):
+            need = ", ".join(rule.coefficients) or "none"
+            problems.append(
+                f"{self.regulation} takes coefficients: {need} (got {', '.join(sorted(keys))})"
+            )
+        problems += [f"coefficient {k} must be > 0" for k, v in self.coefficients.items() if v <= 0]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Source(_Model):
+    """An automatic station or emission monitoring point: one Kafka key, one data feed."""
+
+    id: str = Field(pattern=ID_PATTERN, max_length=24)
+    name: str = Field(min_length=1)
+    kind: SourceKind
+    district: District
+    lat: float = Field(ge=20.6, le=21.3, description="WGS84, Hải Dương lies at about 20.7–21.2 N")
+    lon: float = Field(ge=106.0, le=106.7, description="WGS84, about 106.0–106.6 E")
+    installed: date
+    interval_s: int = Field(300, ge=10, le=3600, description="reporting interval")
+    ftp: FtpIdentity
+    facility: str | None = Field(None, description="Facility id; emission sources only")
+    parameters: list[ParameterSpec] = Field(min_length=1)
+    limits: list[LimitSet] = Field(default_factory=list)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Source:
+        problems = []
+        codes = [p.code for p in self.parameters]
+        dupes = sorted({c.value for c in codes if codes.count(c) > 1})
+        if dupes:
+            problems.append(f"parameters listed twice: {', '.join(dupes)}")
+        if self.kind.is_emission and self.facility is None:
+            problems.append("an emission source needs 'facility' (a facilities[].id)")
+        if not self.kind.is_emission and self.facility is not None:
+            problems.append("'facility' is for emission sources only")
+        for i, limit in enumerate(self.limits):
+            rule = REGULATION_RULES[limit.regulation]
+            if rule.kind != self.kind:
+                problems.append(
+                    f"limits[{i}]: {limit.regulation} applies to {rule.kind} sources, "
+                    f"not {self.kind}"
+                )
+            unmeasured = sorted(p.value for p in limit.overrides if p not in codes)
+            if unmeasured:
+                problems.append(
+                    f"limits[{i}].overrides: {', '.join(unmeasured)} not measured here "
+                    f"(measured: {', '.join(c.value for c in codes)})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def parameter(self, code: Parameter | str) -> ParameterSpec | None:
+        for spec in self.parameters:
+            if spec.code == code:
+                return spec
+        return None
+
+    def interval_for(self, code: Parameter | str) -> int:
+        spec = self.parameter(code)
+        if spec is None:
+            measured = ", ".join(p.code.value for p in self.parameters)
+            raise KeyError(f"{self.id} does not measure {code!r} (measured: {measured})")
+        return spec.interval_s or self.interval_s
+
+    def expected_per_hour(self, code: Parameter | str) -> float:
+        """Readings of ``code`` the reporting cadence promises per hour (for completeness)."""
+        return 3600.0 / self.interval_for(code)
+
+
+class Registry(_Model):
+    """All sources and facilities; build with :func:`load_registry` or ``model_validate``."""
+
+    version: int = 1
+    note: str = ""
+    facilities: list[Facility] = Field(default_factory=list)
+    sources: list[Source]
+
+    _by_id: dict[str, Source] = PrivateAttr(default_factory=dict)
+    _by_ftp: dict[tuple[str, str, str], Source] = PrivateAttr(default_factory=dict)
+    _facilities: dict[str, Facility] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Registry:
+        problems: list[str] = []
+        problems += _duplicates("facilities", [f.id for f in self.facilities])
+        problems += _duplicates("sources", [s.id for s in self.sources])
+        ftp_names = ["_".join(s.ftp.triple) for s in self.sources]
+        problems += _duplicates("sources[].ftp", ftp_names)
+        facility_ids = {f.id for f in self.facilities}
+        for s in self.sources:
+            if s.facility is not None and s.facility not in facility_ids:
+                known = ", ".join(sorted(facility_ids)) or "none defined"
+                problems.append(f"sources[{s.id}].facility: '{s.facility}' is not one of: {known}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        self._by_id = {s.id: s for s in self.sources}
+        self._by_ftp = {s.ftp.triple: s for s in self.sources}
+        self._facilities = {f.id: f for f in self.facilities}
+        return self
+
+    def get(self, source_id: str) -> Source:
+        try:
+            return self._by_id[source_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown source id {source_id!r} ({len(self._by_id)} sources registered)"
+            ) from None
+
+    def find(self, source_id: str) -> Source | None:
+        return self._by_id.get(source_id)
+
+    def by_ftp(self, province: str, facility: str, station: str) -> Source | None:
+        return self._by_ftp.get((province.upper(), facility.upper(), station.upper()))
+
+    def facility(self, facility_id: str) -> Facility:
+        return self._facilities[facility_id]
+
+    def of_kind(self, kind: SourceKind) -> list[Source]:
+        return [s for s in self.sources if s.kind == kind]
+
+
+def _duplicates(what: str, ids: list[str]) -> list[str]:
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    return [f"{what}: '{d}' is used more than once" for d in dupes]
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and error formatting
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Read and validate a registry file; raises RegistryError listing every problem."""
+    path = path or DEFAULT_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError([f"cannot read: {exc.__class__.__name__}: {exc}"], str(path)) from exc
+    return parse_registry(text, str(path))
+
+
+def parse_registry(text: str, path: str | None = None) -> Registry:
+    """Validate registry YAML text (pure: no file access)."""
+    try:
+        data = yaml.load(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise RegistryError([f"not valid YAML: {exc}"], path) from exc
+    if not isinstance(data, dict):
+        raise RegistryError(["top level must be a mapping with 'sources:'"], path)
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        raise RegistryError(format_validation_error(exc, data), path) from None
+
+
+def format_validation_error(exc: ValidationError, data: Any) -> list[str]:
+    """One line per pydantic error: ``sources[ID].field: problem (allowed values)``."""
+    lines = []
+    for err in exc.errors():
+        where = _location(err["loc"], data)
+        lines += [f"{where}: {msg}" if where else msg for msg in _messages(err)]
+    return lines
+
+
+def _location(loc: tuple[int | str, ...], data: Any) -> str:
+    out = ""
+    node = data
+    for part in loc:
+        label: str
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            label = f"[{ident}]" if isinstance(ident, str) else f"[{part}]"
+            node = item
+        else:
+            label = f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+        out += label
+    return out
+
+
+def _messages(err: Any) -> list[str]:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in {"enum", "literal_error"}:
+        allowed = str(ctx.get("expected", "")).replace(" or ", ", ").replace("'", "")
+        return [f"{value!r} is not one of: {allowed}"]
+    if kind == "extra_forbidden":
+        return [f"unknown field (got {value!r}); check the spelling"]
+    if kind == "missing":
+        return ["required field is missing"]
+    if kind == "value_error":
+        text = str(ctx.get("error", err["msg"]))
+        return text.split("\n")
+    return [f"{err['msg']} (got {_short(value)})"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_file(path: Path) -> list[str]:
+    """Problems of an edited registry file, one per line; empty when it is valid."""
+    try:
+        load_registry(path)
+    except RegistryError as exc:
+        return [f"{path}: {line}" for line in exc.lines]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# listings for ``quantrac stations``
+
+
+def format_table(registry: Registry) -> str:
+    """A plain-text table of every source, one line each."""
+    header = ("id", "kind", "district", "interval", "parameters", "facility", "name")
+    rows = [header]
+    for s in registry.sources:
+        params = ",".join(p.code.value for p in s.parameters)
+        rows.append(
+            (
+                s.id,
+                s.kind.value,
+                s.district.value,
+                f"{s.interval_s}s",
+                params,
+                s.facility or "",
+                s.name,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip()
+        for r in rows
+    ]
+    counts = {k: len(registry.of_kind(k)) for k in SourceKind}
+    summary = ", ".join(f"{n} {k.value}" for k, n in counts.items())
+    n_sources, n_facilities = len(registry.sources), len(registry.facilities)
+    lines.append(f"{n_sources} sources ({summary}); {n_facilities} facilities")
+    return "\n".join(lines)
+
+
+def to_json(registry: Registry) -> str:
+    """The whole registry as JSON (dates ISO, enums as their values)."""
+    return json.dumps(registry.model_dump(mode="json"), ensure_ascii=False, indent=2)
+
+
+__all__ = [
+    "DEFAULT_PATH",
+    "District",
+    "Facility",
+    "FtpIdentity",
+    "LimitOverride",
+    "LimitSet",
+    "ParameterSpec",
+    "Registry",
+    "RegulationId",
+    "Source",
+    "check_file",
+    "format_table",
+    "load_registry",
+    "parse_registry",
+    "to_json",
+]

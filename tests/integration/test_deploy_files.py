@@ -1,0 +1,381 @@
+"""The deployment files parse and hang together: compose, Kubernetes, Grafana, Prometheus.
+
+No Docker engine or cluster runs here, so these are the checks that can be made for real: YAML
+and JSON parse, the schemas (Kubernetes via ``kubernetes-validate``, compose via Debian's
+``docker-compose config``) accept them, cross-references resolve, and every PromQL expression
+in the dashboards and rules names a metric that ``streams/metrics.py`` (or a recording rule)
+actually exports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from streams.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+PARTITIONS = 8  # QUANTRAC_TOPIC_PARTITIONS in deploy/env/production.env and the ConfigMap
+
+#: Metrics the rules use that streams/metrics.py does not declare yet; each is specified in
+#: docs/metrics.md ("Proposed") for the process that will export it.
+PROPOSED = {"quantrac_violations_unacknowledged_oldest_age_seconds"}
+#: Series Prometheus itself creates.
+PROMETHEUS_BUILTIN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+
+pytestmark = pytest.mark.integration
+
+
+def require_tool(name: str, apt_package: str) -> str:
+    """The tool's path; in CI a missing tool fails the test, elsewhere it skips with a reason."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"`{name}` not found: apt-get install -y {apt_package}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+# ------------------------------------------------------------------ metric names
+
+
+def exported_names(registry: CollectorRegistry) -> set[str]:
+    """Every series name the registry's families expose, labelled or not, sampled or not."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("_sum", "_count", "_created", ""),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
+    names: set[str] = set()
+    for family in registry.collect():
+        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def metrics_py_names() -> set[str]:
+    return exported_names(Metrics(CollectorRegistry()).registry)
+
+
+def default_collector_names() -> set[str]:
+    """process_*/python_* series: every process serves the default registry, which has them."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return exported_names(registry)
+
+
+def recording_rules() -> dict[str, str]:
+    doc = yaml.safe_load(
+        (DEPLOY / "prometheus/rules/quantrac-recording.yml").read_text(encoding="utf-8")
+    )
+    return {r["record"]: r["expr"] for g in doc["groups"] for r in g["rules"]}
+
+
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
+_KEYWORDS |= {"and", "or", "unless", "offset", "inf", "nan", "Inf", "NaN"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: identifiers that are not functions, keywords,
+    label names (inside ``{}`` or grouping clauses), strings, durations or Grafana variables."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    s = re.sub(r"\{[^}]*\}", "", s)
+    s = re.sub(r"\[[^\]]*\]", "", s)
+    s = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", s)
+    s = re.sub(r"\boffset\s+\w+", "", s)
+    s = re.sub(r"\$\{[^}]*\}|\$\w+", "", s)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", s):
+        if s[m.end() :].lstrip().startswith("(") or m.group() in _KEYWORDS:
+            continue
+        names.add(m.group())
+    return names
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ("quantrac_x_total", {"quantrac_x_total"}),
+        ('sum by (le, stage) (rate(a_bucket{stage="x",b=~"y|z"}[5m]))', {"a_bucket"}),
+        ("time() - max(b > 0) > 900", {"b"}),
+        ('label_replace(c, "kind", "air", "source_id", "HD-KK-.*")', {"c"}),
+        ('d{source_id="$source_id"} / ignoring(x) group_left e offset 1h', {"d", "e"}),
+        ("count(f:g:h <= 900) or vector(0)", {"f:g:h"}),
+        ("histogram_quantile(0.95, sum(rate(i[$__rate_interval])) by (le))", {"i"}),
+    ],
+)
+def test_promql_metric_names_finds_selectors_only(expr: str, names: set[str]) -> None:
+    assert promql_metric_names(expr) == names
+
+
+def test_metrics_py_exports_the_names_the_catalogue_expects() -> None:
+    names = metrics_py_names()
+    assert "quantrac_source_last_reading_timestamp_seconds" in names
+    assert "quantrac_readings_received_total" in names
+    assert "quantrac_pipeline_latency_seconds_bucket" in names
+    assert "quantrac_readings_received" not in names  # counters only as *_total / *_created
+
+
+# ------------------------------------------------------------------ Grafana
+
+
+def dashboard_exprs(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(panel title, PromQL) for every target, rows' nested panels included."""
+    stack = list(board.get("panels", []))
+    while stack:
+        panel = stack.pop()
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                yield panel.get("title", "?"), target["expr"]
+
+
+def variable_metrics(board: dict[str, Any]) -> Iterator[str]:
+    for var in board.get("templating", {}).get("list", []):
+        query = var.get("query")
+        text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        m = re.match(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*,", text)
+        if m:
+            yield m.group(1)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_valid_and_names_only_exported_metrics(path: Path) -> None:
+    board = json.loads(path.read_text(encoding="utf-8"))
+    assert board["uid"] and board["title"] and board["panels"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+    known = metrics_py_names() | set(recording_rules()) | default_collector_names()
+    known |= PROMETHEUS_BUILTIN
+    exprs = list(dashboard_exprs(board))
+    assert exprs, f"{path.name} has no queries"
+    for title, expr in exprs:
+        unknown = promql_metric_names(expr) - known
+        assert not unknown, f"{path.name}, panel {title!r}: unknown metrics {unknown} in {expr}"
+    for name in variable_metrics(board):
+        assert name in known, f"{path.name}: template variable queries unknown metric {name}"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_uses_the_provisioned_datasource(path: Path) -> None:
+    datasources = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
+    )["datasources"]
+    uids = {d["uid"] for d in datasources}
+    board = json.loads(path.read_text(encoding="utf-8"))
+    used = {p["datasource"]["uid"] for p in board["panels"] if "datasource" in p}
+    assert used and used <= uids, f"{path.name} uses datasources {used}, provisioned {uids}"
+
+
+def test_dashboard_provider_path_is_where_compose_mounts_the_dashboards() -> None:
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/dashboards/quantrac.yml").read_text(encoding="utf-8")
+    )
+    path = provider["providers"][0]["options"]["path"]
+    grafana = compose()["services"]["grafana"]
+    assert f"./grafana/dashboards:{path}:ro" in grafana["volumes"]
+
+
+# ------------------------------------------------------------------ Prometheus rules
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_rules_name_only_exported_recorded_or_proposed_metrics(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    known = metrics_py_names() | set(recording_rules()) | PROMETHEUS_BUILTIN | PROPOSED
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            unknown = promql_metric_names(rule["expr"]) - known
+            name = rule.get("alert") or rule.get("record")
+            assert not unknown, f"{path.name}, {name}: unknown metrics {unknown}"
+
+
+def test_every_alert_has_routing_severity_summary_and_runbook() -> None:
+    doc = yaml.safe_load(
+        (DEPLOY / "prometheus/rules/quantrac-alerts.yml").read_text(encoding="utf-8")
+    )
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            assert rule["annotations"]["summary"], rule["alert"]
+            anchor = rule["annotations"]["runbook"].split("#")[1]
+            assert f"## {anchor.replace('-', ' ')}".lower() in readme.lower(), rule["alert"]
+
+
+def test_catalogue_lists_every_metric_and_every_proposed_one() -> None:
+    catalogue = (ROOT / "docs/metrics.md").read_text(encoding="utf-8")
+    families = {f.name for f in Metrics(CollectorRegistry()).registry.collect()}
+    for name in families | PROPOSED:
+        assert f"`{name}" in catalogue, f"docs/metrics.md does not list {name}"
+
+
+def test_prometheus_config_loads_the_rule_files() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    matched = {p for pattern in config["rule_files"] for p in (DEPLOY / "prometheus").glob(pattern)}
+    assert matched == set(RULE_FILES)
+
+
+# ------------------------------------------------------------------ compose
+
+
+def compose() -> dict[str, Any]:
+    doc = yaml.safe_load((DEPLOY / "compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return dict(compose()["services"])
+
+
+@pytest.mark.parametrize("name", sorted(services()))
+def test_compose_service_is_complete(name: str) -> None:
+    service = services()[name]
+    known = set(services())
+    assert "image" in service or "build" in service, f"{name}: no image or build"
+    for env_file in service.get("env_file", []):
+        assert (DEPLOY / env_file).is_file(), f"{name}: env_file {env_file} is missing"
+    depends = service.get("depends_on", {})
+    targets = set(depends) if isinstance(depends, (dict, list)) else set()
+    assert targets <= known, f"{name}: depends_on unknown services {targets - known}"
+    for port in service.get("ports", []):
+        assert re.fullmatch(r"(\d+\.\d+\.\d+\.\d+:)?\d+:\d+(/(tcp|udp))?", str(port)), port
+    for volume in service.get("volumes", []):
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (DEPLOY / source).exists(), f"{name}: bind mount {source} is missing"
+        else:
+            assert source in compose()["volumes"], f"{name}: volume {source} is not declared"
+    if name != "migrate":
+        assert "healthcheck" in service, f"{name}: no healthcheck"
+
+
+def test_compose_has_the_whole_system() -> None:
+    s = services()
+    assert s["kafka"]["image"].startswith("apache/kafka:")
+    assert s["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert s["timescaledb"]["image"] == "timescale/timescaledb:latest-pg16"
+    commands = {name: svc.get("command") for name, svc in s.items() if "build" in svc}
+    assert commands == {
+        "migrate": ["db", "migrate"],
+        "gateway": ["gateway"],
+        "worker-1": ["worker"],
+        "worker-2": ["worker"],
+        "console": ["console"],
+    }
+    for name in ("worker-1", "worker-2", "console"):
+        condition = s[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    assert {"prometheus", "alertmanager", "grafana"} <= set(s)
+
+
+def test_compose_workers_have_distinct_ports_that_prometheus_scrapes() -> None:
+    s = services()
+    ports = {
+        name: int(s[name]["environment"]["QUANTRAC_WEB_PORT"]) for name in s if "worker" in name
+    }
+    assert len(set(ports.values())) == len(ports) == 2
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    targets = {t for c in jobs["quantrac-worker"]["static_configs"] for t in c["targets"]}
+    assert targets == {f"{name}:{port}" for name, port in ports.items()}
+    for job in ("quantrac-gateway", "quantrac-console"):
+        for c in jobs[job]["static_configs"]:
+            for target in c["targets"]:
+                assert target.split(":")[0] in s, f"{job} scrapes unknown host {target}"
+
+
+def test_compose_passes_docker_compose_config() -> None:
+    tool = require_tool("docker-compose", "docker-compose")
+    result = subprocess.run(
+        [tool, "-f", str(DEPLOY / "compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=DEPLOY,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------ Kubernetes
+
+
+def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [
+            (path.name, d)
+            for d in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+            if d is not None
+        ]
+    return docs
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [pytest.param(p, d, id=f"{p}:{d.get('kind')}") for p, d in k8s_docs()],
+)
+def test_k8s_manifest_is_valid(path: str, doc: dict[str, Any]) -> None:
+    import kubernetes_validate
+
+    assert doc.get("apiVersion") and doc.get("kind"), path
+    assert doc.get("metadata", {}).get("name"), f"{path}: {doc['kind']} has no metadata.name"
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_k8s_has_every_part_and_hpa_stays_within_partitions() -> None:
+    kinds: dict[str, set[str]] = {}
+    for _, doc in k8s_docs():
+        kinds.setdefault(doc["kind"], set()).add(doc["metadata"]["name"])
+    assert kinds["Deployment"] == {"quantrac-gateway", "quantrac-worker", "quantrac-console"}
+    assert kinds["Service"] >= {"quantrac-gateway", "quantrac-worker", "quantrac-console"}
+    assert {"Namespace", "ConfigMap", "Secret", "Job", "HorizontalPodAutoscaler"} <= set(kinds)
+    config = next(d for _, d in k8s_docs() if d["kind"] == "ConfigMap")
+    partitions = int(config["data"]["QUANTRAC_TOPIC_PARTITIONS"])
+    assert partitions == PARTITIONS
+    for _, doc in k8s_docs():
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            assert doc["spec"]["scaleTargetRef"]["name"] == "quantrac-worker"
+            assert doc["spec"]["minReplicas"] <= doc["spec"]["maxReplicas"] <= partitions
+
+
+def test_kustomization_lists_exactly_the_manifests() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+
+
+def test_k8s_configmap_matches_production_env_where_both_set_a_key() -> None:
+    env = {}
+    for line in (DEPLOY / "env/production.env").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    config = next(d for _, d in k8s_docs() if d["kind"] == "ConfigMap")["data"]
+    # URLs and replication legitimately differ between compose and a cluster.
+    differing = {"QUANTRAC_KAFKA_URL", "QUANTRAC_TOPIC_REPLICATION"}
+    for key in (set(env) & set(config)) - differing:
+        assert config[key] == env[key], key
