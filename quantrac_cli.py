@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 
 from streams.settings import Settings
 
@@ -49,6 +51,83 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stations(args: argparse.Namespace) -> int:
+    from stations.registry import RegistryError, check_file, format_table, load_registry, to_json
+
+    if args.action == "check":
+        if not args.file:
+            print("usage: quantrac stations check FILE", file=sys.stderr)
+            return 2
+        problems = check_file(Path(args.file))
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{args.file}: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+        return 1 if problems else 0
+    try:
+        registry = load_registry(Settings().registry_path)
+    except RegistryError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(to_json(registry) if args.json else format_table(registry))
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    from stations.registry import load_registry
+    from thresholds.catalogue import load_catalogue
+    from thresholds.limits import format_limits, limits_to_json, resolve_limits
+
+    at = date.fromisoformat(args.at) if args.at else date.today()
+    registry = load_registry(Settings().registry_path)
+    try:
+        source = registry.get(args.source)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    limits = resolve_limits(source, load_catalogue(), at)
+    print(limits_to_json(limits) if args.json else format_limits(limits))
+    return 0
+
+
+def cmd_aqi(args: argparse.Namespace) -> int:
+    from thresholds.aqi_csv import AqiCsvError, run_aqi_csv
+
+    inp = open(args.file, encoding="utf-8-sig", newline="") if args.file != "-" else sys.stdin  # noqa: SIM115
+    try:
+        run_aqi_csv(inp, sys.stdout, args.daily)
+    except AqiCsvError as exc:
+        print(f"quantrac aqi: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if inp is not sys.stdin:
+            inp.close()
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.app import run_console
+    from streams.runtime import services
+
+    with services(_settings()) as settings:
+        run_console(settings, host=args.host)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from console.auth import UserError, cli_add_user
+    from streams.runtime import services
+
+    with services(_settings()) as settings:
+        assert settings.database_url
+        try:
+            user = cli_add_user(settings.database_url, args.username, args.password, args.role)
+        except UserError as exc:
+            print(f"quantrac users: {exc}", file=sys.stderr)
+            return 1
+    print(f"created {user.username} ({user.role})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantrac", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -78,6 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TimescaleDB retention for readings/averages (default: keep forever)",
     )
+    st = add("stations", cmd_stations, "list the registered sources, or check an edited registry")
+    st.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+    st.add_argument("file", nargs="?", help="the registry file to check (with `check`)")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lim = add("limits", cmd_limits, "the limits a source is held to, with their legal basis")
+    lim.add_argument("source", help="source id, e.g. HD-NT-01")
+    lim.add_argument("--at", help="date (YYYY-MM-DD) the limits apply on; default today")
+    lim.add_argument("--json", action="store_true")
+    aqi = add("aqi", cmd_aqi, "VN_AQI (Decision 1459) from a CSV of hourly means")
+    aqi.add_argument("file", nargs="?", default="-", help="input CSV (default: stdin)")
+    aqi.add_argument("--daily", action="store_true", help="one row per VN_AQI day")
+    con = add("console", cmd_console, "the department's alert console and HTTP API")
+    con.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in containers)")
+    us = add("users", cmd_users, "console users: `quantrac users add NAME PASSWORD ROLE`")
+    us.add_argument("action", choices=["add"])
+    us.add_argument("username")
+    us.add_argument("password")
+    us.add_argument("role", choices=["operator", "regulator", "admin"])
     return p
 
 

@@ -45,6 +45,15 @@ TYPICAL: dict[tuple[K, P], tuple[float, float, float]] = {
     (K.STACK, P.SO2): (250, 0.2, 0.1),
     (K.STACK, P.NOX): (400, 0.2, 0.1),
     (K.STACK, P.CO): (300, 0.2, 0.1),
+    (K.STACK, P.H2O): (8, 0.05, 0.03),
+    (K.STACK, P.OPACITY): (8, 0.2, 0.1),
+    (K.SURFACE_WATER, P.TN): (1.0, 0.1, 0.1),
+    (K.SURFACE_WATER, P.TP): (0.2, 0.1, 0.1),
+    (K.SURFACE_WATER, P.EC): (350, 0.05, 0.05),
+    (K.SURFACE_WATER, P.TURBIDITY): (25, 0.1, 0.1),
+    (K.WASTEWATER, P.COLOR): (60, 0.2, 0.1),
+    (K.WASTEWATER, P.TN): (18, 0.2, 0.1),
+    (K.WASTEWATER, P.TP): (2.5, 0.2, 0.1),
 }
 
 
@@ -54,7 +63,7 @@ def series_for(registry: Registry) -> list[Series]:
         for spec in src.parameters:
             code = P(spec.code)
             lo, hi = spec.range
-            base, amp, noise = TYPICAL.get((src.kind, code), ((lo + hi) / 6, 0.1, 0.05))
+            base, amp, noise = TYPICAL[(src.kind, code)]  # KeyError: add the pair above
             out.append(
                 Series(
                     source_id=src.id,

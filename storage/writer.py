@@ -33,6 +33,7 @@ class TableSpec:
     key: tuple[str, ...]  # the primary key: rows in one batch are de-duplicated on it
     on_conflict: str  # the conflict clause that makes a replay harmless
     keep_last_by: str | None = None  # within a batch, keep the row with the largest value here
+    last_wins: bool = False  # without keep_last_by: the batch's last row per key wins (upserts)
 
     def dedupe(self, rows: Sequence[Row]) -> list[Row]:
         """One row per key (ON CONFLICT DO UPDATE may touch a row only once per statement)."""
@@ -42,7 +43,11 @@ class TableSpec:
         for row in rows:
             k = tuple(row[i] for i in key_idx)
             old = chosen.get(k)
-            if old is None or (order_idx is not None and row[order_idx] >= old[order_idx]):
+            if (
+                old is None
+                or (order_idx is not None and row[order_idx] >= old[order_idx])
+                or (order_idx is None and self.last_wins)
+            ):
                 chosen[k] = row
         return list(chosen.values())
 

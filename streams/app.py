@@ -14,11 +14,14 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
+from stations.parameters import SourceKind
 from stations.registry import load_registry
 from storage import rows as to_row
 from storage import writer as tables
 from storage.writer import BatchWriter, Row, TableSpec
 from streams import topics
+from streams.batch import Batch
+from streams.checks import LimitBook, outage_allowance
 from streams.db import Database
 from streams.metrics import Metrics
 from streams.records import (
@@ -28,11 +31,15 @@ from streams.records import (
     QcReading,
     RawReading,
     Rejection,
+    Tick,
     ViolationEvent,
 )
 from streams.settings import Settings
 from streams.validate import Validator
+from thresholds.aqi_station import StationAqi
+from thresholds.catalogue import load_catalogue
 from thresholds.qc import SeriesState, load_qc_rules
+from thresholds.violations import OutageState, RuleState, check_outage, evaluate
 from thresholds.windows import SeriesWindows, WindowOut
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         producer_linger_ms=20,  # batches changelog writes (4× less broker CPU on Tansu)
         web_port=settings.web_port,
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_in_thread=False,
     )
 
@@ -86,6 +94,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     averages_topic = topic(topics.AVERAGES, Average)
     violations_topic = topic(topics.VIOLATIONS, ViolationEvent)
     aqi_topic = topic(topics.AQI, AqiRecord)
+    ticks_topic = topic(topics.TICKS, Tick)
     app.conf.quantrac_topics = {
         "raw": raw_topic,
         "valid": valid_topic,
@@ -116,75 +125,216 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     write_readings = writer_for(tables.READINGS)
     write_averages = writer_for(tables.AVERAGES)
     write_aqi = writer_for(tables.AQI)
+
     write_events = writer_for(tables.VIOLATION_EVENTS)
     write_violations = writer_for(tables.VIOLATIONS)
     write_rejections = writer_for(tables.REJECTIONS)
-    batch, within = settings.persist_batch_rows, settings.persist_batch_seconds
 
     registry = load_registry(settings.registry_path)
     validator = Validator(
         registry, load_qc_rules(), settings.late_horizon_hours * 3600, settings.future_tolerance_s
     )
-    # Per-series state, keyed "source|parameter"; written while handling that series' event,
-    # so each key's changelog lands on the partition of its source (restarts resume it).
-    qc_state = app.Table("qc_state", default=None, partitions=settings.topic_partitions)
-    window_state = app.Table("window_state", default=None, partitions=settings.topic_partitions)
+    limit_book = LimitBook(registry, load_catalogue())
+    air_stations = {s.id for s in registry.sources if s.kind is SourceKind.AMBIENT_AIR}
+    step, within = settings.stream_batch, settings.stream_batch_seconds
+
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=settings.topic_partitions)
+
+    # State per key, co-partitioned with the topics keyed by source id (see streams/batch.py).
+    qc_state = table("qc_state")  # "source|parameter" -> SeriesState
+    window_state = table("window_state")  # "source|parameter" -> SeriesWindows
+    last_valid = table("last_valid")  # source -> epoch s of the newest valid reading
+    rule_state = table("rule_state")  # "source|rule id" -> RuleState
+    outage_state = table("outage_state")  # source -> OutageState
+    aqi_state = table("aqi_state")  # air station -> StationAqi
+
+    def new_windows(key: str) -> Callable[[Any], SeriesWindows]:
+        source_id, parameter = key.split("|", 1)
+
+        def load(d: Any) -> SeriesWindows:
+            if d:
+                return SeriesWindows.from_dict(d)
+            return SeriesWindows(
+                parameter,
+                registry.get(source_id).interval_for(parameter),
+                settings.completeness_threshold,
+                int(settings.late_horizon_hours),
+            )
+
+        return load
+
+    def load_rule(d: Any) -> RuleState | None:
+        return RuleState.from_json(d) if d else None
+
+    def dump_rule(state: RuleState | None) -> Any:
+        return state.to_json() if state else None
+
+    def load_aqi(d: Any) -> StationAqi:
+        return (
+            StationAqi.from_dict(d) if d else StationAqi(threshold=settings.completeness_threshold)
+        )
+
+    def same(x: Any) -> Any:
+        return x
+
+    def load_qc(d: Any) -> SeriesState:
+        return SeriesState.from_dict(d) if d else SeriesState()
+
+    def observe_latency(stage: str, since: datetime) -> None:
+        metrics.latency.labels(stage).observe((datetime.now(UTC) - since).total_seconds())
 
     @app.agent(raw_topic, name="validate_readings")
     async def validate_readings(stream: Any) -> None:
-        async for reading in stream:
-            key = f"{reading.source_id}|{reading.parameter}"
-            stored = qc_state.get(key)
-            state = SeriesState.from_dict(stored) if stored else SeriesState()
-            result = validator.check(reading, state, datetime.now(UTC))
-            if isinstance(result, Rejection):
-                metrics.rejections.labels(result.channel, result.reason).inc()
-                await rejected_topic.send(key=reading.source_id, value=result)
-                continue
-            qc_state[key] = state.to_dict()
-            metrics.qc_flags.labels(result.parameter, result.flag).inc()
-            metrics.last_reading.labels(result.source_id).set(result.measured_at.timestamp())
-            await valid_topic.send(key=result.source_id, value=result)
+        async for events in stream.noack_take(step, within=within):
+            batch, now = Batch(), datetime.now(UTC)
+            for event in events:
+                r: RawReading = event.value
+                key = f"{r.source_id}|{r.parameter}"
+                slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
+                if slot is None:
+                    continue  # applied before a restart; its output was confirmed then
+                result = validator.check(r, slot.state, now)
+                if isinstance(result, Rejection):
+                    metrics.rejections.labels(result.channel, result.reason).inc()
+                    batch.emit(rejected_topic, r.source_id, result)
+                    continue
+                batch.set(slot, event, slot.state)
+                metrics.qc_flags.labels(result.parameter, result.flag).inc()
+                batch.emit(valid_topic, result.source_id, result)
+                if result.flag == QcFlag.VALID:
+                    t = result.measured_at.timestamp()
+                    seen = batch.slot(last_valid, r.source_id, event, same, same)
+                    if seen is not None and (seen.state is None or t >= seen.state + 60):
+                        batch.set(seen, event, t)  # one write per source per minute at most
+                        metrics.last_reading.labels(r.source_id).set(t)
+                observe_latency("validated", r.received_at)
+            await batch.commit(stream, events)
 
     @app.agent(valid_topic, name="average_readings")
     async def average_readings(stream: Any) -> None:
-        async for r in stream:
-            if r.flag != QcFlag.VALID:
-                continue  # stored with its flag by persist_readings; not part of any average
-            key = f"{r.source_id}|{r.parameter}"
-            stored = window_state.get(key)
-            windows = (
-                SeriesWindows.from_dict(stored)
-                if stored
-                else SeriesWindows(
-                    r.parameter,
-                    registry.get(r.source_id).interval_for(r.parameter),
-                    settings.completeness_threshold,
-                    int(settings.late_horizon_hours),
+        async for events in stream.noack_take(step, within=within):
+            batch = Batch()
+            for event in events:
+                r: QcReading = event.value
+                if r.flag != QcFlag.VALID:
+                    continue  # stored with its flag by persist_readings; never averaged
+                key = f"{r.source_id}|{r.parameter}"
+                slot = batch.slot(window_state, key, event, new_windows(key), SeriesWindows.to_dict)
+                if slot is None:
+                    continue
+                outs = slot.state.add(r.measured_at, r.value)
+                batch.set(slot, event, slot.state)
+                for out in outs:
+                    avg = to_average(r, out)
+                    if out.final:
+                        metrics.averages_emitted.labels(avg.period, str(avg.valid).lower()).inc()
+                    batch.emit(averages_topic, r.source_id, avg)
+                observe_latency("averaged", r.received_at)
+            await batch.commit(stream, events)
+
+    @app.agent(averages_topic, name="check_thresholds")
+    async def check_thresholds(stream: Any) -> None:
+        async for events in stream.noack_take(step, within=within):
+            batch = Batch()
+            for event in events:
+                avg: Average = event.value
+                for limit in limit_book.for_average(avg):
+                    key = f"{avg.source_id}|{limit.rule_id}"
+                    slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
+                    if slot is None:
+                        continue
+                    new_state, out = evaluate(slot.state, avg, limit)
+                    batch.set(slot, event, new_state)
+                    for e in out:
+                        metrics.violation_events.labels(e.event, e.severity).inc()
+                        batch.emit(violations_topic, e.violation_id, e)
+                    if out:
+                        observe_latency("violation", avg.window_end)
+            await batch.commit(stream, events)
+
+    @app.agent(averages_topic, name="compute_aqi")
+    async def compute_aqi(stream: Any) -> None:
+        async for events in stream.noack_take(step, within=within):
+            batch = Batch()
+            for event in events:
+                avg = event.value
+                if avg.source_id not in air_stations or not avg.final:
+                    continue
+                slot = batch.slot(aqi_state, avg.source_id, event, load_aqi, StationAqi.to_dict)
+                if slot is None:
+                    continue
+                outs = slot.state.add(
+                    avg.parameter, avg.period, avg.window_start, avg.value, avg.valid
                 )
-            )
-            outs = windows.add(r.measured_at, r.value)
-            window_state[key] = windows.to_dict()
-            for out in outs:
-                avg = to_average(r, out)
-                if out.final:
-                    metrics.averages_emitted.labels(avg.period, str(avg.valid).lower()).inc()
-                await averages_topic.send(key=r.source_id, value=avg)
-            if outs:
-                metrics.latency.labels("average").observe(
-                    (datetime.now(UTC) - r.received_at).total_seconds()
+                batch.set(slot, event, slot.state)
+                for out in outs:
+                    res = out.result
+                    batch.emit(
+                        aqi_topic,
+                        avg.source_id,
+                        AqiRecord(
+                            source_id=avg.source_id,
+                            kind=out.kind,
+                            window_start=out.window_start,
+                            aqi=res.aqi,
+                            category=res.category.value if res.category else None,
+                            dominant=res.dominant.value if res.dominant else None,
+                            sub_indices=res.sub_indices,
+                        ),
+                    )
+            await batch.commit(stream, events)
+
+    # Outages: the leader sends a tick per registered source to `ticks`, keyed by source, so
+    # each tick reaches the worker that owns the source's partition and its tables.
+    @app.timer(settings.clock_tick_s, on_leader=True)
+    async def tick_sources() -> None:
+        now = datetime.now(UTC)
+        for source in registry.sources:
+            await ticks_topic.send(key=source.id, value=Tick(source_id=source.id, at=now))
+
+    @app.agent(ticks_topic, name="watch_outages")
+    async def watch_outages(stream: Any) -> None:
+        async for events in stream.noack_take(step, within=within):
+            batch = Batch()
+            for event in events:
+                tick: Tick = event.value
+                source = registry.find(tick.source_id)
+                if source is None:
+                    continue
+                slot = batch.slot(outage_state, tick.source_id, event, same, same)
+                if slot is None:
+                    continue
+                current = (
+                    OutageState.from_json(slot.state)
+                    if slot.state
+                    else OutageState(source_id=tick.source_id, watch_since=tick.at)
                 )
+                seen = last_valid.get(tick.source_id)
+                last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
+                allowance = outage_allowance(
+                    source, settings.outage_min_s, settings.outage_intervals
+                )
+                new_state, out = check_outage(current, last, tick.at, allowance)
+                batch.set(slot, event, new_state.to_json())
+                for e in out:
+                    metrics.violation_events.labels(e.event, e.severity).inc()
+                    batch.emit(violations_topic, e.violation_id, e)
+            await batch.commit(stream, events)
 
     async def persist(
-        stream: Any, *writes: tuple[Callable[..., Any], Callable[[Any], Row]]
+        stream: Any,
+        *writes: tuple[Callable[..., Any], Callable[[Any], Row]],
+        keep: Callable[[Any], bool] = lambda _: True,
     ) -> None:
         """Write each batch, then ack its events: offsets are committed only after the DB commit.
 
         ``noack_take`` leaves acking to us; Faust's ``take`` would ack in a ``finally``, so a
         shutdown in the middle of a failed write would commit offsets of unwritten rows.
         """
-        async for events in stream.noack_take(batch, within=within):
-            values = [e.value for e in events]
+        rows, wait = settings.persist_batch_rows, settings.persist_batch_seconds
+        async for events in stream.noack_take(rows, within=wait):
+            values = [e.value for e in events if keep(e.value)]
             for write, row in writes:
                 await write([row(v) for v in values])
             for event in events:
@@ -196,7 +346,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.agent(averages_topic, name="persist_averages")
     async def persist_averages(stream: Any) -> None:
-        await persist(stream, (write_averages, to_row.average_row))
+        # Running-hour averages (final=False) feed early warnings only; they are not stored.
+        await persist(stream, (write_averages, to_row.average_row), keep=lambda a: a.final)
 
     @app.agent(aqi_topic, name="persist_aqi")
     async def persist_aqi(stream: Any) -> None:

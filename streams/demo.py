@@ -20,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from stations.feed import KafkaFeed
+from stations.registry import load_registry
 from stations.simulator import Series, readings
 from storage.migrate import migrate
+from storage.sources import sync_sources
 from streams.embedded import terminate_on_exit
 from streams.runtime import child_env, services
 from streams.settings import Settings
@@ -76,23 +78,45 @@ async def report_forever(
         )
 
 
+DEMO_USERS = (
+    ("operator", "operator-demo", "operator"),
+    ("regulator", "regulator-demo", "regulator"),
+    ("admin", "admin-demo-pass", "admin"),
+)
+
+
+def ensure_demo_users(conninfo: str) -> None:
+    from console.auth import UserError, create_user
+
+    for username, password, role in DEMO_USERS:
+        with contextlib.suppress(UserError):  # already there from an earlier demo run
+            create_user(conninfo, username, password, role, created_by="demo")
+
+
 def run_demo(settings: Settings, series: Sequence[Series], backfill_h: float = 3.0) -> None:
     source_ids = sorted({s.source_id for s in series})
     with services(settings) as resolved:
         assert resolved.database_url
         migrate(resolved.database_url)
+        sync_sources(resolved.database_url, load_registry(resolved.registry_path))
+        ensure_demo_users(resolved.database_url)
         ensure_topics(resolved)
+        env = child_env(resolved)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "quantrac_cli", "worker"],
-            env=child_env(resolved),
-            start_new_session=True,
+            [sys.executable, "-m", "quantrac_cli", "worker"], env=env, start_new_session=True
         )
-        with terminate_on_exit([worker]):
+        console = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "console"], env=env, start_new_session=True
+        )
+        users = "\n".join(f"             {u} / {p}" for u, p, _ in DEMO_USERS)
+        with terminate_on_exit([worker, console]):
             print(
                 f"""
 quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
   database : psql "{resolved.database_url}"
   try      : SELECT source_id, parameter, max(measured_at), count(*) FROM readings GROUP BY 1, 2;
+  console  : http://127.0.0.1:{resolved.console_port}/   (log in as one of these)
+{users}
   metrics  : http://127.0.0.1:{resolved.web_port}/metrics
   stop     : Ctrl-C
 """,

@@ -147,3 +147,10 @@ class AqiRecord(faust.Record, serializer="json", isodates=True):
     category: str | None
     dominant: str | None
     sub_indices: dict[str, int | None]
+
+
+class Tick(faust.Record, serializer="json", isodates=True):
+    """The leader's clock, per source: drives the data-outage check on the owning worker."""
+
+    source_id: str
+    at: datetime

@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     future_tolerance_s: float = Field(
         300.0, description="Readings stamped further in the future are rejected."
     )
+    outage_min_s: float = Field(
+        900.0, description="Shortest silence (s) that raises a data-outage alert."
+    )
+    outage_intervals: int = Field(
+        3, description="Missed reporting intervals that raise a data-outage alert."
+    )
+    clock_tick_s: float = Field(
+        60.0, description="How often the leader worker checks every source for outages."
+    )
+    stream_batch: int = Field(
+        500, description="Events a stateful agent handles per batch (one state write per key)."
+    )
+    stream_batch_seconds: float = Field(
+        0.05, description="Longest wait to fill an agent's batch (adds to latency)."
+    )
     persist_batch_rows: int = Field(5000, description="Rows per database batch (upper bound).")
     persist_batch_seconds: float = Field(1.0, description="Longest wait to fill a batch.")
     db_retry_max_s: float = Field(30.0, description="Longest backoff between DB retries.")

@@ -33,7 +33,9 @@ AVERAGES = TopicSpec("averages", 30 * DAY_MS, "Average: 1h/8h/24h/day/NowCast pe
 VIOLATIONS = TopicSpec("violations", 365 * DAY_MS, "ViolationEvent, keyed by violation id")
 AQI = TopicSpec("aqi", 30 * DAY_MS, "AqiRecord: hourly and daily VN_AQI per air station")
 
-ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI)
+TICKS = TopicSpec("ticks", 1 * DAY_MS, "Tick: the leader's clock per source (outage checks)")
+
+ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI, TICKS)
 
 
 def bootstrap_servers(settings: Settings) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from stations.feed import KafkaFeed
+from stations.registry import load_registry
+from stations.sim_registry import series_for
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, readings
@@ -22,19 +25,16 @@ pytestmark = pytest.mark.integration
 
 
 def _series(n_sources: int) -> list[Series]:
-    return [
-        Series(
-            source_id=f"HD-T-{i:02d}",
-            parameter=p,
-            unit="mg/L",
-            interval_s=60,
-            base=10,
-            amplitude=0.2,
-            noise=0.1,
-        )
-        for i in range(n_sources)
-        for p in ("COD", "TSS", "NH4", "pH")
-    ]
+    """Four parameters of each of the first registered sources, every minute."""
+    chosen: list[Series] = []
+    per_source: dict[str, int] = {}
+    for s in series_for(load_registry()):
+        if s.source_id not in per_source and len(per_source) == n_sources:
+            continue
+        if per_source.get(s.source_id, 0) < 4:
+            per_source[s.source_id] = per_source.get(s.source_id, 0) + 1
+            chosen.append(replace(s, interval_s=60))
+    return chosen
 
 
 def _count(url: str) -> int:

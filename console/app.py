@@ -1,0 +1,690 @@
+"""The alert console: server-rendered pages, a JSON API under /api (OpenAPI at /openapi.json)
+and live updates over Server-Sent Events.
+
+Handlers stay thin: they check who is asking, call ``storage.queries`` or ``console.auth``, and
+render. Page routes send a visitor without a session to /login; API routes answer 401. Every
+POST/PUT/DELETE must carry the session's CSRF token (``X-CSRF-Token`` header or ``csrf_token``
+form field), or 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+
+from console import auth
+from console.charts import AQI_BANDS, Line, aqi_colour, aqi_text_colour, line_chart
+from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
+from console.live import ViolationFeed, event_stream
+from storage import queries as q
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SEVERITY_CLASS = {
+    "none": "sev0",
+    "<1.1": "sev1",
+    "1.1-1.5": "sev2",
+    "1.5-2": "sev3",
+    "2-3": "sev4",
+    "3-5": "sev5",
+    "5-10": "sev6",
+    ">=10": "sev7",
+}
+REPORT_LINKS = (
+    ("report_daily", "/api/reports/daily.pdf"),
+    ("report_monthly", "/api/reports/monthly.xlsx"),
+    ("report_completeness", "/api/reports/completeness.csv"),
+    ("report_evidence", "/api/reports/evidence/{violation_id}.zip"),
+)
+
+Conn = AsyncConnection[Any]
+
+
+class LoginRequired(Exception):
+    """A page was asked for without a session: answered with a redirect to /login."""
+
+
+class AckRequest(BaseModel):
+    note: str = Field(min_length=1, max_length=2000, description="What was done, by whom")
+
+
+class NewUser(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=auth.MIN_PASSWORD, max_length=200)
+    role: auth.Role
+
+
+class UserUpdate(BaseModel):
+    disabled: bool
+
+
+class Health(BaseModel):
+    status: str
+    database: bool
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def get_conn(request: Request) -> AsyncIterator[Conn]:
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Conn, Depends(get_conn)]
+
+
+async def optional_session(request: Request, conn: ConnDep) -> auth.Session | None:
+    if "session" not in request.state._state:
+        token = request.cookies.get(auth.SESSION_COOKIE)
+        request.state.session = await auth.session_for(conn, token, _now())
+    s: auth.Session | None = request.state.session
+    return s
+
+
+async def _check_csrf(request: Request, session: auth.Session) -> None:
+    if request.method not in UNSAFE_METHODS:
+        return
+    given = request.headers.get(auth.CSRF_HEADER)
+    if not given and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(auth.CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    if not auth.tokens_match(session.csrf_token, given):
+        raise HTTPException(403, "missing or wrong CSRF token")
+
+
+async def api_user(
+    request: Request, session: Annotated[auth.Session | None, Depends(optional_session)]
+) -> auth.Session:
+    if session is None:
+        raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Cookie"})
+    await _check_csrf(request, session)
+    return session
+
+
+async def page_user(
+    request: Request, session: Annotated[auth.Session | None, Depends(optional_session)]
+) -> auth.Session:
+    if session is None:
+        raise LoginRequired()
+    await _check_csrf(request, session)
+    return session
+
+
+def require_roles(
+    *roles: auth.Role,
+) -> Callable[[auth.Session], Awaitable[auth.Session]]:
+    async def check(session: Annotated[auth.Session, Depends(api_user)]) -> auth.Session:
+        if session.user.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise HTTPException(403, f"role {session.user.role} may not do this ({allowed})")
+        return session
+
+    return check
+
+
+ApiUser = Annotated[auth.Session, Depends(api_user)]
+PageUser = Annotated[auth.Session, Depends(page_user)]
+AckUser = Annotated[auth.Session, Depends(require_roles(*auth.ACK_ROLES))]
+AdminUser = Annotated[auth.Session, Depends(require_roles(auth.Role.ADMIN))]
+
+
+def request_lang(request: Request) -> Lang:
+    return (
+        parse_lang(request.query_params.get("lang"))
+        or parse_lang(request.cookies.get(LANG_COOKIE))
+        or Lang.VI
+    )
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def violation_filter(
+    state: str | None = None,
+    kind: str | None = None,
+    source: str | None = None,
+    district: str | None = None,
+    severity: Annotated[list[str] | None, Query()] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> q.ViolationFilter:
+    return q.ViolationFilter(
+        state=state or None,
+        kind=kind or None,
+        source_id=source or None,
+        district=district or None,
+        severity=tuple(s for s in severity or [] if s),
+        since=since,
+        until=until,
+        limit=limit,
+    )
+
+
+FilterDep = Annotated[q.ViolationFilter, Depends(violation_filter)]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    poll_interval_s: float = 1.0,
+    secure_cookies: bool = False,
+) -> FastAPI:
+    """The console application for ``settings.database_url`` (already migrated).
+
+    ``secure_cookies`` adds the Secure flag: set it when the console sits behind HTTPS.
+    """
+    if not settings.database_url:
+        raise ValueError("console needs settings.database_url (resolve the embedded one first)")
+    conninfo = settings.database_url
+    tz = ZoneInfo(settings.timezone)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=8,
+            open=False,
+            timeout=10.0,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+        )
+        await pool.open(wait=True)
+        feed = ViolationFeed(pool, poll_interval_s)
+        await feed.start()
+        app.state.pool, app.state.feed = pool, feed
+        try:
+            yield
+        finally:
+            await feed.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="quantrac console",
+        description="Alerts, station board and data of Hải Dương automatic monitoring.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+
+    def localtime(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+        return value.astimezone(tz).strftime(fmt) if value else "—"
+
+    def age_text(seconds: float | None) -> str:
+        if seconds is None:
+            return "—"
+        s = int(seconds)
+        if s < 120:
+            return f"{s} s"
+        if s < 7200:
+            return f"{s // 60} min"
+        if s < 172800:
+            return f"{s // 3600} h"
+        return f"{s // 86400} d"
+
+    def fmt_num(value: float | None) -> str:
+        return "—" if value is None else f"{value:.4g}"
+
+    templates.env.filters["localtime"] = localtime
+    templates.env.filters["age"] = age_text
+    templates.env.filters["num"] = fmt_num
+    templates.env.globals.update(
+        aqi_colour=aqi_colour,
+        aqi_text_colour=aqi_text_colour,
+        severity_class=lambda s: SEVERITY_CLASS.get(s, "sev0"),
+        severities=list(SEVERITY_CLASS),
+        aqi_bands=AQI_BANDS,
+    )
+
+    def render(
+        request: Request,
+        name: str,
+        session: auth.Session | None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        lang = request_lang(request)
+        response = templates.TemplateResponse(
+            request,
+            name,
+            {
+                "t": lambda key: translate(key, lang),
+                "lang": lang,
+                "session": session,
+                "user": session.user if session else None,
+                "can_ack": bool(session and session.user.role in auth.ACK_ROLES),
+                "is_admin": bool(session and session.user.role is auth.Role.ADMIN),
+                "csrf_token": session.csrf_token if session else "",
+                "path": request.url.path,
+                **context,
+            },
+            status_code=status_code,
+        )
+        if request.query_params.get("lang") and parse_lang(request.query_params["lang"]):
+            response.set_cookie(
+                LANG_COOKIE, lang.value, max_age=365 * 86400, samesite="strict", httponly=True
+            )
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    # --- health, login, logout -----------------------------------------------------------
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz(request: Request) -> Response:
+        try:
+            async with request.app.state.pool.connection(timeout=3.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:  # any failure means "not ready"; the reason goes to the log
+            log.exception("health check: database unreachable")
+            return JSONResponse({"status": "degraded", "database": False}, status_code=503)
+        return JSONResponse({"status": "ok", "database": True})
+
+    def _login_page(
+        request: Request, error: str | None = None, status_code: int = 200
+    ) -> HTMLResponse:
+        token = request.cookies.get(auth.LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+        nxt = request.query_params.get("next", "/")
+        response = render(
+            request,
+            "login.html",
+            None,
+            status_code,
+            login_csrf=token,
+            error=error,
+            next=nxt if nxt.startswith("/") and not nxt.startswith("//") else "/",
+        )
+        response.set_cookie(
+            auth.LOGIN_CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+            path="/login",
+        )
+        return response
+
+    @app.get("/login", response_class=HTMLResponse, tags=["session"])
+    async def login_page(request: Request) -> HTMLResponse:
+        return _login_page(request)
+
+    @app.post("/login", tags=["session"], responses={401: {}, 403: {}, 429: {}})
+    async def login_submit(request: Request, conn: ConnDep) -> Response:
+        """Form login (username, password, csrf_token = the login page's token)."""
+        form = await request.form()
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        expected = request.cookies.get(auth.LOGIN_CSRF_COOKIE, "")
+        given = str(form.get(auth.CSRF_FIELD, "")) or request.headers.get(auth.CSRF_HEADER)
+        if not expected or not auth.tokens_match(expected, given):
+            raise HTTPException(403, "missing or wrong CSRF token")
+        result, token = await auth.login(
+            conn,
+            username,
+            password,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
+            now=_now(),
+        )
+        lang = request_lang(request)
+        if result is auth.LoginResult.THROTTLED:
+            return _login_page(request, translate("throttled", lang), 429)
+        if token is None:
+            return _login_page(request, translate("bad_login", lang), 401)
+        nxt = str(form.get("next", "/"))
+        if not nxt.startswith("/") or nxt.startswith("//"):
+            nxt = "/"
+        response = RedirectResponse(nxt, status_code=303)
+        response.set_cookie(
+            auth.SESSION_COOKIE,
+            token,
+            max_age=int(auth.SESSION_TTL.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+        )
+        response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout", tags=["session"], responses={401: {}, 403: {}})
+    async def logout(request: Request, conn: ConnDep, session: ApiUser) -> Response:
+        await auth.logout(conn, request.cookies[auth.SESSION_COOKIE], session.user.username)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth.SESSION_COOKIE)
+        return response
+
+    @app.get("/api/me", tags=["session"])
+    async def me(session: ApiUser) -> dict[str, str]:
+        return {
+            "username": session.user.username,
+            "role": session.user.role.value,
+            "csrf_token": session.csrf_token,
+        }
+
+    # --- violations ------------------------------------------------------------------------
+
+    @app.get("/api/violations", response_model=list[q.ViolationRow], tags=["violations"])
+    async def api_violations(conn: ConnDep, session: ApiUser, f: FilterDep) -> Any:
+        return await q.list_violations(conn, f)
+
+    @app.get(
+        "/api/violations/{violation_id}", response_model=q.ViolationDetail, tags=["violations"]
+    )
+    async def api_violation(violation_id: str, conn: ConnDep, session: ApiUser) -> Any:
+        detail = await q.violation_detail(conn, violation_id)
+        if detail is None:
+            raise HTTPException(404, f"no violation {violation_id!r}")
+        return detail
+
+    @app.post(
+        "/api/violations/{violation_id}/ack",
+        response_model=q.ViolationRow,
+        tags=["violations"],
+        responses={401: {}, 403: {}, 404: {}},
+    )
+    async def api_ack(violation_id: str, body: AckRequest, conn: ConnDep, session: AckUser) -> Any:
+        """Acknowledge a violation with a note (operator, admin); audited."""
+        user = session.user.username
+        note = body.note.strip()
+        if not note:
+            raise HTTPException(422, "note must not be blank")
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT state FROM violations WHERE violation_id = %s FOR UPDATE",
+                (violation_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise HTTPException(404, f"no violation {violation_id!r}")
+            now = _now()
+            await conn.execute(
+                "INSERT INTO acknowledgements (violation_id, username, note, at)"
+                " VALUES (%s, %s, %s, %s)",
+                (violation_id, user, note, now),
+            )
+            await conn.execute(
+                "UPDATE violations SET acknowledged_at = %s, acknowledged_by = %s,"
+                " ack_note = %s WHERE violation_id = %s",
+                (now, user, note, violation_id),
+            )
+            await auth.audit(
+                conn,
+                user,
+                "acknowledge",
+                f"violation:{violation_id}",
+                {"note": note, "state": row[0]},
+            )
+        found = await q.violations_by_id(conn, [violation_id])
+        return found[0]
+
+    @app.get("/api/events", tags=["violations"], response_class=StreamingResponse)
+    async def api_events(request: Request, session: ApiUser) -> StreamingResponse:
+        """Server-Sent Events: ``event: violation`` with the violation's JSON on each change."""
+        return StreamingResponse(
+            event_stream(request.app.state.feed),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    # --- sources, series, board ----------------------------------------------------------
+
+    @app.get("/api/sources", response_model=list[q.SourceRow], tags=["sources"])
+    async def api_sources(conn: ConnDep, session: ApiUser) -> Any:
+        return await q.list_sources(conn)
+
+    async def _source_or_404(conn: Conn, source_id: str) -> q.SourceRow:
+        src = await q.get_source(conn, source_id)
+        if src is None:
+            raise HTTPException(404, f"no source {source_id!r}")
+        return src
+
+    @app.get("/api/sources/{source_id}", tags=["sources"])
+    async def api_source(source_id: str, conn: ConnDep, session: ApiUser) -> dict[str, Any]:
+        src = await _source_or_404(conn, source_id)
+        latest = await q.latest_values(conn, source_id)
+        limits = await q.latest_limits(conn, source_id)
+        open_v = await q.list_violations(conn, q.ViolationFilter(state="open", source_id=source_id))
+        return {
+            "source": asdict(src),
+            "latest": [asdict(v) | {"limit": limits.get(v.parameter)} for v in latest],
+            "open_violations": [asdict(v) for v in open_v],
+        }
+
+    @app.get(
+        "/api/sources/{source_id}/series", response_model=list[q.SeriesPoint], tags=["sources"]
+    )
+    async def api_series(
+        source_id: str,
+        parameter: str,
+        conn: ConnDep,
+        session: ApiUser,
+        resolution: q.Resolution = q.Resolution.RAW,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Any:
+        """Values in [start, end); defaults: raw 24 h, hourly 7 days, daily 30 days."""
+        await _source_or_404(conn, source_id)
+        end = end or _now()
+        span = {
+            q.Resolution.RAW: timedelta(hours=24),
+            q.Resolution.HOURLY: timedelta(days=7),
+            q.Resolution.DAILY: timedelta(days=30),
+        }[resolution]
+        start = start or end - span
+        if end - start > timedelta(days=400):
+            raise HTTPException(422, "at most 400 days per request")
+        return await q.series(conn, source_id, parameter, start, end, resolution)
+
+    @app.get("/api/board", response_model=list[q.BoardRow], tags=["sources"])
+    async def api_board(conn: ConnDep, session: ApiUser) -> Any:
+        return await q.station_board(conn, _now(), settings.timezone)
+
+    @app.get("/api/audit", response_model=list[q.AuditEntry], tags=["audit"])
+    async def api_audit(
+        conn: ConnDep, session: ApiUser, target: str | None = None, limit: int = 200
+    ) -> Any:
+        return await q.audit_entries(conn, target=target, limit=limit)
+
+    # --- users (admin) ---------------------------------------------------------------------
+
+    @app.get("/api/users", tags=["users"], responses={401: {}, 403: {}})
+    async def api_users(conn: ConnDep, session: AdminUser) -> list[dict[str, Any]]:
+        return await auth.list_users(conn)
+
+    @app.post("/api/users", status_code=201, tags=["users"], responses={401: {}, 403: {}})
+    async def api_create_user(body: NewUser, conn: ConnDep, session: AdminUser) -> dict[str, str]:
+        try:
+            user = await auth.create_user_async(
+                conn, body.username, body.password, body.role, created_by=session.user.username
+            )
+        except auth.UserError as exc:
+            raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
+        return {"username": user.username, "role": user.role.value}
+
+    @app.put("/api/users/{username}", tags=["users"], responses={401: {}, 403: {}, 404: {}})
+    async def api_update_user(
+        username: str, body: UserUpdate, conn: ConnDep, session: AdminUser
+    ) -> dict[str, Any]:
+        if username == session.user.username and body.disabled:
+            raise HTTPException(422, "an admin cannot disable their own account")
+        if not await auth.set_disabled(conn, username, body.disabled, actor=session.user.username):
+            raise HTTPException(404, f"no user {username!r}")
+        return {"username": username, "disabled": body.disabled}
+
+    # --- pages ---------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def alerts_page(
+        request: Request, conn: ConnDep, session: PageUser, f: FilterDep
+    ) -> HTMLResponse:
+        f = q.ViolationFilter(**{**asdict(f), "state": f.state or "open"})
+        rows = await q.list_violations(conn, f)
+        sources = await q.list_sources(conn)
+        districts = sorted({s.district for s in sources})
+        return render(
+            request, "alerts.html", session, violations=rows, filter=f, districts=districts
+        )
+
+    @app.get("/violations/{violation_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def violation_page(
+        violation_id: str, request: Request, conn: ConnDep, session: PageUser
+    ) -> HTMLResponse:
+        detail = await q.violation_detail(conn, violation_id)
+        if detail is None:
+            return render(request, "error.html", session, 404, message="not_found")
+        v = detail.violation
+        start = v.started_at - timedelta(hours=12)
+        end = min((v.ended_at or _now()) + timedelta(hours=6), _now())
+        end = max(end, v.last_at)
+        raw = await q.series(conn, v.source_id, v.parameter, start, end, q.Resolution.RAW)
+        hourly = await q.series(conn, v.source_id, v.parameter, start, end, q.Resolution.HOURLY)
+        lang = request_lang(request)
+        chart = line_chart(
+            [
+                Line(translate("value", lang), raw, "raw"),
+                Line("TB 1h" if lang is Lang.VI else "1-h mean", hourly, "avg", dots=True),
+            ],
+            start=start,
+            end=end,
+            limit=v.limit,
+            tz=settings.timezone,
+        )
+        audit_rows = await q.audit_entries(conn, target=f"violation:{violation_id}")
+        return render(
+            request,
+            "violation.html",
+            session,
+            d=detail,
+            v=v,
+            chart=Markup(chart),
+            audit=audit_rows,
+        )
+
+    @app.get("/board", response_class=HTMLResponse, include_in_schema=False)
+    async def board_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:
+        rows = await q.station_board(conn, _now(), settings.timezone)
+        return render(request, "board.html", session, rows=rows)
+
+    @app.get("/sources/{source_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def source_page(
+        source_id: str, request: Request, conn: ConnDep, session: PageUser
+    ) -> HTMLResponse:
+        src = await q.get_source(conn, source_id)
+        if src is None:
+            return render(request, "error.html", session, 404, message="not_found")
+        now = _now()
+        latest = await q.latest_values(conn, source_id)
+        limits = await q.latest_limits(conn, source_id)
+        params = src.parameters or sorted({v.parameter for v in latest})
+        units = {v.parameter: v.unit for v in latest}
+        charts = []
+        for p in params:
+            day0 = now - timedelta(hours=24)
+            month0 = now - timedelta(days=30)
+            raw = await q.series(conn, source_id, p, day0, now, q.Resolution.RAW)
+            daily = await q.series(conn, source_id, p, month0, now, q.Resolution.DAILY)
+            lim, unit = limits.get(p), units.get(p, "")
+            charts.append(
+                (
+                    p,
+                    Markup(
+                        line_chart(
+                            [Line(p, raw, "raw")],
+                            start=day0,
+                            end=now,
+                            limit=lim,
+                            unit=unit,
+                            tz=settings.timezone,
+                        )
+                    ),
+                    Markup(
+                        line_chart(
+                            [Line(p, daily, "avg", dots=True)],
+                            start=month0,
+                            end=now,
+                            time_format="%d/%m",
+                            limit=lim,
+                            unit=unit,
+                            tz=settings.timezone,
+                        )
+                    ),
+                )
+            )
+        open_v = await q.list_violations(conn, q.ViolationFilter(state="open", source_id=source_id))
+        return render(
+            request,
+            "source.html",
+            session,
+            src=src,
+            latest=latest,
+            limits=limits,
+            charts=charts,
+            open_violations=open_v,
+        )
+
+    @app.get("/reports", response_class=HTMLResponse, include_in_schema=False)
+    async def reports_page(request: Request, session: PageUser) -> HTMLResponse:
+        return render(request, "reports.html", session, links=REPORT_LINKS)
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    async def audit_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:
+        rows = await q.audit_entries(conn, limit=500)
+        return render(request, "audit.html", session, rows=rows)
+
+    @app.get("/users", response_class=HTMLResponse, include_in_schema=False)
+    async def users_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:
+        if session.user.role is not auth.Role.ADMIN:
+            return render(request, "error.html", session, 403, message="forbidden")
+        return render(request, "users.html", session, users=await auth.list_users(conn))
+
+    return app
+
+
+def run_console(settings: Settings, *, host: str = "127.0.0.1") -> None:
+    """Migrate the database, then serve the console on ``settings.console_port``."""
+    import uvicorn
+
+    from storage.migrate import migrate
+
+    if not settings.database_url:
+        raise ValueError("console needs settings.database_url (wrap in streams.runtime.services)")
+    migrate(settings.database_url)
+    log.info("console at http://%s:%d/", host, settings.console_port)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=settings.console_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=3,
+    )

@@ -1,0 +1,108 @@
+"""Console wording: Vietnamese first, English on ``?lang=en`` (remembered in a cookie)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Lang(StrEnum):
+    VI = "vi"
+    EN = "en"
+
+
+LANG_COOKIE = "qt_lang"
+
+#: key → (Vietnamese, English)
+MESSAGES: dict[str, tuple[str, str]] = {
+    "app_title": ("Quan trắc tự động Hải Dương", "Hai Duong automatic monitoring"),
+    "alerts": ("Cảnh báo", "Alerts"),
+    "board": ("Trạng thái trạm", "Station board"),
+    "reports": ("Báo cáo", "Reports"),
+    "users": ("Người dùng", "Users"),
+    "audit": ("Nhật ký", "Audit trail"),
+    "login": ("Đăng nhập", "Log in"),
+    "logout": ("Đăng xuất", "Log out"),
+    "username": ("Tên đăng nhập", "Username"),
+    "password": ("Mật khẩu", "Password"),
+    "role": ("Vai trò", "Role"),
+    "bad_login": ("Sai tên đăng nhập hoặc mật khẩu", "Wrong username or password"),
+    "throttled": (
+        "Quá nhiều lần đăng nhập sai; thử lại sau 5 phút",
+        "Too many failed logins; try again in 5 minutes",
+    ),
+    "open_alerts": ("Cảnh báo đang mở", "Open alerts"),
+    "no_alerts": ("Không có cảnh báo", "No alerts"),
+    "kind": ("Loại", "Kind"),
+    "exceedance": ("Vượt chuẩn", "Exceedance"),
+    "outage": ("Mất dữ liệu", "Outage"),
+    "district": ("Huyện/thị", "District"),
+    "severity": ("Mức độ", "Severity"),
+    "all": ("Tất cả", "All"),
+    "filter": ("Lọc", "Filter"),
+    "source": ("Nguồn", "Source"),
+    "parameter": ("Thông số", "Parameter"),
+    "value": ("Giá trị", "Value"),
+    "limit": ("Giới hạn", "Limit"),
+    "ratio": ("Tỷ lệ", "Ratio"),
+    "started": ("Bắt đầu", "Started"),
+    "ended": ("Kết thúc", "Ended"),
+    "last": ("Gần nhất", "Latest"),
+    "state": ("Trạng thái", "State"),
+    "open": ("Đang mở", "Open"),
+    "closed": ("Đã đóng", "Closed"),
+    "acknowledge": ("Xác nhận", "Acknowledge"),
+    "acknowledged": ("Đã xác nhận", "Acknowledged"),
+    "ack_note": ("Ghi chú xử lý", "Note"),
+    "sound": ("Âm thanh", "Sound"),
+    "events": ("Diễn biến", "Event history"),
+    "acknowledgements": ("Xác nhận", "Acknowledgements"),
+    "legal_basis": ("Căn cứ pháp lý", "Legal basis"),
+    "online": ("Trực tuyến", "Online"),
+    "stale": ("Chậm", "Stale"),
+    "offline": ("Mất kết nối", "Offline"),
+    "last_reading": ("Số liệu cuối", "Last reading"),
+    "age": ("Độ trễ", "Age"),
+    "completeness": ("Đủ dữ liệu hôm nay", "Today's completeness"),
+    "open_violations": ("Vi phạm mở", "Open violations"),
+    "aqi": ("VN_AQI", "VN_AQI"),
+    "latest_values": ("Giá trị mới nhất", "Latest values"),
+    "chart_24h": ("24 giờ qua", "Last 24 hours"),
+    "chart_30d": ("30 ngày qua (trung bình ngày)", "Last 30 days (daily means)"),
+    "around_episode": ("Số liệu quanh sự cố", "Values around the episode"),
+    "time": ("Thời gian", "Time"),
+    "actor": ("Người thực hiện", "Actor"),
+    "action": ("Hành động", "Action"),
+    "target": ("Đối tượng", "Target"),
+    "create_user": ("Tạo người dùng", "Create user"),
+    "create": ("Tạo", "Create"),
+    "disabled": ("Đã khóa", "Disabled"),
+    "no_data": ("Chưa có số liệu", "No data"),
+    "forbidden": ("Không có quyền", "Forbidden"),
+    "not_found": ("Không tìm thấy", "Not found"),
+    "report_links": ("Các báo cáo xuất ra", "Exports"),
+    "report_daily": ("Báo cáo ngày (PDF)", "Daily report (PDF)"),
+    "report_monthly": ("Báo cáo tháng (Excel)", "Monthly report (Excel)"),
+    "report_evidence": ("Hồ sơ vi phạm", "Violation evidence package"),
+    "report_completeness": ("Tỷ lệ dữ liệu", "Data completeness"),
+    "live": ("Trực tiếp", "Live"),
+    "reconnecting": ("Đang kết nối lại…", "Reconnecting…"),
+    "kind_ambient_air": ("Không khí xung quanh", "Ambient air"),
+    "kind_surface_water": ("Nước mặt", "Surface water"),
+    "kind_wastewater": ("Nước thải", "Wastewater"),
+    "kind_stack": ("Khí thải", "Stack"),
+}
+
+
+def parse_lang(value: str | None) -> Lang | None:
+    try:
+        return Lang(value) if value else None
+    except ValueError:
+        return None
+
+
+def translate(key: str, lang: Lang) -> str:
+    """The message in ``lang``; an unknown key shows itself, so a gap is visible, not fatal."""
+    pair = MESSAGES.get(key)
+    if pair is None:
+        return key
+    return pair[0] if lang is Lang.VI else pair[1]

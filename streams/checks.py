@@ -1,0 +1,41 @@
+"""Which limits an average is checked against: resolved per source and local date, cached."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+from stations.registry import Registry, Source
+from streams.records import Average
+from thresholds.averaging import LOCAL_TZ
+from thresholds.catalogue import Catalogue
+from thresholds.limits import Limit, resolve_limits
+from thresholds.violations import applies
+
+
+class LimitBook:
+    def __init__(self, registry: Registry, catalogue: Catalogue) -> None:
+        self.registry = registry
+        self.catalogue = catalogue
+        self._resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+
+    def _resolve_uncached(self, source_id: str, day: date) -> tuple[Limit, ...]:
+        source = self.registry.find(source_id)
+        if source is None:
+            return ()
+        return tuple(resolve_limits(source, self.catalogue, day))
+
+    def for_average(self, avg: Average) -> list[Limit]:
+        """Limits in force on the local date the window ends in (its last instant)."""
+        day = (avg.window_end - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
+        return [lim for lim in self._resolve(avg.source_id, day) if applies(lim, avg)]
+
+
+def outage_allowance(source: Source, min_s: float, intervals: int) -> timedelta:
+    """Silence tolerated before an outage alert: ``intervals`` reporting intervals, at least
+    ``min_s`` seconds (the registry's cadence drives it; 5-minute sources → 15 minutes)."""
+    return timedelta(seconds=max(min_s, intervals * source.interval_s))
+
+
+def local_now(now: datetime) -> datetime:
+    return now.astimezone(LOCAL_TZ)

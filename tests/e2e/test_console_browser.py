@@ -1,0 +1,129 @@
+"""The console in headless Chromium (Debian's ``chromium`` + ``chromedriver``, via Selenium).
+
+An operator logs in, a violation appears without reload, gets acknowledged with a note, and the
+note shows in the audit trail; a regulator sees no acknowledge button. Screenshots of every page
+land in the test's tmp dir. The violation is inserted into the table the pipeline writes, so the
+test exercises the console's polling + SSE path, not the Faust agents.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.test_console_api import (  # fixtures: db → app → server
+    PASSWORD,
+    _insert_violation,
+    app,
+    db,
+    server,
+)
+
+__all__ = ["app", "db", "server"]
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def log_in(driver: WebDriver, base: str, username: str) -> None:
+    driver.get(f"{base}/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 5).until(ec.presence_of_element_located((By.ID, "who")))
+
+
+def shot(driver: WebDriver, folder: Path, name: str) -> None:
+    path = folder / f"{name}.png"
+    assert driver.save_screenshot(str(path)), path
+
+
+def test_operator_sees_live_alert_and_acknowledges(
+    browser: WebDriver, server: str, db: str, tmp_path: Path
+) -> None:
+    log_in(browser, server, "op")
+    assert browser.find_elements(By.ID, "v-V-PM25")
+    shot(browser, tmp_path, "01-alerts")
+    # wait for the SSE hello, so the insert below is a change the feed has not seen
+    WebDriverWait(browser, 5).until(
+        lambda d: "down" not in (d.find_element(By.ID, "live-status").get_attribute("class") or "")
+    )
+    with psycopg.connect(db, autocommit=True) as conn:
+        _insert_violation(
+            conn, ("V-E2E", "exceedance", "HD-KK-01", "SO2", "open", "3-5", 2, 400.0, 100.0)
+        )
+    row = WebDriverWait(browser, 5).until(
+        ec.presence_of_element_located((By.ID, "v-V-E2E"))
+    )  # arrived without reload
+    shot(browser, tmp_path, "02-alert-arrived")
+    row.find_element(By.NAME, "note").send_keys("Đã gọi nhà máy, kiểm tra thiết bị")
+    row.find_element(By.CLASS_NAME, "ack-button").click()
+    # the row is re-rendered by both the POST answer and the SSE update: re-find it each time
+    WebDriverWait(browser, 5, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "Đã gọi nhà máy" in d.find_element(By.ID, "v-V-E2E").text
+    )
+    shot(browser, tmp_path, "03-acknowledged")
+    browser.get(f"{server}/audit")
+    audit = browser.find_element(By.ID, "audit").text
+    assert "acknowledge" in audit and "Đã gọi nhà máy, kiểm tra thiết bị" in audit
+    shot(browser, tmp_path, "04-audit")
+    for name, path in [
+        ("05-violation", "/violations/V-E2E"),
+        ("06-board", "/board"),
+        ("07-source", "/sources/HD-KK-01"),
+        ("08-reports", "/reports"),
+    ]:
+        browser.get(server + path)
+        assert browser.find_elements(By.ID, "who"), path
+        if path.startswith("/violations/"):  # the episode chart draws the limit
+            assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.limit")
+        shot(browser, tmp_path, name)
+    assert len(list(tmp_path.glob("*.png"))) == 8
+
+
+def test_regulator_has_no_acknowledge_button(
+    browser: WebDriver, server: str, tmp_path: Path
+) -> None:
+    log_in(browser, server, "reg")
+    assert browser.find_elements(By.ID, "v-V-PM25")
+    assert browser.find_elements(By.CLASS_NAME, "ack-button") == []
+    browser.get(f"{server}/violations/V-PM25")
+    assert browser.find_elements(By.CLASS_NAME, "ack-button") == []
+    shot(browser, tmp_path, "regulator-violation")
