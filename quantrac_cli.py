@@ -128,6 +128,48 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.cli import run_report
+    from reports.service import ReportRequestError
+
+    try:
+        path = run_report(_settings(), args.rest)
+    except ReportRequestError as exc:
+        print(f"quantrac report: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from stations.gateway import run_gateway
+    from streams.runtime import services
+    from streams.topics import ensure_topics
+
+    with services(_settings()) as settings:
+        ensure_topics(settings)
+        run_gateway(settings)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from stations.ftp_delivery import run_simulator
+    from streams.runtime import services
+    from streams.topics import ensure_topics
+
+    with services(_settings()) as settings:
+        ensure_topics(settings)
+        stats = run_simulator(
+            settings,
+            via=args.via,
+            speed=args.speed,
+            backfill_hours=args.backfill_hours,
+            seed=args.seed,
+        )
+    print(stats)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantrac", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("username")
     us.add_argument("password")
     us.add_argument("role", choices=["operator", "regulator", "admin"])
+    add("gateway", cmd_gateway, "receive station data: FTP (Circular 10 files), HTTP, MQTT")
+    sim = add("simulate", cmd_simulate, "simulated dataloggers for every registered source")
+    sim.add_argument(
+        "--via",
+        choices=["ftp", "kafka"],
+        default="ftp",
+        help="upload to the gateway over FTP (default) or send straight to Kafka",
+    )
+    sim.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulated seconds per real second while catching up (<=0: at once)",
+    )
+    sim.add_argument(
+        "--backfill-hours",
+        type=float,
+        default=3.0,
+        help="start this many hours in the past (never beyond now)",
+    )
+    sim.add_argument("--seed", type=int, default=1)
+    rep = add("report", cmd_report, "regulator reports: `quantrac report KIND --help`")
+    rep.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="KIND --source ID --period P --format csv|xlsx|pdf [--lang en] [-o FILE]",
+    )
     return p
 
 

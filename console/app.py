@@ -33,6 +33,7 @@ from console import auth
 from console.charts import AQI_BANDS, Line, aqi_colour, aqi_text_colour, line_chart
 from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
+from reports.api import build_router
 from storage import queries as q
 from streams.settings import Settings
 
@@ -50,12 +51,7 @@ SEVERITY_CLASS = {
     "5-10": "sev6",
     ">=10": "sev7",
 }
-REPORT_LINKS = (
-    ("report_daily", "/api/reports/daily.pdf"),
-    ("report_monthly", "/api/reports/monthly.xlsx"),
-    ("report_completeness", "/api/reports/completeness.csv"),
-    ("report_evidence", "/api/reports/evidence/{violation_id}.zip"),
-)
+REPORT_KINDS = ("compliance", "air-quality", "province", "export")  # reports/model.py
 
 Conn = AsyncConnection[Any]
 
@@ -234,6 +230,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # Regulator exports (reports/): any logged-in role may read and export.
+    app.include_router(build_router(settings, dependencies=[Depends(api_user)]))
     templates = Jinja2Templates(directory=HERE / "templates")
 
     def localtime(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
@@ -654,8 +652,12 @@ def create_app(
         )
 
     @app.get("/reports", response_class=HTMLResponse, include_in_schema=False)
-    async def reports_page(request: Request, session: PageUser) -> HTMLResponse:
-        return render(request, "reports.html", session, links=REPORT_LINKS)
+    async def reports_page(request: Request, session: PageUser, conn: ConnDep) -> HTMLResponse:
+        month = datetime.now(tz).strftime("%Y-%m")
+        sources = [r.id for r in await q.list_sources(conn)]
+        return render(
+            request, "reports.html", session, kinds=REPORT_KINDS, month=month, sources=sources
+        )
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     async def audit_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:

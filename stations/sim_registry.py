@@ -62,7 +62,7 @@ def series_for(registry: Registry) -> list[Series]:
     for src in registry.sources:
         for spec in src.parameters:
             code = P(spec.code)
-            lo, hi = spec.range
+            lo = spec.range[0]
             base, amp, noise = TYPICAL[(src.kind, code)]  # KeyError: add the pair above
             out.append(
                 Series(

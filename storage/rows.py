@@ -65,9 +65,20 @@ def event_row(e: ViolationEvent) -> Row:
 
 
 def violation_row(e: ViolationEvent) -> Row:
-    """The violation's current state after this event (the table keeps the latest seq)."""
-    kind = "outage" if e.event.startswith("outage") else "exceedance"
-    closed = e.event in ("closed", "outage_closed")
+    """The violation's current state after this event (the table keeps the latest seq).
+
+    An early warning (the running hour already makes the hourly mean's exceedance likely or
+    certain) is its own record, kind ``warning``: it announces, it does not stay open — the
+    hourly average then opens the real violation, or does not.
+    """
+    kind = (
+        "outage"
+        if e.event.startswith("outage")
+        else "warning"
+        if e.event == "warning"
+        else "exceedance"
+    )
+    closed = e.event in ("closed", "outage_closed", "warning")
     return (
         e.violation_id,
         kind,

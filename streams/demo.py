@@ -15,37 +15,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import psycopg
 
-from stations.feed import KafkaFeed
 from stations.registry import load_registry
-from stations.simulator import Series, readings
+from stations.simulator import Series
 from storage.migrate import migrate
 from storage.sources import sync_sources
 from streams.embedded import terminate_on_exit
 from streams.runtime import child_env, services
 from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
+from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
-
-
-async def feed_forever(
-    settings: Settings, series: Sequence[Series], backfill_h: float, stop: asyncio.Event
-) -> None:
-    """Backfill the last hours at once, then send each interval's readings as they fall due."""
-    now = datetime.now(UTC)
-    cursor = now - timedelta(hours=backfill_h)
-    async with KafkaFeed(bootstrap_servers(settings), settings.topic(RAW.name)) as feed:
-        while not stop.is_set():
-            now = datetime.now(UTC)
-            if now > cursor:
-                await feed.send(readings(series, cursor, now))
-                cursor = now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=5)
 
 
 def count_rows(conninfo: str) -> dict[str, int]:
@@ -108,8 +91,28 @@ def run_demo(settings: Settings, series: Sequence[Series], backfill_h: float = 3
         console = subprocess.Popen(
             [sys.executable, "-m", "quantrac_cli", "console"], env=env, start_new_session=True
         )
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "gateway"], env=env, start_new_session=True
+        )
+        # The simulated dataloggers upload Circular 10 files to the gateway over FTP.
+        simulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quantrac_cli",
+                "simulate",
+                "--via",
+                "ftp",
+                "--backfill-hours",
+                str(backfill_h),
+                "--speed",
+                "0",
+            ],
+            env=env,
+            start_new_session=True,
+        )
         users = "\n".join(f"             {u} / {p}" for u, p, _ in DEMO_USERS)
-        with terminate_on_exit([worker, console]):
+        with terminate_on_exit([simulator, gateway, worker, console]):
             print(
                 f"""
 quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
@@ -118,20 +121,18 @@ quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
   console  : http://127.0.0.1:{resolved.console_port}/   (log in as one of these)
 {users}
   metrics  : http://127.0.0.1:{resolved.web_port}/metrics
+  ingest   : ftp://127.0.0.1:{resolved.gateway_ftp_port}  http://127.0.0.1:{resolved.gateway_http_port}/ingest
+             (one account per source; passwords in {resolved.data_dir}/ftp_users.json)
   stop     : Ctrl-C
 """,
                 flush=True,
             )
-            asyncio.run(_main(resolved, series, source_ids, backfill_h, worker))
+            asyncio.run(_main(resolved, source_ids, worker))
     print("quantrac demo stopped.", flush=True)
 
 
 async def _main(
-    settings: Settings,
-    series: Sequence[Series],
-    source_ids: Sequence[str],
-    backfill_h: float,
-    worker: subprocess.Popen[bytes],
+    settings: Settings, source_ids: Sequence[str], worker: subprocess.Popen[bytes]
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -145,8 +146,4 @@ async def _main(
                 stop.set()
             await asyncio.sleep(1)
 
-    await asyncio.gather(
-        feed_forever(settings, series, backfill_h, stop),
-        report_forever(settings, source_ids, stop),
-        watch_worker(),
-    )
+    await asyncio.gather(report_forever(settings, source_ids, stop), watch_worker())

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from stations.feed import KafkaFeed
-from stations.registry import load_registry
-from stations.sim_registry import series_for
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, readings
@@ -47,8 +44,9 @@ def _count(url: str) -> int:
 def test_sigkill_midway_loses_and_duplicates_nothing(
     settings: Settings, worker: WorkerProcess
 ) -> None:
-    assert settings.database_url
-    migrate(settings.database_url)
+    url = settings.database_url
+    assert url
+    migrate(url)
     ensure_topics(settings)
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     batch = list(readings(_series(10), start, start + timedelta(hours=3)))  # 40 series × 180
@@ -61,17 +59,17 @@ def test_sigkill_midway_loses_and_duplicates_nothing(
 
     asyncio.run(produce())
     worker.start()
-    wait_until(lambda: _count(settings.database_url) > 0, 90, message=worker.log)
+    wait_until(lambda: _count(url) > 0, 90, message=worker.log)
     worker.kill()
-    at_kill = _count(settings.database_url)
+    at_kill = _count(url)
     assert 0 < at_kill < n, f"the kill must land mid-stream (had {at_kill} of {n})"
 
     worker.start()
-    wait_until(lambda: _count(settings.database_url) >= n, 120, message=worker.log)
+    wait_until(lambda: _count(url) >= n, 120, message=worker.log)
     # Let a replay of uncommitted offsets finish: it must add nothing.
     asyncio.run(asyncio.sleep(3))
-    assert _count(settings.database_url) == n
-    with psycopg.connect(settings.database_url) as conn:
+    assert _count(url) == n
+    with psycopg.connect(url) as conn:
         per_series = conn.execute(
             "SELECT count(DISTINCT (source_id, parameter)), min(c), max(c) FROM "
             "(SELECT source_id, parameter, count(*) c FROM readings GROUP BY 1, 2) s"

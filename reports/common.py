@@ -1,0 +1,302 @@
+"""SQL and pure helpers the report builders share (completeness, averages, violations).
+
+Functions taking a ``psycopg.Connection`` only read; pure helpers are separate and tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+
+from reports.periods import ReportPeriod
+from stations.registry import Source
+from thresholds.catalogue import RuleKind
+from thresholds.limits import Limit
+
+
+def local(dt: datetime | None, tz: str) -> datetime | None:
+    """Naive local time for display (the report header names the zone)."""
+    if dt is None:
+        return None
+    return dt.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+def local_day(dt: datetime, tz: str) -> date:
+    return dt.astimezone(ZoneInfo(tz)).date()
+
+
+def expected_slots(start: datetime, end: datetime, interval_s: int) -> int:
+    """Slots of an epoch-aligned ``interval_s`` grid inside [start, end)."""
+    if end <= start:
+        return 0
+    a = math.ceil(start.timestamp() / interval_s)
+    b = math.ceil(end.timestamp() / interval_s)
+    return b - a
+
+
+def ratio(limit: Limit, value: float) -> float | None:
+    """How far ``value`` is beyond ``limit`` (>1 exceeds), None when the limit does not apply."""
+    if limit.kind is RuleKind.UPPER and limit.max:
+        return value / limit.max
+    if limit.kind is RuleKind.LOWER and limit.min is not None:
+        return limit.min / value if value > 0 else math.inf
+    if limit.kind is RuleKind.RANGE:
+        hi = value / limit.max if limit.max else 0.0
+        lo = (limit.min / value if value > 0 else math.inf) if limit.min is not None else 0.0
+        return max(hi, lo)
+    return None
+
+
+def exceeds(limit: Limit, value: float) -> bool:
+    if limit.max is not None and value > limit.max:
+        return True
+    return limit.min is not None and value < limit.min
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    parameter: str
+    received: int
+    valid: int
+    calibrating: int
+    device_error: int
+    mean: float | None
+    max: float | None
+    min: float | None
+
+
+def reading_counts(
+    conn: psycopg.Connection[Any], source_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[tuple[str, str], ParamCounts]:
+    """Counts of readings per (source, parameter) over [start, end)."""
+    rows = conn.execute(
+        """
+        SELECT source_id, parameter, count(*) AS received,
+               count(*) FILTER (WHERE flag = 'valid') AS valid,
+               count(*) FILTER (WHERE status = '01') AS calibrating,
+               count(*) FILTER (WHERE status = '02') AS device_error,
+               avg(value) FILTER (WHERE flag = 'valid') AS mean,
+               max(value) FILTER (WHERE flag = 'valid') AS max,
+               min(value) FILTER (WHERE flag = 'valid') AS min
+        FROM readings
+        WHERE source_id = ANY(%s) AND measured_at >= %s AND measured_at < %s
+        GROUP BY source_id, parameter
+        """,
+        (list(source_ids), start, end),
+    ).fetchall()
+    return {(r[0], r[1]): ParamCounts(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+
+
+@dataclass(frozen=True)
+class CompletenessRow:
+    parameter: str
+    unit: str
+    interval_s: int
+    expected: int
+    received: int
+    valid: int
+    calibrating: int
+    device_error: int
+    other_invalid: int
+    completeness: float
+    meets: bool
+    mean: float | None
+    max: float | None
+
+
+def completeness_rows(
+    source: Source,
+    counts: dict[tuple[str, str], ParamCounts],
+    period: ReportPeriod,
+    now: datetime,
+    threshold: float,
+) -> list[CompletenessRow]:
+    """Per registered parameter: expected vs received vs valid and completeness (pure)."""
+    end = period.clipped_end(now)
+    out = []
+    for spec in source.parameters:
+        code = spec.code.value
+        interval = source.interval_for(code)
+        expected = expected_slots(period.start, end, interval)
+        c = counts.get((source.id, code)) or ParamCounts(code, 0, 0, 0, 0, None, None, None)
+        comp = min(1.0, c.valid / expected) if expected else 0.0
+        out.append(
+            CompletenessRow(
+                code,
+                spec.unit.value,
+                interval,
+                expected,
+                c.received,
+                c.valid,
+                c.calibrating,
+                c.device_error,
+                c.received - c.valid - c.calibrating - c.device_error,
+                comp,
+                comp >= threshold,
+                c.mean,
+                c.max,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class AverageRow:
+    parameter: str
+    period: str
+    window_start: datetime
+    window_end: datetime
+    value: float | None
+    unit: str
+    samples: int
+    expected: int
+    completeness: float
+    valid: bool
+    revision: int
+
+
+def fetch_averages(
+    conn: psycopg.Connection[Any],
+    source_id: str,
+    start: datetime,
+    end: datetime,
+    periods: Sequence[str],
+) -> list[AverageRow]:
+    rows = conn.execute(
+        """
+        SELECT parameter, period, window_start, window_end, value, unit, samples, expected,
+               completeness, valid, revision
+        FROM averages
+        WHERE source_id = %s AND period = ANY(%s) AND window_start >= %s AND window_start < %s
+        ORDER BY parameter, period, window_start
+        """,
+        (source_id, list(periods), start, end),
+    ).fetchall()
+    return [AverageRow(*r) for r in rows]
+
+
+@dataclass(frozen=True)
+class ViolationRow:
+    violation_id: str
+    kind: str
+    source_id: str
+    parameter: str
+    rule_id: str
+    period: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    last_at: datetime
+    peak_value: float | None
+    limit: float | None
+    peak_ratio: float | None
+    severity: str
+    legal_basis: str
+
+    def duration_h(self) -> float:
+        """Closed: end − start; open: last evidence − start (still running)."""
+        end = self.ended_at or self.last_at
+        return (end - self.started_at).total_seconds() / 3600.0
+
+
+_VIOLATION_COLS = (
+    "violation_id, kind, source_id, parameter, rule_id, period, state, started_at, ended_at, "
+    'last_at, peak_value, "limit", peak_ratio, severity, legal_basis'
+)
+
+
+def fetch_violations(
+    conn: psycopg.Connection[Any], source_ids: Sequence[str], start: datetime, end: datetime
+) -> list[ViolationRow]:
+    """Violations whose episode overlaps [start, end)."""
+    rows = conn.execute(
+        f"""
+        SELECT {_VIOLATION_COLS} FROM violations
+        WHERE source_id = ANY(%s) AND started_at < %s
+          AND coalesce(ended_at, 'infinity'::timestamptz) > %s
+        ORDER BY source_id, started_at, violation_id
+        """,
+        (list(source_ids), end, start),
+    ).fetchall()
+    return [ViolationRow(*r) for r in rows]
+
+
+def fetch_violation(conn: psycopg.Connection[Any], violation_id: str) -> ViolationRow | None:
+    row = conn.execute(
+        f"SELECT {_VIOLATION_COLS} FROM violations WHERE violation_id = %s", (violation_id,)
+    ).fetchone()
+    return ViolationRow(*row) if row else None
+
+
+@dataclass(frozen=True)
+class AckRow:
+    violation_id: str
+    username: str
+    at: datetime
+    note: str
+
+
+def fetch_acks(conn: psycopg.Connection[Any], violation_ids: Sequence[str]) -> list[AckRow]:
+    rows = conn.execute(
+        "SELECT violation_id, username, at, note FROM acknowledgements"
+        " WHERE violation_id = ANY(%s) ORDER BY violation_id, at, id",
+        (list(violation_ids),),
+    ).fetchall()
+    return [AckRow(*r) for r in rows]
+
+
+def fetch_events(conn: psycopg.Connection[Any], violation_id: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT seq, event, at, value, ratio, severity, payload FROM violation_events"
+            " WHERE violation_id = %s ORDER BY seq",
+            (violation_id,),
+        )
+        return cur.fetchall()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every builder needs besides the connection: registry, law, settings, language."""
+
+    registry: Any  # stations.registry.Registry
+    catalogue: Any  # thresholds.catalogue.Catalogue
+    threshold: float
+    timezone: str
+    lang: Any  # reports.i18n.Lang
+    now: datetime
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, lang: Any = "vi", now: datetime | None = None
+    ) -> ReportContext:
+        from reports.i18n import Lang
+        from stations.registry import load_registry
+        from thresholds.catalogue import load_catalogue
+
+        return cls(
+            registry=load_registry(settings.registry_path),
+            catalogue=load_catalogue(),
+            threshold=settings.completeness_threshold,
+            timezone=settings.timezone,
+            lang=Lang(lang),
+            now=now or now_utc(),
+        )
+
+
+def limits_for(ctx: ReportContext, source: Source, period: ReportPeriod) -> list[Limit]:
+    """Limits in force on the period's first day that are checked on a streaming average."""
+    from thresholds.limits import resolve_limits
+
+    return [lim for lim in resolve_limits(source, ctx.catalogue, period.first_day) if lim.checked]

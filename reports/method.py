@@ -1,0 +1,158 @@
+"""Every report states its method, so anyone can re-derive each number from the raw data.
+
+The method section lists: period boundaries and time zone, how expected readings are counted,
+the averaging rule, the completeness threshold, which QC flags are excluded, how exceedances and
+outage hours are counted, and the legal basis of every limit the report applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reports.i18n import Lang, t
+from reports.model import Column, Section
+from streams.records import QcFlag
+from thresholds.limits import Limit
+
+EXCLUDED_FLAGS = tuple(f.value for f in QcFlag if f is not QcFlag.VALID)
+
+
+def _pick(lang: Lang, vi: str, en: str) -> str:
+    return en if lang is Lang.EN else vi
+
+
+def method_rows(
+    *,
+    lang: Lang,
+    timezone: str,
+    threshold: float,
+    limits: Iterable[Limit] = (),
+    outage: bool = False,
+    aqi: bool = False,
+    status: bool = False,
+) -> list[tuple[str, str]]:
+    flags = ", ".join(EXCLUDED_FLAGS)
+    rows = [
+        (
+            t("m.period", lang),
+            _pick(
+                lang,
+                f"Ngày và tháng theo giờ địa phương ({timezone}); kỳ là [00:00 ngày đầu, 00:00 "
+                "ngày sau ngày cuối). Thời gian trong báo cáo là giờ địa phương.",
+                f"Days and months in local time ({timezone}); a period is [00:00 of its first "
+                "day, 00:00 after its last day). Times in this report are local.",
+            ),
+        ),
+        (
+            t("m.expected", lang),
+            _pick(
+                lang,
+                "Số bản tin kỳ vọng = số mốc thời gian của chu kỳ truyền (theo danh mục nguồn) "
+                "trong kỳ, tính đến thời điểm lập nếu kỳ chưa kết thúc. Tỷ lệ đầy đủ = số bản tin "
+                "hợp lệ / số kỳ vọng (tối đa 1).",
+                "Expected readings = the reporting cadence's time slots (from the source "
+                "registry) in the period, up to the time of the report if the period is still "
+                "running. Completeness = valid readings / expected (at most 1).",
+            ),
+        ),
+        (
+            t("m.excluded", lang),
+            _pick(
+                lang,
+                f"Chỉ bản tin có cờ 'valid' được tính; bị loại: {flags}. Bản tin thiết bị báo "
+                "trạng thái 01 (hiệu chuẩn) hoặc 02 (lỗi) không bao giờ hợp lệ.",
+                f"Only readings flagged 'valid' count; excluded: {flags}. Readings with device "
+                "status 01 (calibrating) or 02 (error) are never valid.",
+            ),
+        ),
+        (
+            t("m.averaging", lang),
+            _pick(
+                lang,
+                "Trung bình 1 giờ: trung bình số học các bản tin hợp lệ trong giờ đồng hồ địa "
+                "phương. Trung bình 8 giờ/24 giờ: trung bình các giá trị 1 giờ kết thúc tại giờ "
+                "đang xét, tính mỗi giờ. Trung bình ngày: ngày lịch địa phương 00:00–24:00. Giá "
+                "trị trung bình lấy từ bảng averages (lần sửa mới nhất).",
+                "1-hour mean: arithmetic mean of the valid readings in the local clock hour. "
+                "8-hour/24-hour: mean of the 1-hour means ending with the hour, evaluated hourly. "
+                "Day: local calendar day 00:00–24:00. Averages are read from the averages table "
+                "(latest revision).",
+            ),
+        ),
+        (
+            t("m.completeness", lang),
+            _pick(
+                lang,
+                f"Giá trị trung bình chỉ hợp lệ khi số mẫu hợp lệ ≥ {threshold:.0%} số mẫu kỳ "
+                "vọng; giá trị không hợp lệ không được dùng để kết luận tuân thủ hay vượt.",
+                f"An average is valid only with at least {threshold:.0%} of the expected samples;"
+                " invalid averages are used neither for compliance nor for exceedance.",
+            ),
+        ),
+        (
+            t("m.exceedance", lang),
+            _pick(
+                lang,
+                "Một giá trị trung bình hợp lệ vượt khi lớn hơn giới hạn trên hoặc nhỏ hơn giới "
+                "hạn dưới. Tỷ lệ = giá trị / giới hạn trên (giới hạn dưới / giá trị). Số giờ vượt"
+                " = số giá trị vượt (mỗi giá trị 1, 8, 24 giờ được đánh giá mỗi giờ) và 24 giờ "
+                "cho mỗi ngày vượt của giới hạn trung bình ngày.",
+                "A valid average exceeds when above the upper or below the lower limit. Ratio = "
+                "value / upper limit (lower limit / value). Hours in exceedance = number of "
+                "exceeding averages (1-, 8- and 24-hour means are evaluated hourly), and 24 hours"
+                " per exceeding day for daily limits.",
+            ),
+        ),
+    ]
+    if outage:
+        rows.append(
+            (
+                t("m.outage", lang),
+                _pick(
+                    lang,
+                    "Theo mốc chu kỳ truyền của nguồn: một mốc có bản tin trạng thái 01 tính là "
+                    "hiệu chuẩn; nếu không, có trạng thái 02 tính là lỗi thiết bị; mốc không có "
+                    "bản tin nào của bất kỳ thông số nào tính là không có dữ liệu. Giờ = số mốc × "
+                    "chu kỳ / 3600.",
+                    "On the source's reporting slots: a slot with any status-01 reading counts "
+                    "as calibration; otherwise one with any status-02 reading as device error; a "
+                    "slot with no reading of any parameter as silence. Hours = slots × interval /"
+                    " 3600.",
+                ),
+            )
+        )
+    if aqi:
+        rows.append(
+            (
+                t("m.aqi", lang),
+                _pick(
+                    lang,
+                    "VN_AQI ngày theo Quyết định 1459/QĐ-TCMT (12/11/2019), mức và màu theo Bảng 1."
+                    " Ngày không có AQI tính là 'không có dữ liệu'.",
+                    "Daily VN_AQI per Decision 1459/QĐ-TCMT (12/11/2019); categories and colours "
+                    "per its Table 1. Days without an AQI count as 'no data'.",
+                ),
+            )
+        )
+    if status:
+        rows.append(
+            (
+                t("m.status", lang),
+                _pick(
+                    lang,
+                    "Không truyền dữ liệu: không có bản tin nào trong kỳ. Vi phạm: có ít nhất một "
+                    "vi phạm vượt giới hạn trùng với kỳ. Tuân thủ: các trường hợp còn lại.",
+                    "Did not report: no reading in the period. Violated: at least one exceedance "
+                    "violation overlapping the period. Complied: all others.",
+                ),
+            )
+        )
+    for lim in limits:
+        unverified = "" if lim.verified else _pick(lang, " [CHƯA KIỂM CHỨNG]", " [UNVERIFIED]")
+        note = f" — {lim.note}" if lim.note else ""
+        rows.append((f"{t('m.limit', lang)} {lim.rule_id}", f"{lim.legal_basis}{unverified}{note}"))
+    return rows
+
+
+def method_section(rows: list[tuple[str, str]]) -> Section:
+    return Section("sec.method", [Column("item"), Column("value")], rows)

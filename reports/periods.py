@@ -1,0 +1,111 @@
+"""Report periods: "2026-10", "2026-Q3", "2026", "2026-10-05", "2026-10-01..2026-10-15".
+
+A period is a half-open interval of local calendar time (Asia/Ho_Chi_Minh by default) — the way a
+regulator counts months and days — carried as aware datetimes, UTC for SQL. Date ranges are
+inclusive of both days as written ("1..15" means up to the end of the 15th).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+class PeriodError(ValueError):
+    """A period text that cannot be parsed; the message shows the accepted forms."""
+
+
+FORMS = "YYYY, YYYY-MM, YYYY-Qn, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD"
+
+_YEAR = re.compile(r"^(\d{4})$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_QUARTER = re.compile(r"^(\d{4})-[Qq]([1-4])$")
+_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})$")
+_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    label: str  # as the user wrote it
+    first_day: date  # local, inclusive
+    last_day: date  # local, inclusive
+    tz: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def start(self) -> datetime:
+        """Local midnight starting ``first_day``, in UTC."""
+        return datetime.combine(self.first_day, time(), self.zone).astimezone(UTC)
+
+    @property
+    def end(self) -> datetime:
+        """Local midnight after ``last_day`` (exclusive), in UTC."""
+        return datetime.combine(self.last_day + timedelta(days=1), time(), self.zone).astimezone(
+            UTC
+        )
+
+    @property
+    def days(self) -> int:
+        return (self.last_day - self.first_day).days + 1
+
+    def clipped_end(self, now: datetime) -> datetime:
+        """The end, or ``now`` if the period is still running (nothing is expected from later)."""
+        return max(self.start, min(self.end, now))
+
+    def months(self) -> list[ReportPeriod]:
+        """The period cut at local month boundaries (for per-month outage accounting)."""
+        out: list[ReportPeriod] = []
+        day = self.first_day
+        while day <= self.last_day:
+            nxt = _month_after(day.replace(day=1))
+            last = min(self.last_day, nxt - timedelta(days=1))
+            out.append(ReportPeriod(day.strftime("%Y-%m"), day, last, self.tz))
+            day = nxt
+        return out
+
+    def local_days(self) -> list[date]:
+        return [self.first_day + timedelta(days=i) for i in range(self.days)]
+
+
+def _month_after(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def _day(text: str, whole: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise PeriodError(f"period {whole!r}: {text!r} is not a calendar date") from None
+
+
+def parse_period(text: str, tz: str = "Asia/Ho_Chi_Minh") -> ReportPeriod:
+    """Parse a period text into local calendar days; raises PeriodError naming the forms."""
+    s = text.strip()
+    if m := _YEAR.match(s):
+        y = int(m[1])
+        return ReportPeriod(s, date(y, 1, 1), date(y, 12, 31), tz)
+    if m := _MONTH.match(s):
+        y, mo = int(m[1]), int(m[2])
+        if not 1 <= mo <= 12:
+            raise PeriodError(f"period {text!r}: month {mo} is not 01..12")
+        first = date(y, mo, 1)
+        return ReportPeriod(s, first, _month_after(first) - timedelta(days=1), tz)
+    if m := _QUARTER.match(s):
+        y, q = int(m[1]), int(m[2])
+        first = date(y, 3 * q - 2, 1)
+        last = _month_after(date(y, 3 * q, 1)) - timedelta(days=1)
+        return ReportPeriod(s.upper(), first, last, tz)
+    if m := _DAY.match(s):
+        d = _day(m[1], text)
+        return ReportPeriod(s, d, d, tz)
+    if m := _RANGE.match(s):
+        a, b = _day(m[1], text), _day(m[2], text)
+        if b < a:
+            raise PeriodError(f"period {text!r}: the range ends before it starts")
+        return ReportPeriod(s, a, b, tz)
+    raise PeriodError(f"period {text!r} not understood; use {FORMS}")

@@ -1,0 +1,123 @@
+"""One entry point for every front end (CLI, API): a report request in, a file's bytes out.
+
+``write_report`` dispatches on the report kind through a table of builders and on the format
+through a table of renderers, reading the database through a read-only transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psycopg
+
+from reports.air_quality import build_air_quality
+from reports.common import ReportContext
+from reports.compliance import build_compliance
+from reports.evidence import build_evidence
+from reports.export import build_export, resolve_sources
+from reports.i18n import Lang
+from reports.model import Report, ReportKind
+from reports.periods import ReportPeriod, parse_period
+from reports.province import build_province
+from reports.render_csv import render_csv
+from reports.render_pdf import render_pdf
+from reports.render_xlsx import render_xlsx
+
+
+class Format(StrEnum):
+    CSV = "csv"
+    XLSX = "xlsx"
+    PDF = "pdf"
+    ZIP = "zip"  # evidence packages only
+
+
+MEDIA_TYPES = {
+    Format.CSV: "text/csv; charset=utf-8",
+    Format.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    Format.PDF: "application/pdf",
+    Format.ZIP: "application/zip",
+}
+
+
+class ReportRequestError(ValueError):
+    """A report request that cannot be served; the message says which argument and why."""
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    kind: ReportKind
+    fmt: Format
+    lang: Lang = Lang.VI
+    period: str | None = None
+    sources: tuple[str, ...] = ()
+    violation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def filename(self) -> str:
+        if self.kind is ReportKind.EVIDENCE:
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.violation or "")
+            return f"evidence_{safe}.zip"
+        who = "_".join(self.sources) if 0 < len(self.sources) <= 3 else "all"
+        return f"{self.kind.value}_{who}_{self.period}.{self.fmt.value}".replace("..", "_")
+
+
+def check_request(req: ReportRequest) -> None:
+    if req.kind is ReportKind.EVIDENCE:
+        if not req.violation:
+            raise ReportRequestError("evidence: give the violation id (--violation)")
+        if req.fmt is not Format.ZIP:
+            raise ReportRequestError("evidence: the format is zip")
+        return
+    if req.fmt is Format.ZIP:
+        raise ReportRequestError(f"{req.kind}: zip is for evidence packages; use csv, xlsx or pdf")
+    if not req.period:
+        raise ReportRequestError(f"{req.kind}: give the period (--period), e.g. 2026-10")
+    if req.kind in (ReportKind.COMPLIANCE, ReportKind.AIR_QUALITY) and len(req.sources) != 1:
+        raise ReportRequestError(f"{req.kind}: give exactly one source (--source ID)")
+    if req.kind is ReportKind.EXPORT and req.fmt is Format.PDF:
+        raise ReportRequestError("export: raw data goes to csv or xlsx, not pdf")
+
+
+Builder = Callable[[psycopg.Connection[Any], ReportContext, ReportRequest, ReportPeriod], Report]
+
+BUILDERS: dict[ReportKind, Builder] = {
+    ReportKind.COMPLIANCE: lambda c, x, r, p: build_compliance(c, x, r.sources[0], p),
+    ReportKind.AIR_QUALITY: lambda c, x, r, p: build_air_quality(c, x, r.sources[0], p),
+    ReportKind.PROVINCE: lambda c, x, r, p: build_province(c, x, p),
+    ReportKind.EXPORT: lambda c, x, r, p: build_export(c, x, resolve_sources(x, r.sources), p),
+}
+
+
+def write_report(
+    conn: psycopg.Connection[Any],
+    ctx: ReportContext,
+    req: ReportRequest,
+    out: BinaryIO,
+    archive_dir: Path | None = None,
+) -> None:
+    """Build and render ``req`` into ``out``. ``conn`` must not be in autocommit (named cursors)."""
+    check_request(req)
+    if req.kind is ReportKind.EVIDENCE:
+        assert req.violation is not None
+        build_evidence(conn, ctx, req.violation, out, archive_dir)
+        return
+    assert req.period is not None
+    period = parse_period(req.period, ctx.timezone)
+    report = BUILDERS[req.kind](conn, ctx, req, period)
+    if req.fmt is Format.CSV:
+        render_csv(report, out, req.lang)
+    elif req.fmt is Format.XLSX:
+        render_xlsx(report, out, req.lang)
+    else:
+        render_pdf(report, out, req.lang, start=period.start, end=period.end)
+
+
+def connect(conninfo: str) -> psycopg.Connection[Any]:
+    """A connection for reports: a read-only transaction (exports hold it while streaming)."""
+    conn = psycopg.connect(conninfo)
+    conn.read_only = True
+    return conn

@@ -1,0 +1,602 @@
+"""``quantrac gateway``: receive what stations send, archive it, publish it, then say "accepted".
+
+Three doors (FTP in ``ftp_server``, HTTP in ``http_ingest``, MQTT in ``mqtt_ingest``) share one
+path, :class:`Ingest`:
+
+1. **judge** (pure): parse the Circular 10 file or JSON body, and refuse the whole of it with
+   ``SENDER_MISMATCH`` when the authenticated account delivers for another source;
+2. **archive** the original bytes under ``data_dir/archive/<local date>/<source>/<name>``;
+3. **publish** readings to ``readings.raw`` and rejections to ``readings.rejected`` (keyed by
+   source id; the archive path rides along as the ``quantrac-archive`` header) and wait for the
+   broker's acknowledgement;
+4. only then answer the sender (FTP 226, HTTP 202, MQTT PUBACK). A crash before step 4 leaves
+   the sender without an acknowledgement, so it sends again: nothing is lost.
+
+Every rejection is counted (``quantrac_rejections_total{channel,reason}``) and dead-lettered.
+A rejection whose sender is authenticated but which names no registered source carries the
+account as ``source_id`` (the sender is known even when the content is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from stations.accounts import Accounts, accounts_path, load_or_create
+from stations.archive import Archive
+from stations.circular10 import (
+    EXCERPT_BYTES,
+    MAX_FILE_BYTES,
+    ParseResult,
+    parse_file,
+    parse_filename,
+    parse_json,
+)
+from stations.errors import ParseError, RejectReason
+from stations.registry import Registry, load_registry
+from streams.metrics import Metrics
+from streams.records import Channel, RawReading, Rejection
+from streams.settings import Settings
+from streams.topics import RAW, REJECTED, bootstrap_servers
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+ARCHIVE_HEADER = "quantrac-archive"
+# Whole-file evidence above this is cut to its first EXCERPT_BYTES (base64 grows it by 4/3 and
+# a Kafka message is capped near 1 MiB); the message names the archived copy instead.
+MAX_EVIDENCE_BYTES = 512 * 1024
+PUBLISH_TIMEOUT_S = 30.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge in time; the sender is told to send again."""
+
+
+# ---------------------------------------------------------------------------------------------
+# judging (pure)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received body, judged, ready to be archived and published."""
+
+    channel: Channel
+    account: str | None  # authenticated sender (FTP/HTTP user, MQTT topic), if any
+    name: str  # archive file name
+    data: bytes  # what the archive keeps: the whole body, or the head of an oversize one
+    received_at: datetime
+    result: ParseResult
+
+    @property
+    def source_id(self) -> str | None:
+        """Whom this is filed under: the identified source, else the sender."""
+        return self.result.source_id or self.account
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the sender is told once the broker acknowledged."""
+
+    source_id: str | None
+    origin: str
+    archive: Path  # relative to the archive root
+    accepted: int
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [r.reason for r in self.rejections]
+
+
+def _file_rejection(
+    reason: RejectReason,
+    message: str,
+    data: bytes,
+    *,
+    channel: Channel,
+    received_at: datetime,
+    source_id: str | None,
+    origin: str,
+    field_name: str | None = None,
+) -> Rejection:
+    return Rejection(
+        reason=reason.value,
+        message=message,
+        channel=channel.value,
+        received_at=received_at,
+        original_b64=base64.b64encode(data).decode("ascii"),
+        source_id=source_id,
+        origin=origin,
+        line=None,
+        field=field_name,
+    )
+
+
+def _attribute(result: ParseResult, account: str | None) -> ParseResult:
+    """Rejections that name no source are the authenticated sender's."""
+    if account is None:
+        return result
+    for r in result.rejections:
+        if r.source_id is None:
+            r.source_id = account
+    return result
+
+
+def _bound_evidence(result: ParseResult) -> ParseResult:
+    limit = (MAX_EVIDENCE_BYTES * 4) // 3 + 4
+    for r in result.rejections:
+        if len(r.original_b64) > limit:
+            head = base64.b64decode(r.original_b64)[:EXCERPT_BYTES]
+            r.original_b64 = base64.b64encode(head).decode("ascii")
+            r.message += f" (evidence: first {EXCERPT_BYTES} bytes; the whole file is archived)"
+    return result
+
+
+def judge_file(
+    name: str,
+    data: bytes,
+    registry: Registry,
+    *,
+    account: str | None,
+    channel: Channel,
+    received_at: datetime,
+    future_tolerance_s: float,
+) -> ParseResult:
+    """Parse a Circular 10 upload; refuse it whole if ``account`` sends as another source."""
+    try:
+        identity = parse_filename(name)
+    except ParseError:
+        identity = None  # parse_file reports the name problem
+    if identity is not None and account is not None:
+        claimed = registry.by_ftp(identity.province, identity.facility, identity.station)
+        if claimed is not None and claimed.id != account:
+            result = ParseResult(origin=name, source_id=None)
+            result.rejections.append(
+                _file_rejection(
+                    RejectReason.SENDER_MISMATCH,
+                    f"account {account} delivered a file of {claimed.id}",
+                    data,
+                    channel=channel,
+                    received_at=received_at,
+                    source_id=account,
+                    origin=name,
+                    field_name="name",
+                )
+            )
+            return _bound_evidence(result)
+    result = parse_file(
+        name,
+        data,
+        registry,
+        received_at=received_at,
+        channel=channel,
+        future_tolerance_s=future_tolerance_s,
+    )
+    return _bound_evidence(_attribute(result, account))
+
+
+def judge_json(
+    data: bytes,
+    registry: Registry,
+    *,
+    account: str | None,
+    channel: Channel,
+    received_at: datetime,
+    future_tolerance_s: float,
+    origin: str = "",
+) -> ParseResult:
+    """Parse the JSON form; refuse it whole if its ``source_id`` is not ``account``."""
+    result = parse_json(
+        data,
+        registry,
+        received_at=received_at,
+        channel=channel,
+        origin=origin,
+        future_tolerance_s=future_tolerance_s,
+    )
+    if account is not None and result.source_id is not None and result.source_id != account:
+        claimed = result.source_id
+        result = ParseResult(origin=result.origin, source_id=None)
+        result.rejections.append(
+            _file_rejection(
+                RejectReason.SENDER_MISMATCH,
+                f"account {account} delivered readings of {claimed}",
+                data,
+                channel=channel,
+                received_at=received_at,
+                source_id=account,
+                origin=result.origin,
+                field_name="source_id",
+            )
+        )
+    return _bound_evidence(_attribute(result, account))
+
+
+def judge_oversize(
+    name: str,
+    head: bytes,
+    size: int,
+    *,
+    account: str | None,
+    channel: Channel,
+    received_at: datetime,
+) -> ParseResult:
+    """A body cut off at the size limit: one FILE_TOO_LARGE with its first bytes as evidence."""
+    result = ParseResult(origin=name, source_id=None)
+    result.rejections.append(
+        _file_rejection(
+            RejectReason.FILE_TOO_LARGE,
+            f"more than {MAX_FILE_BYTES} bytes ({size} received before the transfer was cut; "
+            f"first {min(len(head), EXCERPT_BYTES)} bytes kept)",
+            head[:EXCERPT_BYTES],
+            channel=channel,
+            received_at=received_at,
+            source_id=account,
+            origin=name,
+        )
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# publishing
+
+
+class Publisher:
+    """One Kafka producer for both topics; :meth:`publish` returns once the broker acknowledged."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+        self.raw_topic = settings.topic(RAW.name)
+        self.rejected_topic = settings.topic(REJECTED.name)
+        self.timeout_s = timeout_s
+        self._config = {
+            "bootstrap_servers": bootstrap_servers(settings),
+            "client_id": f"{settings.app_id}-gateway",
+            "acks": "all",
+            "enable_idempotence": False,  # Tansu does not implement idempotent producers
+            "linger_ms": 5,
+            "max_request_size": 2 * 1024 * 1024,
+            "request_timeout_ms": int(timeout_s * 1000),
+        }
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Create (on the running loop) and connect the producer."""
+        self._producer = AIOKafkaProducer(**self._config)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush what is in flight and disconnect."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(
+        self,
+        readings: Sequence[RawReading],
+        rejections: Sequence[Rejection],
+        *,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        hdrs = list(headers)
+        producer = self._producer
+        if producer is None:
+            raise PublishError("publisher not started")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                futures = [
+                    await producer.send(
+                        self.raw_topic,
+                        r.dumps(serializer="json"),
+                        key=r.source_id.encode(),
+                        headers=hdrs,
+                    )
+                    for r in readings
+                ]
+                futures += [
+                    await producer.send(
+                        self.rejected_topic,
+                        r.dumps(serializer="json"),
+                        key=r.source_id.encode() if r.source_id else None,
+                        headers=hdrs,
+                    )
+                    for r in rejections
+                ]
+                await asyncio.gather(*futures)
+        except Exception as exc:  # aiokafka raises KafkaError subclasses and TimeoutError
+            raise PublishError(
+                f"{len(readings)} readings / {len(rejections)} rejections to "
+                f"{self.raw_topic}/{self.rejected_topic}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared path
+
+
+class Ingest:
+    """Judge → archive → publish → count, shared by the three doors."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        archive: Archive,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        future_tolerance_s: float,
+        clock: Clock = utc_now,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.registry = registry
+        self.archive = archive
+        self.publisher = publisher
+        self.metrics = metrics
+        self.future_tolerance_s = future_tolerance_s
+        self.clock = clock
+        self.loop = loop
+
+    def receive_file(
+        self, channel: Channel, account: str | None, name: str, data: bytes
+    ) -> Delivery:
+        at = self.clock()
+        result = judge_file(
+            name,
+            data,
+            self.registry,
+            account=account,
+            channel=channel,
+            received_at=at,
+            future_tolerance_s=self.future_tolerance_s,
+        )
+        return Delivery(channel, account, name, data, at, result)
+
+    def receive_json(
+        self, channel: Channel, account: str | None, data: bytes, *, origin: str = ""
+    ) -> Delivery:
+        at = self.clock()
+        result = judge_json(
+            data,
+            self.registry,
+            account=account,
+            channel=channel,
+            received_at=at,
+            future_tolerance_s=self.future_tolerance_s,
+            origin=origin,
+        )
+        name = f"{channel.value}-{result.origin.replace(':', '-')}.json"
+        return Delivery(channel, account, name, data, at, result)
+
+    def receive_oversize(
+        self, channel: Channel, account: str | None, name: str, head: bytes, size: int
+    ) -> Delivery:
+        at = self.clock()
+        result = judge_oversize(name, head, size, account=account, channel=channel, received_at=at)
+        return Delivery(channel, account, f"{name}.head", head[:EXCERPT_BYTES], at, result)
+
+    async def commit(self, delivery: Delivery) -> Receipt:
+        """Archive, publish, wait for the acknowledgement, count. Raises PublishError."""
+        relative = await asyncio.to_thread(
+            self.archive.store,
+            delivery.name,
+            delivery.data,
+            received_at=delivery.received_at,
+            source_id=delivery.source_id,
+        )
+        result = delivery.result
+        await self.publisher.publish(
+            result.readings,
+            result.rejections,
+            headers=[(ARCHIVE_HEADER, str(relative).encode())],
+        )
+        channel = delivery.channel.value
+        if result.readings:
+            self.metrics.readings_received.labels(channel, "accepted").inc(len(result.readings))
+        if result.rejections:
+            self.metrics.readings_received.labels(channel, "rejected").inc(len(result.rejections))
+        for r in result.rejections:
+            self.metrics.rejections.labels(channel, r.reason).inc()
+        log.info(
+            "%s %r from %s: %d accepted, %d rejected %s; archived %s",
+            channel,
+            result.origin,
+            delivery.account or delivery.source_id or "?",
+            len(result.readings),
+            len(result.rejections),
+            sorted({r.reason for r in result.rejections}) if result.rejections else "",
+            relative,
+        )
+        return Receipt(
+            source_id=delivery.source_id,
+            origin=result.origin,
+            archive=relative,
+            accepted=len(result.readings),
+            rejections=list(result.rejections),
+        )
+
+    def commit_blocking(self, delivery: Delivery) -> Receipt:
+        """:meth:`commit` from a server thread (pyftpdlib, paho), on the gateway's event loop."""
+        assert self.loop is not None, "Ingest.loop is set when the gateway starts"
+        future = asyncio.run_coroutine_threadsafe(self.commit(delivery), self.loop)
+        return future.result(timeout=self.publisher.timeout_s + 30)
+
+
+# ---------------------------------------------------------------------------------------------
+# the process
+
+
+class Gateway:
+    """FTP + HTTP (+ MQTT when ``settings.mqtt_url`` is set) around one :class:`Ingest`.
+
+    ``ftp_port``/``http_port`` 0 picks free ports (read them back after :meth:`start`).
+    Tests inject ``clock``, ``metrics`` (fresh registry) and ``mqtt_topic_root``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock = utc_now,
+        host: str | None = None,
+        ftp_port: int | None = None,
+        http_port: int | None = None,
+        mqtt_topic_root: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or load_registry(settings.registry_path)
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.host: str = host or str(getattr(settings, "gateway_host", "127.0.0.1"))
+        self.ftp_port = settings.gateway_ftp_port if ftp_port is None else ftp_port
+        self.http_port = settings.gateway_http_port if http_port is None else http_port
+        self.mqtt_topic_root: str = mqtt_topic_root or str(
+            getattr(settings, "mqtt_topic_root", "quantrac")
+        )
+        self.archive = Archive(settings.data_dir / "archive")
+        self.publisher = Publisher(settings)
+        self.accounts: Accounts | None = None
+        self.ingest: Ingest | None = None
+        self._ftp: object | None = None
+        self._http: object | None = None
+        self._mqtt: object | None = None
+
+    async def start(self) -> None:
+        from stations.ftp_server import FtpIngest
+        from stations.http_ingest import HttpIngest
+
+        path = accounts_path(self.settings.data_dir)
+        self.accounts, created = load_or_create(path, [s.id for s in self.registry.sources])
+        if created:
+            print(
+                f"created {len(created)} ingest account(s) ({', '.join(created[:5])}"
+                f"{', …' if len(created) > 5 else ''}); passwords in {path} (mode 0600)",
+                flush=True,
+            )
+        await self.publisher.start()
+        self.ingest = Ingest(
+            self.registry,
+            self.archive,
+            self.publisher,
+            self.metrics,
+            future_tolerance_s=self.settings.future_tolerance_s,
+            clock=self.clock,
+            loop=asyncio.get_running_loop(),
+        )
+        try:
+            ftp = FtpIngest(
+                self.ingest,
+                self.accounts,
+                self.settings.data_dir / "ftp",
+                host=self.host,
+                port=self.ftp_port,
+                passive_ports=getattr(self.settings, "gateway_ftp_passive_ports", None),
+                masquerade_address=getattr(self.settings, "gateway_ftp_masquerade", None),
+            )
+            ftp.start()
+            self._ftp = ftp
+            self.ftp_port = ftp.port
+            http = HttpIngest(self.ingest, self.accounts, self.metrics, self.host, self.http_port)
+            await http.start()
+            self._http = http
+            self.http_port = http.port
+            if self.settings.mqtt_url:
+                from stations.mqtt_ingest import MqttIngest
+
+                mqtt = MqttIngest(
+                    self.ingest,
+                    self.settings.mqtt_url,
+                    topic_root=self.mqtt_topic_root,
+                    client_id=f"{self.settings.app_id}-gateway",
+                )
+                await mqtt.start()
+                self._mqtt = mqtt
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "gateway: FTP %s:%d, HTTP %s:%d, MQTT %s; %d accounts",
+            self.host,
+            self.ftp_port,
+            self.host,
+            self.http_port,
+            f"{self.settings.mqtt_url} ({self.mqtt_topic_root}/+/readings)"
+            if self._mqtt
+            else "off",
+            len(self.accounts),
+        )
+
+    @property
+    def mqtt_on(self) -> bool:
+        return self._mqtt is not None
+
+    async def stop(self) -> None:
+        """Stop taking input first (MQTT, HTTP, FTP), then flush and close the producer."""
+        from stations.ftp_server import FtpIngest
+        from stations.http_ingest import HttpIngest
+
+        if self._mqtt is not None:
+            from stations.mqtt_ingest import MqttIngest
+
+            assert isinstance(self._mqtt, MqttIngest)
+            await self._mqtt.stop()
+            self._mqtt = None
+        if isinstance(self._http, HttpIngest):
+            await self._http.stop()
+        self._http = None
+        if isinstance(self._ftp, FtpIngest):
+            await asyncio.to_thread(self._ftp.stop)
+        self._ftp = None
+        await self.publisher.stop()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until ``stop`` is set, or SIGTERM/SIGINT."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Gateway(settings):
+            await stop.wait()
+            log.info("gateway stopping")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run_gateway(settings: Settings) -> None:
+    """``quantrac gateway``: blocks until SIGTERM/SIGINT, then stops cleanly."""
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+
+
+def fresh_metrics() -> Metrics:
+    """Metrics on a private registry (tests, or a second gateway in one process)."""
+    return Metrics(CollectorRegistry())

@@ -1,0 +1,190 @@
+"""The HTTP door (aiohttp, on the gateway's event loop).
+
+- ``POST /ingest`` — the JSON form (``circular10.parse_json``);
+- ``POST /ingest/file/{name}`` — a Circular 10 file as the body, its file name in the path;
+- ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
+
+Authentication is HTTP Basic with the source's ingest account (the FTP credentials). Answers,
+each sent only after the broker acknowledged what was published:
+
+=====  =====================================================================================
+202    some readings accepted: ``{"accepted": n, "rejected": m, "rejections": [...]}``
+400    nothing accepted: the same body, ``rejections`` lists each specific error
+401    no or wrong credentials (``WWW-Authenticate: Basic``)
+403    the body is for another source (dead-lettered as ``sender_mismatch``)
+413    body over ``circular10.MAX_FILE_BYTES`` (dead-lettered as ``file_too_large``)
+503    the broker did not acknowledge: send again (``Retry-After``)
+=====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stations.accounts import Accounts
+from stations.circular10 import EXCERPT_BYTES, MAX_FILE_BYTES
+from stations.errors import RejectReason
+from stations.gateway import Delivery, Ingest, PublishError, Receipt
+from streams.metrics import Metrics
+from streams.records import Channel
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+REALM = 'Basic realm="quantrac ingest", charset="UTF-8"'
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``Basic base64(user:password)`` → (user, password); None when absent or malformed."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def status_for(receipt: Receipt) -> int:
+    """HTTP status of a judged body (pure)."""
+    if receipt.accepted:
+        return 202
+    reasons = set(receipt.reasons)
+    if RejectReason.SENDER_MISMATCH in reasons:
+        return 403
+    if RejectReason.FILE_TOO_LARGE in reasons:
+        return 413
+    return 400
+
+
+def receipt_body(receipt: Receipt) -> dict[str, Any]:
+    return {
+        "source_id": receipt.source_id,
+        "origin": receipt.origin,
+        "accepted": receipt.accepted,
+        "rejected": receipt.rejected,
+        "rejections": [
+            {"reason": r.reason, "line": r.line, "field": r.field, "message": r.message}
+            for r in receipt.rejections
+        ],
+    }
+
+
+class _Body:
+    def __init__(self, data: bytes, size: int, complete: bool) -> None:
+        self.data = data
+        self.size = size
+        self.complete = complete
+
+
+async def read_bounded(request: web.Request, limit: int = MAX_FILE_BYTES) -> _Body:
+    """Read at most ``limit`` bytes; past it keep only the head (memory stays bounded)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        head = await request.content.read(EXCERPT_BYTES)
+        return _Body(head, declared, complete=False)
+    buf = bytearray()
+    while True:
+        chunk = await request.content.read(CHUNK)
+        if not chunk:
+            return _Body(bytes(buf), len(buf), complete=True)
+        buf += chunk
+        if len(buf) > limit:
+            return _Body(bytes(buf[:EXCERPT_BYTES]), len(buf), complete=False)
+
+
+class HttpIngest:
+    def __init__(
+        self, ingest: Ingest, accounts: Accounts, metrics: Metrics, host: str, port: int
+    ) -> None:
+        self.ingest = ingest
+        self.accounts = accounts
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self.app = web.Application(client_max_size=MAX_FILE_BYTES)
+        self.app.add_routes(
+            [
+                web.post("/ingest", self.post_json),
+                web.post("/ingest/file/{name}", self.post_file),
+                web.get("/metrics", self.get_metrics),
+                web.get("/healthz", self.get_health),
+            ]
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _account(self, request: web.Request) -> str:
+        creds = basic_credentials(request.headers.get("Authorization"))
+        if creds is None or not self.accounts.check(*creds):
+            raise web.HTTPUnauthorized(
+                headers={"WWW-Authenticate": REALM},
+                text='{"error": "credentials required (HTTP Basic, the ingest account)"}',
+                content_type="application/json",
+            )
+        return creds[0]
+
+    async def post_json(self, request: web.Request) -> web.Response:
+        account = self._account(request)
+        body = await read_bounded(request)
+        if not body.complete:
+            return await self._oversize(account, "ingest.json", body)
+        delivery = self.ingest.receive_json(Channel.HTTP, account, body.data)
+        return await self._commit(delivery)
+
+    async def post_file(self, request: web.Request) -> web.Response:
+        account = self._account(request)
+        name = request.match_info["name"]
+        body = await read_bounded(request)
+        if not body.complete:
+            return await self._oversize(account, name, body)
+        delivery = self.ingest.receive_file(Channel.HTTP, account, name, body.data)
+        return await self._commit(delivery)
+
+    async def _oversize(self, account: str, name: str, body: _Body) -> web.Response:
+        delivery = self.ingest.receive_oversize(Channel.HTTP, account, name, body.data, body.size)
+        return await self._commit(delivery)
+
+    async def _commit(self, delivery: Delivery) -> web.Response:
+        try:
+            receipt = await self.ingest.commit(delivery)
+        except (PublishError, OSError) as exc:
+            log.error("HTTP %s %s: not published: %s", delivery.account, delivery.name, exc)
+            return web.json_response(
+                {"error": "not accepted (local error); send again"},
+                status=503,
+                headers={"Retry-After": "30"},
+            )
+        return web.json_response(receipt_body(receipt), status=status_for(receipt))
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "accounts": len(self.accounts)})

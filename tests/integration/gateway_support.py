@@ -1,0 +1,213 @@
+"""Shared pieces of the gateway integration tests: a gateway in a thread, a topic reader.
+
+The gateway runs on its own event loop in a background thread (the tests drive it with blocking
+clients: ftplib, httpx, paho) on free ports, against the real embedded broker, with a fixed clock
+so records can be compared exactly. No database is needed, so the settings here skip it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from stations.accounts import Accounts
+from stations.gateway import Gateway, fresh_metrics
+from stations.registry import Registry, load_registry
+from streams.settings import Settings
+from streams.topics import bootstrap_servers, ensure_topics
+
+# The corpus clock: received 2026-11-24 10:10 local; its lines are stamped 10:05 local.
+RECEIVED = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
+RECEIVED_ISO = "2026-11-24T03:10:00Z"
+MEASURED_ISO = "2026-11-24T03:05:00Z"
+AIR = "HD_TTQT_KHI001_20261124100500.txt"  # HD-KK-01
+STACK = "HD_NDPL_KHI001_20261124100500.txt"  # HD-KT-01
+OUTFALL = "HD_KCNDA_NTH001_20261124100500.txt"  # HD-NT-03
+CORPUS = Path(__file__).parent.parent / "corpus" / "circular10"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return load_registry()
+
+
+@pytest.fixture
+def gw_settings(kafka_url: str, tmp_path: Path) -> Settings:
+    """Unique topics and app id on the shared embedded broker; topics created."""
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_url=kafka_url,
+        data_dir=tmp_path,
+        topic_prefix=f"t{tag}.",
+        app_id=f"quantrac-test-{tag}",
+        topic_partitions=2,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    settings: Settings
+
+    @property
+    def accounts(self) -> Accounts:
+        assert self.gateway.accounts is not None
+        return self.gateway.accounts
+
+    @property
+    def ftp_port(self) -> int:
+        return self.gateway.ftp_port
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.http_port}"
+
+    def password(self, source_id: str) -> str:
+        return self.accounts.password(source_id)
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.gateway.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+@contextmanager
+def running_gateway(
+    settings: Settings,
+    registry: Registry,
+    clock: Callable[[], datetime] = lambda: RECEIVED,
+    **options: Any,
+) -> Iterator[RunningGateway]:
+    """Start a Gateway on free ports (fixed clock by default); stop it and check it stopped."""
+    gateway = Gateway(
+        settings,
+        registry=registry,
+        metrics=fresh_metrics(),
+        clock=clock,
+        host="127.0.0.1",
+        ftp_port=0,
+        http_port=0,
+        **options,
+    )
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        holder["loop"], holder["stop"] = asyncio.get_running_loop(), stop
+        try:
+            await gateway.start()
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "gateway did not start within 30 s"
+    if failure:
+        thread.join(10)
+        raise failure[0]
+    try:
+        yield RunningGateway(gateway, settings)
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(30)
+        assert not thread.is_alive(), "gateway did not stop within 30 s"
+
+
+@dataclass(frozen=True)
+class Message:
+    key: str | None
+    value: dict[str, Any]
+    headers: dict[str, bytes]
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.value["original_b64"])
+
+
+def read_topic(
+    settings: Settings, name: str, expected: int, *, timeout_s: float = 20, settle_s: float = 1.5
+) -> list[Message]:
+    """Everything on ``name`` from the beginning: wait for ``expected`` messages, then
+    ``settle_s`` more to catch any extra (the tests assert exact counts)."""
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=500,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                for rec in batch:
+                    value = json.loads(rec.value)
+                    value.pop("__faust", None)
+                    out.append(
+                        Message(
+                            rec.key.decode() if rec.key is not None else None,
+                            value,
+                            {k: v for k, v in rec.headers},
+                        )
+                    )
+            if len(out) >= expected and settle_until is None:
+                settle_until = time.monotonic() + settle_s
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+def reading(
+    source_id: str,
+    parameter: str,
+    value: float,
+    unit: str,
+    origin: str,
+    *,
+    channel: str = "ftp",
+    status: str = "00",
+    measured_at: str = MEASURED_ISO,
+) -> dict[str, Any]:
+    """A RawReading as it appears on ``readings.raw`` (JSON, without the Faust envelope)."""
+    return {
+        "source_id": source_id,
+        "parameter": parameter,
+        "value": value,
+        "unit": unit,
+        "measured_at": measured_at,
+        "status": status,
+        "received_at": RECEIVED_ISO,
+        "channel": channel,
+        "origin": origin,
+    }
