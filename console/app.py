@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from prometheus_client import CollectorRegistry, generate_latest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -33,9 +34,12 @@ from console import auth
 from console.charts import AQI_BANDS, Line, aqi_colour, aqi_text_colour, line_chart
 from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
+from console.metrics_refresh import refreshing
 from reports.api import build_router
 from storage import queries as q
+from streams.metrics import Metrics
 from streams.settings import Settings
+from thresholds.averaging import ewma, savgol_smooth
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +205,7 @@ def create_app(
         raise ValueError("console needs settings.database_url (resolve the embedded one first)")
     conninfo = settings.database_url
     tz = ZoneInfo(settings.timezone)
+    metrics = Metrics(CollectorRegistry())  # one per app: tests build many apps in a process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -218,7 +223,8 @@ def create_app(
         await feed.start()
         app.state.pool, app.state.feed = pool, feed
         try:
-            yield
+            async with refreshing(pool, metrics, tz):
+                yield
         finally:
             await feed.stop()
             await pool.close()
@@ -230,6 +236,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page() -> Response:
+        """Prometheus exposition: open/unacknowledged violations, completeness (from the DB)."""
+        return Response(
+            generate_latest(metrics.registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
     # Regulator exports (reports/): any logged-in role may read and export.
     app.include_router(build_router(settings, dependencies=[Depends(api_user)]))
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -503,6 +517,35 @@ def create_app(
         if end - start > timedelta(days=400):
             raise HTTPException(422, "at most 400 days per request")
         return await q.series(conn, source_id, parameter, start, end, resolution)
+
+    @app.get("/api/sources/{source_id}/smoothed", tags=["sources"])
+    async def api_smoothed(
+        source_id: str,
+        parameter: str,
+        conn: ConnDep,
+        session: ApiUser,
+        method: Literal["savgol", "ewma"] = "savgol",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """A display series: the valid raw values of [start, end) (default 24 h) smoothed by
+        Savitzky–Golay (window 11, order 2) or EWMA (α 0.3). For charts only: compliance is
+        judged on the regulatory averages, never on this."""
+        await _source_or_404(conn, source_id)
+        end = end or _now()
+        start = start or end - timedelta(hours=24)
+        if end - start > timedelta(days=31):
+            raise HTTPException(422, "at most 31 days per request")
+        raw = [
+            p
+            for p in await q.series(conn, source_id, parameter, start, end, q.Resolution.RAW)
+            if p.valid and p.value is not None
+        ]
+        values = [float(p.value) for p in raw if p.value is not None]
+        smooth = savgol_smooth(values, 11, 2) if method == "savgol" else ewma(values, 0.3)
+        return [
+            {"at": p.at, "value": p.value, "smoothed": v} for p, v in zip(raw, smooth, strict=True)
+        ]
 
     @app.get("/api/board", response_model=list[q.BoardRow], tags=["sources"])
     async def api_board(conn: ConnDep, session: ApiUser) -> Any:

@@ -95,14 +95,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     violations_topic = topic(topics.VIOLATIONS, ViolationEvent)
     aqi_topic = topic(topics.AQI, AqiRecord)
     ticks_topic = topic(topics.TICKS, Tick)
-    app.conf.quantrac_topics = {
-        "raw": raw_topic,
-        "valid": valid_topic,
-        "rejected": rejected_topic,
-        "averages": averages_topic,
-        "violations": violations_topic,
-        "aqi": aqi_topic,
-    }
 
     db = Database(settings.database_url)
 
@@ -125,7 +117,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     write_readings = writer_for(tables.READINGS)
     write_averages = writer_for(tables.AVERAGES)
     write_aqi = writer_for(tables.AQI)
-
     write_events = writer_for(tables.VIOLATION_EVENTS)
     write_violations = writer_for(tables.VIOLATIONS)
     write_rejections = writer_for(tables.REJECTIONS)
@@ -136,6 +127,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     limit_book = LimitBook(registry, load_catalogue())
     air_stations = {s.id for s in registry.sources if s.kind is SourceKind.AMBIENT_AIR}
+    metrics.init_sources(
+        [s.id for s in registry.sources],
+        sorted({p.code.value for s in registry.sources for p in s.parameters}),
+    )
     step, within = settings.stream_batch, settings.stream_batch_seconds
 
     def table(name: str) -> Any:
@@ -326,6 +321,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         stream: Any,
         *writes: tuple[Callable[..., Any], Callable[[Any], Row]],
         keep: Callable[[Any], bool] = lambda _: True,
+        stored: Callable[[Any], None] = lambda _: None,
     ) -> None:
         """Write each batch, then ack its events: offsets are committed only after the DB commit.
 
@@ -337,12 +333,18 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             values = [e.value for e in events if keep(e.value)]
             for write, row in writes:
                 await write([row(v) for v in values])
+            for value in values:
+                stored(value)
             for event in events:
                 await stream.ack(event)
 
     @app.agent(valid_topic, name="persist_readings")
     async def persist_readings(stream: Any) -> None:
-        await persist(stream, (write_readings, to_row.reading_row))
+        await persist(
+            stream,
+            (write_readings, to_row.reading_row),
+            stored=lambda r: observe_latency("stored", r.received_at),
+        )
 
     @app.agent(averages_topic, name="persist_averages")
     async def persist_averages(stream: Any) -> None:

@@ -7,7 +7,11 @@ initialised up front where the registry is known. The catalogue is in docs/metri
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.records import QcFlag
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -63,6 +67,13 @@ class Metrics:
             ["source_id", "severity"],
             registry=registry,
         )
+        self.violations_unacknowledged_age = Gauge(
+            "quantrac_violations_unacknowledged_oldest_age_seconds",
+            "Age of the oldest open violation nobody has acknowledged, by source and severity "
+            "(0 when none). Set by the console from the database.",
+            ["source_id", "severity"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "quantrac_pipeline_latency_seconds",
             "Seconds from a reading's arrival (received_at) to a pipeline stage.",
@@ -89,6 +100,40 @@ class Metrics:
             ["table"],
             registry=registry,
         )
+
+    def init_sources(self, source_ids: Iterable[str], parameters: Iterable[str] = ()) -> None:
+        """Create every bounded label set up front, so a series exists before its first event."""
+        ids = list(source_ids)
+        for sid in ids:
+            self.last_reading.labels(sid)
+            self.completeness_today.labels(sid)
+        for parameter in parameters:
+            for flag in QcFlag:
+                self.qc_flags.labels(parameter, flag.value)
+
+    def set_violation_state(
+        self,
+        source_ids: Iterable[str],
+        open_counts: Mapping[tuple[str, str], int],
+        unacknowledged_age_s: Mapping[tuple[str, str], float],
+        severities: Iterable[str],
+    ) -> None:
+        """Replace the open-violation gauges with the database's view (every source × band)."""
+        bands = list(severities)
+        for sid in source_ids:
+            for sev in bands:
+                self.violations_open.labels(sid, sev).set(open_counts.get((sid, sev), 0))
+                self.violations_unacknowledged_age.labels(sid, sev).set(
+                    unacknowledged_age_s.get((sid, sev), 0.0)
+                )
+
+    def set_completeness(self, ratios: Mapping[str, float]) -> None:
+        for sid, ratio in ratios.items():
+            self.completeness_today.labels(sid).set(ratio)
+
+    def set_last_readings(self, last: Mapping[str, float]) -> None:
+        for sid, ts in last.items():
+            self.last_reading.labels(sid).set(ts)
 
     def on_db_write(self, table: str, rows: int, seconds: float) -> None:
         self.db_batch_rows.labels(table).observe(rows)

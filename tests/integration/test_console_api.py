@@ -195,6 +195,7 @@ API_GETS = [
     "/api/sources",
     "/api/sources/HD-KK-01",
     "/api/sources/HD-KK-01/series?parameter=PM2.5",
+    "/api/sources/HD-KK-01/smoothed?parameter=PM2.5",
     "/api/board",
     "/api/events",
     "/api/audit",
@@ -435,6 +436,20 @@ async def test_series(clients: Any, resolution: str, values: list[float] | None)
     else:
         assert got == values
     bad = await c.get("/api/sources/HD-KK-01/series?parameter=PM2.5&resolution=weekly")
+    assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("method", ["savgol", "ewma"])
+async def test_smoothed_display_series_is_apart_from_averages(clients: Any, method: str) -> None:
+    c, _ = clients["reg"]
+    r = await c.get(f"/api/sources/HD-KK-01/smoothed?parameter=PM2.5&method={method}")
+    assert r.status_code == 200, r.text
+    points = r.json()
+    assert [p["value"] for p in points] == [41.0, 40.0]  # the raw valid values, oldest first
+    # EWMA(α 0.3): y0 = 41, y1 = 0.3·40 + 0.7·41 = 40.7; Savitzky–Golay on 2 points keeps them
+    expected = [41.0, 40.7] if method == "ewma" else [41.0, 40.0]
+    assert [p["smoothed"] for p in points] == pytest.approx(expected)
+    bad = await c.get("/api/sources/HD-KK-01/smoothed?parameter=PM2.5&method=median")
     assert bad.status_code == 422
 
 

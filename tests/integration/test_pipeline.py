@@ -125,7 +125,7 @@ def test_exceedance_episode_opens_and_closes_one_violation(
             "WHERE v.parameter = 'COD' AND v.kind = 'exceedance' ORDER BY e.seq",
         )
 
-    wait_until(lambda: any(e[0] == "closed" for e in cod_events()), 120, message=worker.log)
+    wait_until(lambda: any(e[0] == "closed" for e in cod_events()), 240, message=worker.log)
     events = cod_events()
     kinds = [e[0] for e in events]
     assert kinds.count("opened") == 1 and kinds.count("closed") == 1, events
@@ -225,7 +225,7 @@ def test_day_of_readings_with_calibration_gap_late_resend_and_kill(
         day = stored().get(("day", t0))
         return day is not None and day[0] is not None and math.isclose(day[0], day_mean)
 
-    wait_until(day_done, 120, message=worker.log)
+    wait_until(day_done, 240, message=worker.log)
     got = stored()
     for start, (mean, ok) in hours.items():
         value, valid, _ = got[("1h", start)]
