@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--backfill-hours",
         type=float,
-        default=3.0,
-        help="hours of past readings to send at start (default 3)",
+        default=1.0,
+        help="hours of past readings the dataloggers upload at start (default 1; 3 gives "
+        "VN_AQI's NowCast its history at once, but takes longer to catch up)",
     )
     add("worker", cmd_worker, "run a Faust worker (QA/QC, averaging, thresholds, persistence)")
     db = add("db", cmd_db, "database: `quantrac db migrate`")
