@@ -210,6 +210,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def average_readings(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch = Batch()
+            running: dict[str, Average] = {}  # newest running-hour mean per series
             for event in events:
                 r: QcReading = event.value
                 if r.flag != QcFlag.VALID:
@@ -222,10 +223,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                 batch.set(slot, event, slot.state)
                 for out in outs:
                     avg = to_average(r, out)
-                    if out.final:
-                        metrics.averages_emitted.labels(avg.period, str(avg.valid).lower()).inc()
+                    if not out.final:
+                        running[key] = avg  # only a batch's last one matters (early warnings)
+                        continue
+                    metrics.averages_emitted.labels(avg.period, str(avg.valid).lower()).inc()
                     batch.emit(averages_topic, r.source_id, avg)
                 observe_latency("averaged", r.received_at)
+            for avg in running.values():
+                batch.emit(averages_topic, avg.source_id, avg)
             await batch.commit(stream, events)
 
     @app.agent(averages_topic, name="check_thresholds")

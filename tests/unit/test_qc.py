@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stations.parameters import Parameter, SourceKind
 from streams.records import DeviceStatus, QcFlag
@@ -209,3 +211,18 @@ def test_load_reports_the_file(tmp_path: Path) -> None:
     path.write_text("kinds:\n  nowhere: {}\n", encoding="utf-8")
     with pytest.raises(QcRulesError, match=r"rules\.yaml"):
         load_qc_rules(path)
+
+
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=30),
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.floats(0.5, 10),
+    st.floats(0, 100),
+)
+def test_fast_hampel_agrees_with_the_scipy_reference(
+    window: list[float], value: float, k: float, min_sigma: float
+) -> None:
+    from thresholds.qc import hampel_is_spike_scipy
+
+    fast = hampel_is_spike(window, value, k, min_sigma)
+    assert fast == hampel_is_spike_scipy(window, value, k, min_sigma)
