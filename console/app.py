@@ -17,9 +17,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -237,6 +238,19 @@ def create_app(
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Any) -> Response:
+        """A NUL byte can never be valid in a path or query here, and PostgreSQL text rejects
+        it: answer 400 rather than let it reach the database as a 500."""
+        if "\x00" in unquote(request.url.path) or "\x00" in unquote(request.url.query):
+            return JSONResponse({"detail": "NUL characters are not accepted"}, status_code=400)
+        response: Response = await call_next(request)
+        return response
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def bad_data(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        return JSONResponse({"detail": f"invalid value: {exc.sqlstate}"}, status_code=400)
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics_page() -> Response:
         """Prometheus exposition: open/unacknowledged violations, completeness (from the DB)."""
@@ -357,6 +371,8 @@ def create_app(
         """Form login (username, password, csrf_token = the login page's token)."""
         form = await request.form()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
+        if any("\x00" in str(v) for v in form.values()):
+            raise HTTPException(400, "NUL characters are not accepted")
         expected = request.cookies.get(auth.LOGIN_CSRF_COOKIE, "")
         given = str(form.get(auth.CSRF_FIELD, "")) or request.headers.get(auth.CSRF_HEADER)
         if not expected or not auth.tokens_match(expected, given):
@@ -375,8 +391,8 @@ def create_app(
         if token is None:
             return _login_page(request, translate("bad_login", lang), 401)
         nxt = str(form.get("next", "/"))
-        if not nxt.startswith("/") or nxt.startswith("//"):
-            nxt = "/"
+        if not nxt.startswith("/") or nxt.startswith(("//", "/\\")) or "\\" in nxt:
+            nxt = "/"  # only local paths: no //host or /\host open redirects
         response = RedirectResponse(nxt, status_code=303)
         response.set_cookie(
             auth.SESSION_COOKIE,

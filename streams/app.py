@@ -183,19 +183,21 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def validate_readings(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch, now = Batch(), datetime.now(UTC)
+            judged: list[QcReading] = []
             for event in events:
                 r: RawReading = event.value
                 key = f"{r.source_id}|{r.parameter}"
                 slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
                 if slot is None:
                     continue  # applied before a restart; its output was confirmed then
-                result = validator.check(r, slot.state, now)
+                result = validator.check(r, slot.state, now, event.message.offset)
                 if isinstance(result, Rejection):
                     metrics.rejections.labels(result.channel, result.reason).inc()
                     batch.emit(rejected_topic, r.source_id, result)
                     continue
                 batch.set(slot, event, slot.state)
                 metrics.qc_flags.labels(result.parameter, result.flag).inc()
+                judged.append(result)
                 batch.emit(valid_topic, result.source_id, result)
                 if result.flag == QcFlag.VALID:
                     t = result.measured_at.timestamp()
@@ -204,6 +206,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                         batch.set(seen, event, t)  # one write per source per minute at most
                         metrics.last_reading.labels(r.source_id).set(t)
                 observe_latency("validated", r.received_at)
+            # Readings are stored here, before the raw offsets can be committed: the raw topic
+            # has this one consumer, so "stored, then acked" holds without depending on how
+            # Faust combines the acks of several agents reading one topic.
+            await write_readings([to_row.reading_row(q) for q in judged])
+            for q in judged:
+                observe_latency("stored", q.received_at)
             await batch.commit(stream, events)
 
     @app.agent(valid_topic, name="average_readings")
@@ -214,12 +222,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             for event in events:
                 r: QcReading = event.value
                 if r.flag != QcFlag.VALID:
-                    continue  # stored with its flag by persist_readings; never averaged
+                    continue  # stored with its flag by validate_readings; never averaged
                 key = f"{r.source_id}|{r.parameter}"
                 slot = batch.slot(window_state, key, event, new_windows(key), SeriesWindows.to_dict)
                 if slot is None:
                     continue
+                if 0 <= r.raw_offset <= slot.state.last_input:
+                    continue  # a copy the validate stage emitted again after a crash
                 outs = slot.state.add(r.measured_at, r.value)
+                slot.state.last_input = max(slot.state.last_input, r.raw_offset)
                 batch.set(slot, event, slot.state)
                 for out in outs:
                     avg = to_average(r, out)
@@ -326,7 +337,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         stream: Any,
         *writes: tuple[Callable[..., Any], Callable[[Any], Row]],
         keep: Callable[[Any], bool] = lambda _: True,
-        stored: Callable[[Any], None] = lambda _: None,
     ) -> None:
         """Write each batch, then ack its events: offsets are committed only after the DB commit.
 
@@ -338,18 +348,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             values = [e.value for e in events if keep(e.value)]
             for write, row in writes:
                 await write([row(v) for v in values])
-            for value in values:
-                stored(value)
             for event in events:
                 await stream.ack(event)
-
-    @app.agent(valid_topic, name="persist_readings")
-    async def persist_readings(stream: Any) -> None:
-        await persist(
-            stream,
-            (write_readings, to_row.reading_row),
-            stored=lambda r: observe_latency("stored", r.received_at),
-        )
 
     @app.agent(averages_topic, name="persist_averages")
     async def persist_averages(stream: Any) -> None:

@@ -22,6 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+MARKER_KEY = "__quantrac_marker__"  # never read as state
+MARKER_VALUE = {"o": -1, "s": None}
+
 
 @dataclass
 class _Slot:
@@ -82,13 +85,31 @@ class Batch:
         pending = [await topic.send(key=key, value=value) for topic, key, value in self._out]
         if pending:
             await asyncio.gather(*pending)
-        for slot in self._slots.values():
-            if slot.dirty:
-                value = {"o": slot.offset, "s": slot.dump(slot.state)}
-                # The changelog partition is the source event's: the table is co-partitioned
-                # with the topic keyed by source id (Faust's table[key] = v would use the
-                # *current* event's partition, which in a batch is another event's).
-                slot.table.data[slot.key] = value
-                slot.table.send_changelog(slot.partition, slot.key, value)
+        changed = [slot for slot in self._slots.values() if slot.dirty]
+        for slot in changed:
+            value = {"o": slot.offset, "s": slot.dump(slot.state)}
+            # The changelog partition is the source event's: the table is co-partitioned
+            # with the topic keyed by source id (Faust's table[key] = v would use the
+            # *current* event's partition, which in a batch is another event's).
+            slot.table.data[slot.key] = value
+            slot.table.send_changelog(slot.partition, slot.key, value)
+        if changed:
+            await self._seal(changed)
         for event in events:
             await stream.ack(event)
+
+    @staticmethod
+    async def _seal(changed: Sequence[_Slot]) -> None:
+        """Make the state changes durable and restorable before the events are acked.
+
+        A restarting worker restores a table up to the changelog's end offset. Tansu reports
+        the end of a partition as the start of its last produce batch + 1, so a restore would
+        miss the tail of a multi-record last batch. After the state records are flushed, one
+        marker record per changelog partition, alone in its batch, makes the reported end the
+        true end. (Apache Kafka needs no marker; it costs one small record per batch.)
+        """
+        producer = changed[0].table.app.producer
+        await producer.flush()
+        for table, partition in {(s.table, s.partition) for s in changed}:
+            table.send_changelog(partition, MARKER_KEY, MARKER_VALUE)
+        await producer.flush()

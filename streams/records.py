@@ -80,6 +80,7 @@ class QcReading(faust.Record, serializer="json", isodates=True):
     flag: str  # a QcFlag value
     raw_value: float
     raw_unit: str
+    raw_offset: int = -1  # offset on readings.raw: downstream state ignores a re-emitted copy
 
 
 class Average(faust.Record, serializer="json", isodates=True):

@@ -39,7 +39,9 @@ class Validator:
             field=field,
         )
 
-    def check(self, r: RawReading, state: SeriesState, now: datetime) -> QcReading | Rejection:
+    def check(
+        self, r: RawReading, state: SeriesState, now: datetime, raw_offset: int = -1
+    ) -> QcReading | Rejection:
         try:
             source = self.registry.get(r.source_id)
         except KeyError:
@@ -91,4 +93,5 @@ class Validator:
             flag=flag.value,
             raw_value=r.value,
             raw_unit=r.unit,
+            raw_offset=raw_offset,
         )

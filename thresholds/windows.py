@@ -60,6 +60,10 @@ class SeriesWindows:
     hours: dict[int, list[float]] = field(default_factory=dict)  # hour epoch -> [sum, n]
     emitted: dict[str, int] = field(default_factory=dict)  # "period:start epoch" -> revision
     watermark: int | None = None  # start (epoch s) of the newest hour seen
+    # Position (readings.raw offset) of the newest input applied. After a crash the validate
+    # stage may emit a reading again; the copy carries the same position and is ignored, so a
+    # sample is never counted twice. One series' inputs arrive in position order.
+    last_input: int = -1
 
     # -- state ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +75,7 @@ class SeriesWindows:
             "h": {str(k): v for k, v in self.hours.items()},
             "e": self.emitted,
             "w": self.watermark,
+            "l": self.last_input,
         }
 
     @classmethod
@@ -83,6 +88,7 @@ class SeriesWindows:
             {int(k): v for k, v in d["h"].items()},
             dict(d["e"]),
             d["w"],
+            d.get("l", -1),
         )
 
     # -- statistics ----------------------------------------------------------------------

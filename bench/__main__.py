@@ -1,0 +1,216 @@
+"""``python -m bench`` (``make bench``): every benchmark in one process tree and one run.
+
+Starts a fresh embedded Tansu broker and embedded PostgreSQL under a temporary directory, then
+measures (1) the limits: raw produce/consume rate and COPY rate; (2)–(5) the pipeline: throughput
+with one and two workers, latency at nominal and 100× load, replay of a fraction of a year
+extrapolated, worker memory (bench/pipeline.py); and finally the export benchmark
+(bench/bench_export.py). Prints a table and writes ``bench/results/bench-<date>.json``.
+
+    python -m bench [--replay-hours 6] [--latency-seconds 60] [--fast-seconds 30]
+                    [--limit-messages 200000] [--export-days 90] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import bench_export
+from bench.limits import run_limits
+from bench.pipeline import Plan, fresh_database, run_pipeline, year_extrapolation
+from streams.embedded import EmbeddedBroker, EmbeddedPostgres
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gib": round(mem_kib / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _f(x: Any, digits: int = 0) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float | int):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def table(report: dict[str, Any]) -> str:
+    m, lim, p = report["machine"], report["limits"], report["pipeline"]
+    one, two = p["one_worker"], p["two_workers"]
+    consume = lim["consume"]["per_s"]
+    rows: list[tuple[str, str, str]] = [
+        ("machine", f"{m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM", report["date"]),
+        ("message size", f"{lim['mean_message_bytes']} B JSON RawReading", ""),
+        (
+            "limit: produce (aiokafka batch)",
+            f"{_f(lim['produce']['per_s'])} msg/s",
+            f"{lim['messages']:,} msgs",
+        ),
+        ("limit: consume (aiokafka)", f"{_f(consume)} msg/s", ""),
+        ("limit: COPY into readings", f"{_f(lim['copy']['per_s'])} rows/s", ""),
+    ]
+    for label, t in (("1 worker", one), ("2 workers", two)):
+        rows.append(
+            (
+                f"pipeline {label}: raw → stored",
+                f"{_f(t['readings_per_s'])} readings/s",
+                f"{t['readings_per_s'] / consume:.2%} of consume; {t['readings_stored']:,}"
+                f"/{t['readings_sent']:,} in {t['seconds_to_readings']} s",
+            )
+        )
+        rows.append(
+            (
+                f"pipeline {label}: averages, events",
+                f"{t['averages_stored']:,} averages, {t['violation_events_stored']:,} events",
+                f"settled after {t['seconds_to_all']} s; events: "
+                + ", ".join(f"{k} {v}" for k, v in t["violation_events_by_kind"].items()),
+            )
+        )
+    for label, key in (("nominal", "latency_nominal"), ("100×", "latency_100x")):
+        lat = p[key]
+        r, v = lat["reading_latency_s"], lat["violation_latency_s"]
+        rows.append(
+            (
+                f"latency {label}: received → stored",
+                f"p50 {_f(r['p50'], 2)} p95 {_f(r['p95'], 2)} p99 {_f(r['p99'], 2)} s",
+                f"n={r['n']}, {lat['offered_per_s']}/s offered",
+            )
+        )
+        rows.append(
+            (
+                f"latency {label}: received → violation",
+                f"p50 {_f(v['p50'], 2)} p95 {_f(v['p95'], 2)} p99 {_f(v['p99'], 2)} s",
+                f"n={v['n']} probes (early-warning event)",
+            )
+        )
+    y = report["replay_year"]
+    rows.append(
+        (
+            "replay: 1 year, registry cadence",
+            f"{y['registry_year_hours']} h",
+            f"{y['registry_year_readings']:,} readings at {_f(one['readings_per_s'])}/s",
+        )
+    )
+    rows.append(
+        (
+            "replay: 1 year, issue's 480×5 min",
+            f"{y['issue_year_hours']} h",
+            f"{y['issue_year_readings']:,} readings",
+        )
+    )
+    mem = p["memory"]
+    rows.append(
+        (
+            "memory: worker RSS",
+            f"{mem['rss_start_mib']} → {mem['rss_after_replay_mib']} → {mem['rss_end_mib']} MiB",
+            f"start → {mem['readings_after_replay']:,} → {mem['readings_end']:,} readings",
+        )
+    )
+    ex = report.get("export")
+    if ex:
+        for r in ex["results"]:
+            rows.append(
+                (
+                    f"export {r['format']} {r['period']}",
+                    f"{r['seconds']:.1f} s",
+                    f"peak traced {r['traced_peak_kib'] / 1024:.1f} MiB",
+                )
+            )
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{'what':{w0}}  {'result':{w1}}  note", "-" * (w0 + w1 + 40)]
+    lines += [f"{a:{w0}}  {b:{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--replay-hours", type=float, default=6.0)
+    p.add_argument("--latency-seconds", type=float, default=60.0)
+    p.add_argument("--fast-seconds", type=float, default=30.0)
+    p.add_argument("--limit-messages", type=int, default=200_000)
+    p.add_argument("--export-days", type=int, default=90, help="0 skips the export benchmark")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.replay_hours, args.latency_seconds, args.fast_seconds = 0.5, 10.0, 5.0
+        args.limit_messages, args.export_days = 20_000, 0
+    logging.basicConfig(level=logging.WARNING)
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    m = report["machine"]
+    print(f"quantrac bench {report['date']} on {m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM")
+    plan = Plan(
+        replay_hours=args.replay_hours,
+        latency_seconds=args.latency_seconds,
+        fast_seconds=args.fast_seconds,
+        probes_nominal=10 if args.quick else 20,
+        probes_fast=10 if args.quick else 40,
+    )
+    with tempfile.TemporaryDirectory(prefix="quantrac-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        with (
+            EmbeddedBroker(log_path=tmp / "tansu.log") as broker,
+            EmbeddedPostgres(tmp / "pg") as pg,
+        ):
+            print("limits …", flush=True)
+            report["limits"] = run_limits(
+                broker.bootstrap,
+                fresh_database(pg.uri, "limits", stamps=False),
+                args.limit_messages,
+            )
+            print(f"  {report['limits']}", flush=True)
+            report["pipeline"] = run_pipeline(
+                broker.url, pg.uri, tmp, plan, say=lambda s: print(s, flush=True)
+            )
+    one = report["pipeline"]["one_worker"]
+    report["replay_year"] = year_extrapolation(
+        one["readings_per_s"], report["pipeline"]["nominal_readings_per_s"]
+    )
+    if args.export_days:
+        print(f"export benchmark ({args.export_days} days) …", flush=True)
+        code = bench_export.main(["--days", str(args.export_days)])
+        report["export"] = json.loads((RESULTS / "export.json").read_text())
+        report["export"]["exit_code"] = code
+    report["total_seconds"] = round(time.monotonic() - started, 1)
+    print()
+    print(table(report))
+    print(f"total {report['total_seconds']} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{report['date'][:10]}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

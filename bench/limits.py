@@ -1,0 +1,175 @@
+"""The machine's limits the pipeline is compared with: raw produce, consume and COPY rates.
+
+Same broker, same messages (the JSON of real simulated RawReadings, ~250 bytes), no Faust: what
+aiokafka alone moves through Tansu, and what one ``COPY`` moves into the ``readings`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from stations.registry import load_registry
+from stations.sim_registry import series_for
+from stations.simulator import readings
+from storage.writer import READING_COLUMNS
+from streams.records import RawReading
+
+Message = tuple[bytes, bytes]  # key, value
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: float
+    bytes: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "per_s": round(self.per_s, 1)}
+
+
+def sample_readings(n: int, end: datetime | None = None, seed: int = 7) -> list[RawReading]:
+    """``n`` real simulated readings of all registered series, the newest ending at ``end``."""
+    series = series_for(load_registry())
+    per_s = sum(1 / s.interval_s for s in series)
+    end = end or datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(seconds=n / per_s + 600)
+    out: list[RawReading] = []
+    for r in readings(series, start, end, seed):
+        out.append(r)
+        if len(out) == n:
+            break
+    return out
+
+
+def encode(batch: Sequence[RawReading]) -> list[Message]:
+    return [(r.source_id.encode(), r.dumps(serializer="json")) for r in batch]
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        admin.close()
+
+
+async def produce_rate(bootstrap: str, topic: str, messages: Sequence[Message]) -> Rate:
+    """aiokafka batch API (the fast path KafkaFeed uses), acks=all, pre-encoded messages."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, enable_idempotence=False, acks="all"
+    )
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        part = DefaultPartitioner()
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for key, value in messages:
+            by_partition[part(key, partitions, partitions)].append((key, value))
+        t0 = time.perf_counter()
+        futures = []
+        for p, msgs in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in msgs:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, topic, partition=p))
+        await asyncio.gather(*futures)
+        seconds = time.perf_counter() - t0
+    finally:
+        await producer.stop()
+    return Rate(len(messages), seconds, sum(len(k) + len(v) for k, v in messages))
+
+
+async def consume_rate(bootstrap: str, topic: str, n: int, timeout: float = 60.0) -> Rate:
+    """Read ``n`` messages from the start of every partition (no group: no join wait)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 2**20,
+        fetch_max_bytes=16 * 2**20,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topic
+        ids = sorted(consumer.partitions_for_topic(topic) or ())
+        partitions = [TopicPartition(topic, p) for p in ids]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        got, size = 0, 0
+        t0 = time.perf_counter()
+        while got < n and time.perf_counter() - t0 < timeout:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                got += len(records)
+                size += sum(len(r.value or b"") + len(r.key or b"") for r in records)
+        seconds = time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+    return Rate(got, seconds, size)
+
+
+def reading_row(r: RawReading) -> tuple[Any, ...]:
+    """The readings row of a raw reading as if QA/QC had passed it (column order of the writer)."""
+    return (
+        r.source_id,
+        r.parameter,
+        r.measured_at,
+        r.value,
+        r.unit,
+        r.status,
+        "valid",
+        r.value,
+        r.unit,
+        r.received_at,
+        r.channel,
+        r.origin,
+    )
+
+
+def copy_rate(url: str, batch: Sequence[RawReading]) -> Rate:
+    """One ``COPY … FROM STDIN`` of the rows straight into ``readings`` (migrated, empty)."""
+    rows = [reading_row(r) for r in batch]
+    cols = ", ".join(READING_COLUMNS)
+    t0 = time.perf_counter()
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY readings ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+    return Rate(len(rows), time.perf_counter() - t0)
+
+
+def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[str, Any]:
+    """Produce, consume and COPY ``n`` readings; ``url`` is a migrated, empty database."""
+    batch = sample_readings(n)
+    messages = encode(batch)
+    topic = "bench.limits"
+    create_topic(bootstrap, topic, partitions)
+    produced = asyncio.run(produce_rate(bootstrap, topic, messages))
+    consumed = asyncio.run(consume_rate(bootstrap, topic, len(messages)))
+    copied = copy_rate(url, batch)
+    return {
+        "messages": len(messages),
+        "mean_message_bytes": round(produced.bytes / max(1, produced.count)),
+        "produce": produced.to_dict(),
+        "consume": consumed.to_dict(),
+        "copy": copied.to_dict(),
+    }
