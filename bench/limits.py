@@ -157,6 +157,28 @@ def copy_rate(url: str, batch: Sequence[RawReading]) -> Rate:
     return Rate(len(rows), time.perf_counter() - t0)
 
 
+def writer_rate(url: str, batch: Sequence[RawReading], rows_per_batch: int = 5000) -> Rate:
+    """quantrac's idempotent writer (COPY into staging + INSERT … ON CONFLICT) on the same rows,
+    in the worker's batch size, into an empty ``readings`` table."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from storage.writer import READINGS, BatchWriter
+
+    rows = [reading_row(r) for r in batch]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+
+    async def go() -> float:
+        async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False) as pool:
+            writer = BatchWriter(pool, READINGS)
+            t0 = time.perf_counter()
+            for i in range(0, len(rows), rows_per_batch):
+                await writer.write(rows[i : i + rows_per_batch])
+            return time.perf_counter() - t0
+
+    return Rate(len(rows), asyncio.run(go()))
+
+
 def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[str, Any]:
     """Produce, consume and COPY ``n`` readings; ``url`` is a migrated, empty database."""
     batch = sample_readings(n)
@@ -166,10 +188,12 @@ def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[st
     produced = asyncio.run(produce_rate(bootstrap, topic, messages))
     consumed = asyncio.run(consume_rate(bootstrap, topic, len(messages)))
     copied = copy_rate(url, batch)
+    written = writer_rate(url, batch)
     return {
         "messages": len(messages),
         "mean_message_bytes": round(produced.bytes / max(1, produced.count)),
         "produce": produced.to_dict(),
         "consume": consumed.to_dict(),
         "copy": copied.to_dict(),
+        "writer": {**written.to_dict(), "ratio_to_copy": round(written.per_s / copied.per_s, 3)},
     }
