@@ -2,14 +2,17 @@
 
 An operator logs in, a violation appears without reload, gets acknowledged with a note, and the
 note shows in the audit trail; a regulator sees no acknowledge button. Screenshots of every page
-land in the test's tmp dir. The violation is inserted into the table the pipeline writes, so the
-test exercises the console's polling + SSE path, not the Faust agents.
+land in the test's tmp dir. The first tests insert the violation into the table the pipeline
+writes (the console's polling + SSE path); the last one produces readings to Kafka and runs a
+real worker, so the alert comes through the whole pipeline.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -22,6 +25,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.conftest import WorkerProcess, wait_until
 from tests.integration.test_console_api import (  # fixtures: db → app → server
     PASSWORD,
     _insert_violation,
@@ -29,6 +35,7 @@ from tests.integration.test_console_api import (  # fixtures: db → app → ser
     db,
     server,
 )
+from tests.integration.test_pipeline import _db, _hour0, _noisy, _reading, _send
 
 __all__ = ["app", "db", "server"]
 
@@ -127,3 +134,45 @@ def test_regulator_has_no_acknowledge_button(
     browser.get(f"{server}/violations/V-PM25")
     assert browser.find_elements(By.CLASS_NAME, "ack-button") == []
     shot(browser, tmp_path, "regulator-violation")
+
+
+def test_exceedance_produced_to_kafka_appears_live_for_the_operator(
+    browser: WebDriver,
+    server: str,
+    db: str,
+    settings: Settings,
+    worker: WorkerProcess,
+    tmp_path: Path,
+) -> None:
+    """The whole path: readings on Kafka → worker (QA/QC, average, check, persist) → console.
+
+    HD-NT-01's COD limit is QCVN 40:2011 Table 1 row 5 column B × Kq 1.1 × Kf 0.9 = 148.5 mg/L
+    (1-h mean); an hour at 230 ± 60 opens one violation (ratio 1.55, Decree 45 band 1.5–2).
+    """
+    assert settings.database_url == db
+    ensure_topics(settings)
+    worker.start()
+    t0 = _hour0(4)
+    _send(settings, [_reading("HD-NT-01", t0, 100.0)])  # warm-up: the worker is consuming
+    wait_until(
+        lambda: _db(db, "SELECT count(*) FROM readings WHERE source_id = 'HD-NT-01'")[0][0] > 0,
+        120,
+        message=worker.log,
+    )
+    log_in(browser, server, "op")
+    WebDriverWait(browser, 5).until(
+        lambda d: "down" not in (d.find_element(By.ID, "live-status").get_attribute("class") or "")
+    )
+    episode = t0 + timedelta(hours=1)
+    readings = [
+        _reading("HD-NT-01", episode + k * timedelta(minutes=5), _noisy(230, k)) for k in range(12)
+    ]
+    readings.append(_reading("HD-NT-01", episode + timedelta(hours=1), 100.0))  # closes the hour
+    sent = time.monotonic()
+    _send(settings, readings)
+    vid = f"HD-NT-01:COD:QCVN_40_2011:B:COD:1h:{episode:%Y%m%dT%H%MZ}"
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, f"v-{vid}")))
+    elapsed = time.monotonic() - sent
+    shot(browser, tmp_path, "09-kafka-exceedance")
+    print(f"\nreadings produced → alert on the operator's page: {elapsed:.2f} s")
+    assert elapsed < 5.0, f"the alert took {elapsed:.1f} s to appear"
