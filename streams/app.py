@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import generate_latest
 
 from stations.parameters import SourceKind
@@ -23,7 +24,7 @@ from streams import topics
 from streams.batch import Batch
 from streams.checks import LimitBook, outage_allowance
 from streams.db import Database
-from streams.metrics import Metrics
+from streams.metrics import FaustSensors, Metrics
 from streams.records import (
     AqiRecord,
     Average,
@@ -369,6 +370,18 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.agent(rejected_topic, name="persist_rejections")
     async def persist_rejections(stream: Any) -> None:
         await persist(stream, (write_rejections, to_row.rejection_row))
+
+    # Faust's own sensors (messages, events, table operations, commits, rebalances, offsets)
+    # go to the same registry, so /metrics shows them beside ours, prefixed faust_.
+    sensors = FaustSensors(metrics.registry)
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(sensors.source, "faust"))
+
+    @app.timer(10.0)
+    async def report_consumer_lag() -> None:
+        monitor = app.monitor
+        for tp, end in list(monitor.tp_end_offsets.items()):
+            committed = monitor.tp_committed_offsets.get(tp, 0)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
