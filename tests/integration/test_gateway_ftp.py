@@ -272,10 +272,17 @@ def _sim_expectation(
 def test_simulator_uploads_over_ftp_exactly_what_it_planned(
     gw_settings: Settings, registry: Registry
 ) -> None:
-    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
     knobs = DeliveryKnobs(bad_line_prob=0.2, outage_prob_per_hour=0.4, skew_share=0.5)
-    series, due = _sim_expectation(registry, now, knobs)
-    assert any(f.resend for f in due) and any(f.bad_lines for f in due)
+    # The plan is deterministic for a given clock; pick the most recent 5-minute step whose
+    # last hour holds both an outage resend and a bad line, so the test always covers both.
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    for k in range(24):
+        now = base - timedelta(minutes=5 * k)
+        series, due = _sim_expectation(registry, now, knobs)
+        if any(f.resend for f in due) and any(f.bad_lines for f in due):
+            break
+    else:
+        pytest.fail("no plan in the last two hours has both a resend and a bad line")
     with running_gateway(gw_settings, registry, clock=utc_now) as gw:
         sim_settings = gw_settings.model_copy(update={"gateway_ftp_port": gw.ftp_port})
         stats = asyncio.run(
