@@ -23,11 +23,10 @@ def _settings() -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stations.sim_registry import series_for_registry
     from streams.demo import run_demo
 
     settings = _settings()
-    run_demo(settings, series_for_registry(settings), backfill_h=args.backfill_hours)
+    run_demo(settings, backfill_h=args.backfill_hours)
     return 0
 
 

@@ -28,8 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +47,7 @@ from stations.simulator import Series, readings, status_at, value_at
 from storage.migrate import migrate
 from streams.embedded import free_port
 from streams.records import Channel, RawReading
-from streams.runtime import child_env
+from streams.runtime import QuantracProcess
 from streams.settings import Settings
 from streams.topics import RAW, bootstrap_servers, ensure_topics
 from thresholds.catalogue import Basis, RuleKind, load_catalogue
@@ -97,47 +95,15 @@ def run_settings(kafka_url: str, database_url: str, data_dir: Path, tag: str) ->
     )
 
 
-class Worker:
-    """One `quantrac worker` child with the run's settings and its own web port and log."""
+class Worker(QuantracProcess):
+    """A benchmark worker: its own web port, and its memory on request."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        env = child_env(self.settings)
-        env["QUANTRAC_WEB_PORT"] = str(free_port())
-        env["QUANTRAC_TOPIC_PARTITIONS"] = str(self.settings.topic_partitions)
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "quantrac_cli", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().__init__(settings.model_copy(update={"web_port": free_port()}), log_path)
 
     def rss_mib(self) -> float:
         assert self.proc is not None
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -158,7 +124,7 @@ def wait_ready(ws: Sequence[Worker], timeout: float = 90.0, quiet: float = 3.0) 
     t0 = time.monotonic()
     last_change, last_marks = time.monotonic(), -1
     while time.monotonic() - t0 < timeout:
-        logs = [w.log() for w in ws]
+        logs = [w.log(tail=None) for w in ws]
         dead = [w for w in ws if not w.alive()]
         if dead:
             raise RuntimeError(f"a worker exited during start-up: {dead[0].log()[-2000:]}")

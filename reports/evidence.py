@@ -30,6 +30,7 @@ import psycopg
 
 from reports.common import ReportContext, ViolationRow, fetch_acks, fetch_events, fetch_violation
 from reports.render_csv import BOM
+from storage.writer import AVERAGE_COLUMNS, READING_COLUMNS
 from thresholds.limits import resolve_limits
 
 MARGIN = {
@@ -115,48 +116,22 @@ def build_evidence(
                 limit_doc["limit"] = lim.model_dump(mode="json")
     files["limit.json"] = _json(limit_doc)
 
+    # The stored columns, less the two the package is already about (source, parameter).
+    reading_cols = READING_COLUMNS[2:]
     readings = conn.execute(
-        "SELECT measured_at, value, unit, status, flag, raw_value, raw_unit, received_at,"
-        " channel, origin FROM readings WHERE source_id = %s AND parameter = %s"
-        " AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
+        f"SELECT {', '.join(reading_cols)} FROM readings WHERE source_id = %s"
+        " AND parameter = %s AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
         (v.source_id, v.parameter, start, end),
     ).fetchall()
-    files["readings.csv"] = _csv(
-        [
-            "measured_at",
-            "value",
-            "unit",
-            "status",
-            "flag",
-            "raw_value",
-            "raw_unit",
-            "received_at",
-            "channel",
-            "origin",
-        ],
-        readings,
-    )
+    files["readings.csv"] = _csv(list(reading_cols), readings)
+    average_cols = AVERAGE_COLUMNS[2:]
     averages = conn.execute(
-        "SELECT period, window_start, window_end, value, unit, samples, expected, completeness,"
-        " valid, revision FROM averages WHERE source_id = %s AND parameter = %s"
-        " AND window_start >= %s AND window_start < %s ORDER BY period, window_start",
+        f"SELECT {', '.join(average_cols)} FROM averages WHERE source_id = %s"
+        " AND parameter = %s AND window_start >= %s AND window_start < %s"
+        " ORDER BY period, window_start",
         (v.source_id, v.parameter, start, end),
     ).fetchall()
-    files["averages.csv"] = _csv(
-        [
-            "period",
-            "window_start",
-            "window_end",
-            "value",
-            "unit",
-            "samples",
-            "expected",
-            "completeness",
-            "valid",
-            "revision",
-        ],
-        averages,
-    )
+    files["averages.csv"] = _csv(list(average_cols), averages)
     events = fetch_events(conn, v.violation_id)
     files["events.csv"] = _csv(
         ["seq", "event", "at", "value", "ratio", "severity", "payload"],

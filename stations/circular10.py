@@ -417,6 +417,29 @@ def _checks(
 # the file form
 
 
+def _reject_whole(
+    result: ParseResult,
+    error: ParseError,
+    data: bytes,
+    channel: str,
+    received_at: datetime,
+    source_id: str | None,
+) -> ParseResult:
+    """Dead-letter a whole file or message with its bytes (an excerpt when it is too large)."""
+    original = data[:EXCERPT_BYTES] if error.reason == RejectReason.FILE_TOO_LARGE else data
+    result.rejections.append(
+        _rejection(
+            error,
+            original,
+            origin=result.origin,
+            channel=channel,
+            received_at=received_at,
+            source_id=source_id,
+        )
+    )
+    return result
+
+
 def parse_file(
     name: str,
     data: bytes,
@@ -437,18 +460,7 @@ def parse_file(
     chan = str(channel)
 
     def reject_file(error: ParseError, source_id: str | None = None) -> ParseResult:
-        original = data[:EXCERPT_BYTES] if error.reason == RejectReason.FILE_TOO_LARGE else data
-        result.rejections.append(
-            _rejection(
-                error,
-                original,
-                origin=result.origin,
-                channel=chan,
-                received_at=received_at,
-                source_id=source_id,
-            )
-        )
-        return result
+        return _reject_whole(result, error, data, chan, received_at, source_id)
 
     try:
         identity = parse_filename(name)
@@ -551,18 +563,7 @@ def parse_json(
     result = ParseResult(origin=origin or f"json:{hashlib.sha256(data).hexdigest()[:16]}")
 
     def reject(error: ParseError, source_id: str | None = None) -> ParseResult:
-        original = data[:EXCERPT_BYTES] if error.reason == RejectReason.FILE_TOO_LARGE else data
-        result.rejections.append(
-            _rejection(
-                error,
-                original,
-                origin=result.origin,
-                channel=chan,
-                received_at=received_at,
-                source_id=source_id,
-            )
-        )
-        return result
+        return _reject_whole(result, error, data, chan, received_at, source_id)
 
     try:
         text = _prepare_json_text(data)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from stations.parameters import Parameter as P
 from stations.parameters import SourceKind as K
-from stations.registry import Registry, load_registry
+from stations.registry import Registry
 from stations.simulator import Series
-from streams.settings import Settings
 
 # (typical level, diurnal amplitude share, noise share) in the registry's canonical units.
 TYPICAL: dict[tuple[K, P], tuple[float, float, float]] = {
@@ -77,7 +76,3 @@ def series_for(registry: Registry) -> list[Series]:
                 )
             )
     return out
-
-
-def series_for_registry(settings: Settings) -> list[Series]:
-    return series_for(load_registry(settings.registry_path))

@@ -20,7 +20,6 @@ from datetime import datetime
 import psycopg
 
 from stations.registry import load_registry
-from stations.simulator import Series
 from storage.migrate import migrate
 from storage.sources import sync_sources
 from streams.embedded import terminate_on_exit
@@ -76,12 +75,13 @@ def ensure_demo_users(conninfo: str) -> None:
             create_user(conninfo, username, password, role, created_by="demo")
 
 
-def run_demo(settings: Settings, series: Sequence[Series], backfill_h: float = 3.0) -> None:
-    source_ids = sorted({s.source_id for s in series})
+def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
+    registry = load_registry(settings.registry_path)
+    source_ids = sorted(s.id for s in registry.sources)
     with services(settings) as resolved:
         assert resolved.database_url
         migrate(resolved.database_url)
-        sync_sources(resolved.database_url, load_registry(resolved.registry_path))
+        sync_sources(resolved.database_url, registry)
         ensure_demo_users(resolved.database_url)
         ensure_topics(resolved)
         env = child_env(resolved)

@@ -9,8 +9,6 @@ group, so tests never share state.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ import psycopg
 import pytest
 
 from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from streams.runtime import child_env
+from streams.runtime import QuantracProcess
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,47 +80,7 @@ def settings(kafka_url: str, database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-class WorkerProcess:
-    """A `quantrac worker` child process for integration tests."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        env = child_env(self.settings)
-        env["QUANTRAC_WEB_PORT"] = str(self.settings.web_port)
-        env["QUANTRAC_PERSIST_BATCH_SECONDS"] = str(self.settings.persist_batch_seconds)
-        env["QUANTRAC_DB_RETRY_MAX_S"] = str(self.settings.db_retry_max_s)
-        env["QUANTRAC_TOPIC_PARTITIONS"] = str(self.settings.topic_partitions)
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "quantrac_cli", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+WorkerProcess = QuantracProcess  # a `quantrac worker` child for integration tests
 
 
 @pytest.fixture
