@@ -163,7 +163,12 @@ def parse_local_stamp(text: str, *, field_name: str = "timestamp") -> datetime:
         raise ParseError(
             RejectReason.BAD_TIMESTAMP, f"{text} is not a real time ({exc})", field=field_name
         ) from None
-    return local.astimezone(UTC)
+    try:
+        return local.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 before 07:00 local is still year 0 in UTC
+        raise ParseError(
+            RejectReason.BAD_TIMESTAMP, f"{text} is out of range", field=field_name
+        ) from None
 
 
 def to_local_stamp(moment: datetime) -> str:
@@ -682,7 +687,13 @@ def _json_time(stamp: Any) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=LOCAL_TZ)
-    return moment.astimezone(UTC)
+    try:
+        moment.astimezone(LOCAL_TZ)  # rejections show it in local time
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 local, 9999-12-31T23:00Z
+        raise ParseError(
+            RejectReason.BAD_TIMESTAMP, f"{_show(stamp)} is out of range", field="measured_at"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

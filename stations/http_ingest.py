@@ -20,7 +20,6 @@ each sent only after the broker acknowledged what was published:
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from typing import Any
 
@@ -49,7 +48,7 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII token
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None

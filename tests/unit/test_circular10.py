@@ -526,3 +526,48 @@ def test_random_lines_are_each_accounted_for(registry: Registry, lines: list[str
 def test_random_json_never_raises(registry: Registry, data: bytes) -> None:
     result = parse_json(data, registry, received_at=RECEIVED, channel="http")
     assert result.rejections or result.readings
+
+
+# --- found by the fuzzers (tests/fuzz) -----------------------------------------------------------
+
+
+def test_fuzz_year_one_line_is_rejected_not_raised(registry: Registry) -> None:
+    # fuzz_file: 0001-01-01 00:00 local is year 0 in UTC (datetime.astimezone raised OverflowError)
+    data = base64.b64decode(
+        "U08yCTEyLjUJwrVnL05tMwkwMDAxMDEwMTAwMDAwMAkwMA0KTk8yCTFlOTk5CcK1Zy9ObTMJ"
+        "MjAyNjExMjQxMDA1MDAJMDANCg=="
+    )
+    assert data.startswith(b"SO2\t12.5\t\xc2\xb5g/Nm3\t00010101000000\t00\r\n")
+    result = _parse(registry, AIR, data)
+    assert [(r.reason, r.line, r.field) for r in result.rejections] == [
+        (R.BAD_TIMESTAMP, 1, "timestamp"),
+        (R.NOT_FINITE, 2, "value"),
+    ]
+    name = AIR.replace("20261124100500", "00010101000000")
+    (rejection,) = _parse(registry, name, f"SO2\t1\tµg/Nm3\t{T}\t00\n".encode()).rejections
+    assert (rejection.reason, rejection.field) == (R.BAD_FILENAME_TIMESTAMP, "name")
+
+
+@pytest.mark.parametrize(
+    "measured_at",
+    ["00010101000000", "0001-01-01", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00Z"],
+)
+def test_fuzz_json_times_out_of_range_are_rejected(registry: Registry, measured_at: str) -> None:
+    # fuzz_json: the UTC (or, for the message, local) form of these is outside datetime's range
+    result = parse_json(
+        _doc(_with(measured_at=measured_at)), registry, received_at=RECEIVED, channel="http"
+    )
+    (rejection,) = result.rejections
+    assert (rejection.reason, rejection.line, rejection.field) == (
+        R.BAD_TIMESTAMP,
+        1,
+        "measured_at",
+    )
+
+
+@pytest.mark.parametrize("header", ["Basic é", "Basic SEQtS0stMDE6\ufffd", "Basic \x00µg"])
+def test_fuzz_non_ascii_basic_token_is_no_credentials(header: str) -> None:
+    # fuzz_http: base64.b64decode raised ValueError on a non-ASCII token (the handler's 500)
+    from stations.http_ingest import basic_credentials
+
+    assert basic_credentials(header) is None
