@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from streams.records import DeviceStatus, RawReading
 from streams.settings import Settings
 from streams.topics import RAW, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
+from tests.integration.drain import wait_drained
 
 pytestmark = pytest.mark.integration
 
@@ -76,18 +77,13 @@ def counts(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def wait_settled(url: str, n: int, timeout: float, log: Any, quiet: float = 4.0) -> None:
-    """Until ``n`` readings are stored and no table has changed for ``quiet`` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = (-1, -1, -1), time.monotonic()
-    while time.monotonic() < deadline:
-        now = counts(url)
-        if now != last:
-            last, since = now, time.monotonic()
-        if now[0] >= n and time.monotonic() - since >= quiet:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"not settled after {timeout}s (counts {last}, want {n}): {log()}")
+def wait_settled(settings: Settings, n: int, timeout: float, log: Any) -> None:
+    """Until ``n`` readings are stored and the worker group has committed every input record
+    (tests/integration/drain.py: a quiet database alone also fits a worker still restarting)."""
+    assert settings.database_url
+    url = settings.database_url
+    wait_until(lambda: counts(url)[0] >= n, timeout, interval=0.3, message=log)
+    wait_drained(settings, timeout, log)
 
 
 def final_averages(url: str) -> list[tuple[Any, ...]]:
@@ -138,96 +134,54 @@ def _hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
-# --- (a) PostgreSQL down for 30 s while the worker persists ------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What a run leaves in the database, minus what follows the wall clock (outages, early
+    warnings), which two runs at different moments may rightly differ in."""
+
+    verdicts: dict[tuple[str, str, datetime], str]
+    averages: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    violations: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, url: str) -> Outcome:
+        events, violations = violation_state(url)
+        return cls(qc_verdicts(url), final_averages(url), events, violations)
 
 
-def test_postgres_down_30s_mid_stream_loses_and_duplicates_nothing(
-    settings: Settings, worker: WorkerProcess, pg_server: EmbeddedPostgres | str
-) -> None:
-    assert isinstance(pg_server, EmbeddedPostgres), "stopping PostgreSQL needs the embedded one"
-    assert settings.database_url
-    url = settings.database_url
-    migrate(url)
-    ensure_topics(settings)
-    start = _hour(datetime.now(UTC)) - timedelta(hours=8)
-    series = _series(["HD-KK-01", "HD-KK-04"])
-    batch = make_input(series, start, start + timedelta(hours=4), (start, start))
-    n = len(batch)
-    produce(settings, batch)
-    worker.start()
-    wait_until(lambda: counts(url)[0] > 0, 90, message=worker.log)
-    stopped_at = counts(url)[0]
-    try:
-        pg_server.pg_ctl("stop")
-        assert 0 < stopped_at < n, f"the outage must start mid-stream ({stopped_at} of {n})"
-        time.sleep(30)
-        assert worker.proc is not None and worker.proc.poll() is None, worker.log()
-    finally:
-        pg_server.pg_ctl("start")
-    wait_settled(url, n, 90, worker.log)
-    assert worker.proc.poll() is None, f"the worker died: {worker.log()}"
-    assert "retry in" in worker.log_path.read_text(errors="replace"), "no retry was logged"
-    assert counts(url)[0] == n
-    with psycopg.connect(url) as conn:
-        per_series = conn.execute(
-            "SELECT count(DISTINCT (source_id, parameter)), min(c), max(c) FROM "
-            "(SELECT source_id, parameter, count(*) c FROM readings GROUP BY 1, 2) s"
-        ).fetchone()
-    expected = {(r.source_id, r.parameter) for r in batch}
-    per = [sum(1 for r in batch if (r.source_id, r.parameter) == k) for k in expected]
-    assert per_series == (len(expected), min(per), max(per))
-
-
-# --- (b) a station resends a whole day after an outage ----------------------------------------
-
-
-def test_resent_day_changes_nothing(settings: Settings, worker: WorkerProcess) -> None:
-    assert settings.database_url
-    url = settings.database_url
-    migrate(url)
-    ensure_topics(settings)
-    start = _hour(datetime.now(UTC)) - timedelta(hours=30)
-    end = start + timedelta(hours=24)
-    series = _series(["HD-KK-01"])
-    high = (start + timedelta(hours=6), start + timedelta(hours=10))
-    day = make_input(series, start, end, high)
-    n = len(day)
-    produce(settings, day)
-    worker.start()
-    wait_settled(url, n, 60, worker.log)
-    averages, (events, violations) = final_averages(url), violation_state(url)
-    flags = reading_flags(url)
-    assert averages, "the day must produce final averages"
-    assert any(e[2] == "opened" for e in events), "the high block must open a violation"
-
-    produce(settings, day)  # the resend: every reading again, same values
-    # One device-error reading per series after the day, behind the resend on its partition:
-    # once they are stored the resend has passed every stage. Status 02 is never averaged.
-    after = end + timedelta(minutes=1)
-    markers = [
-        RawReading(
-            source_id=s.source_id,
-            parameter=s.parameter,
-            value=1.0,
-            unit=s.unit,
-            measured_at=after,
-            status=DeviceStatus.ERROR.value,
-            received_at=after,
-            channel="sim",
-            origin="marker",
+def assert_same(got: Outcome, want: Outcome) -> None:
+    """Every reading once with the undisturbed verdict, the same averages and violations."""
+    lost = sorted(set(want.verdicts) - set(got.verdicts))
+    assert not lost, f"{len(lost)} readings lost: {lost[:5]}"
+    extra = sorted(set(got.verdicts) - set(want.verdicts))
+    assert not extra, f"{len(extra)} readings not in the undisturbed run: {extra[:5]}"
+    differ = [(k, v, want.verdicts[k]) for k, v in got.verdicts.items() if want.verdicts[k] != v]
+    assert not differ, f"{len(differ)} QC verdicts differ from the undisturbed run: {differ[:5]}"
+    assert len(want.averages) > 50, "the input must produce final averages"
+    for name, a, b in (
+        ("averages", got.averages, want.averages),
+        ("violation events", got.events, want.events),
+        ("violations", got.violations, want.violations),
+    ):
+        assert a == b, (
+            f"{name} only in the disturbed run: {sorted(set(a) - set(b))[:5]}; "
+            f"only undisturbed: {sorted(set(b) - set(a))[:5]}"
         )
-        for s in series
-    ]
-    produce(settings, markers)
-    wait_settled(url, n + len(markers), 60, worker.log)
-    assert counts(url)[0] == n + len(markers), "a resent reading was stored twice"
-    flags["device_error"] = flags.get("device_error", 0) + len(markers)
-    assert reading_flags(url) == flags  # the first verdict stands: no row became "duplicate"
-    assert final_averages(url) == averages
-    assert violation_state(url) == (events, violations)
 
 
-# --- (c) SIGKILL + restart gives the same final averages as an undisturbed run ---------------
+def undisturbed(ref: Settings, batch: Sequence[RawReading], log_path: Path) -> Outcome:
+    """The reference: the same input through one worker that nothing disturbs."""
+    assert ref.database_url
+    migrate(ref.database_url)
+    ensure_topics(ref)
+    produce(ref, batch)
+    ref_worker = WorkerProcess(ref, log_path).start()
+    try:
+        wait_settled(ref, len(batch), 90, ref_worker.log)
+    finally:
+        ref_worker.stop()
+    return Outcome.of(ref.database_url)
 
 
 @pytest.fixture
@@ -254,12 +208,98 @@ def second_settings(
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 10: in about half the runs one hourly average of the killed "
-    "run counts one sample fewer than the undisturbed run (state restored after SIGKILL vs the "
-    "re-delivered readings); the readings themselves were all stored in every run",
-)
+# --- (a) PostgreSQL down for 30 s while the worker persists ------------------------------------
+
+
+def test_postgres_down_30s_mid_stream_loses_and_duplicates_nothing(
+    settings: Settings,
+    second_settings: Settings,
+    worker: WorkerProcess,
+    pg_server: EmbeddedPostgres | str,
+    tmp_path: Path,
+) -> None:
+    assert isinstance(pg_server, EmbeddedPostgres), "stopping PostgreSQL needs the embedded one"
+    assert settings.database_url
+    url = settings.database_url
+    start = _hour(datetime.now(UTC)) - timedelta(hours=8)
+    series = _series(["HD-KK-01", "HD-KK-04"])
+    high = (start + timedelta(hours=1), start + timedelta(hours=3))
+    batch = make_input(series, start, start + timedelta(hours=4), high)
+    n = len(batch)
+    reference = undisturbed(second_settings, batch, tmp_path / "reference.log")
+    assert any(e[2] == "opened" for e in reference.events), "the high block must open one"
+
+    migrate(url)
+    ensure_topics(settings)
+    produce(settings, batch)
+    worker.start()
+    wait_until(lambda: counts(url)[0] > 0, 90, message=worker.log)
+    stopped_at = counts(url)[0]
+    try:
+        pg_server.pg_ctl("stop")
+        assert 0 < stopped_at < n, f"the outage must start mid-stream ({stopped_at} of {n})"
+        time.sleep(30)
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log()
+    finally:
+        pg_server.pg_ctl("start")
+    wait_settled(settings, n, 90, worker.log)
+    assert worker.proc.poll() is None, f"the worker died: {worker.log()}"
+    assert "retry in" in worker.log_path.read_text(errors="replace"), "no retry was logged"
+    assert counts(url)[0] == n
+    assert_same(Outcome.of(url), reference)
+
+
+# --- (b) a station resends a whole day after an outage ----------------------------------------
+
+
+def test_resent_day_changes_nothing(settings: Settings, worker: WorkerProcess) -> None:
+    assert settings.database_url
+    url = settings.database_url
+    migrate(url)
+    ensure_topics(settings)
+    start = _hour(datetime.now(UTC)) - timedelta(hours=30)
+    end = start + timedelta(hours=24)
+    series = _series(["HD-KK-01"])
+    high = (start + timedelta(hours=6), start + timedelta(hours=10))
+    day = make_input(series, start, end, high)
+    n = len(day)
+    produce(settings, day)
+    worker.start()
+    wait_settled(settings, n, 60, worker.log)
+    before = Outcome.of(url)
+    flags = reading_flags(url)
+    assert any(e[2] == "opened" for e in before.events), "the high block must open a violation"
+
+    produce(settings, day)  # the resend: every reading again, same values
+    # One device-error reading per series after the day (status 02 is never averaged): the
+    # first verdict of the resent readings must stand beside a new reading's.
+    after = end + timedelta(minutes=1)
+    markers = [
+        RawReading(
+            source_id=s.source_id,
+            parameter=s.parameter,
+            value=1.0,
+            unit=s.unit,
+            measured_at=after,
+            status=DeviceStatus.ERROR.value,
+            received_at=after,
+            channel="sim",
+            origin="marker",
+        )
+        for s in series
+    ]
+    produce(settings, markers)
+    wait_settled(settings, n + len(markers), 60, worker.log)
+    assert counts(url)[0] == n + len(markers), "a resent reading was stored twice"
+    flags["device_error"] = flags.get("device_error", 0) + len(markers)
+    assert reading_flags(url) == flags  # the first verdict stands: no row became "duplicate"
+    now = Outcome.of(url)
+    assert_same(replace(now, verdicts={k: now.verdicts[k] for k in before.verdicts}), before)
+
+
+# --- (c) SIGKILL + restart gives the same final averages as an undisturbed run ---------------
+
+
 def test_sigkill_restart_gives_the_undisturbed_averages(
     settings: Settings, second_settings: Settings, worker: WorkerProcess, tmp_path: Path
 ) -> None:
@@ -268,21 +308,11 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
     high = (start + timedelta(hours=1), start + timedelta(hours=4))
     batch = make_input(series, start, start + timedelta(hours=5), high)
     n = len(batch)
-
-    # the undisturbed reference run
-    ref = second_settings
-    assert ref.database_url and settings.database_url
-    migrate(ref.database_url)
-    ensure_topics(ref)
-    produce(ref, batch)
-    ref_worker = WorkerProcess(ref, tmp_path / "reference.log").start()
-    try:
-        wait_settled(ref.database_url, n, 90, ref_worker.log)
-    finally:
-        ref_worker.stop()
+    reference = undisturbed(second_settings, batch, tmp_path / "reference.log")
 
     # the same input, killed once averages are being stored
     url = settings.database_url
+    assert url
     migrate(url)
     ensure_topics(settings)
     produce(settings, batch)
@@ -290,25 +320,10 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
     wait_until(lambda: counts(url)[1] > 0, 90, interval=0.1, message=worker.log)
     worker.kill()
     at_kill = counts(url)
-    assert at_kill[1] < len(final_averages(ref.database_url)), (
+    assert at_kill[1] < len(reference.averages), (
         f"the kill must land mid-stream (had {at_kill} readings/averages/events)"
     )
     worker.start()
-    wait_settled(url, n, 90, lambda: f"missing {missing(url, batch)[:5]}; {worker.log()}")
-
+    wait_settled(settings, n, 90, lambda: f"missing {missing(url, batch)[:5]}; {worker.log()}")
     assert counts(url)[0] == n
-    verdicts, ref_verdicts = qc_verdicts(url), qc_verdicts(ref.database_url)
-    differ = [(k, v, ref_verdicts.get(k)) for k, v in verdicts.items() if ref_verdicts.get(k) != v]
-    assert not differ, f"{len(differ)} QC verdicts differ from the undisturbed run: {differ[:5]}"
-    reference = final_averages(ref.database_url)
-    assert len(reference) > 50, "the input must produce final averages"
-    assert final_averages(url) == reference
-    (events, violations), (ref_events, ref_violations) = (
-        violation_state(url),
-        violation_state(ref.database_url),
-    )
-    assert events == ref_events, (
-        f"events only after the kill: {sorted(set(events) - set(ref_events))}; "
-        f"only undisturbed: {sorted(set(ref_events) - set(events))}"
-    )
-    assert violations == ref_violations
+    assert_same(Outcome.of(url), reference)
