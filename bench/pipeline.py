@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import statistics
 import time
 import uuid
@@ -46,7 +47,7 @@ from stations.sim_registry import series_for
 from stations.simulator import Series, readings, status_at, value_at
 from storage.migrate import migrate
 from streams.embedded import free_port
-from streams.records import Channel, RawReading
+from streams.records import Channel, RawReading, raw_batches
 from streams.runtime import QuantracProcess
 from streams.settings import Settings
 from streams.topics import RAW, bootstrap_servers, ensure_topics
@@ -304,8 +305,9 @@ def paced(
 
 
 async def send_paced(settings: Settings, plan: Sequence[Send], origin: str) -> int:
-    """Send each reading at its time, one ``send()`` per reading as a gateway would;
-    ``received_at`` is the moment it is handed to the producer."""
+    """Send each reading at its time, one ``send()`` per source's delivery as the gateway does
+    (the readings a source measured at one moment fall due together: one RawBatch);
+    ``received_at`` is the moment they are handed to the producer."""
     topic = settings.topic(RAW.name)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(settings), linger_ms=2, acks="all"
@@ -315,27 +317,32 @@ async def send_paced(settings: Settings, plan: Sequence[Send], origin: str) -> i
     futures = []
     try:
         t0 = loop.time()
-        for item in plan:
-            delay = t0 + item.at - loop.time()
+        for at, due in itertools.groupby(plan, key=lambda item: item.at):
+            delay = t0 + at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            s, t = item.series, item.measured_at
-            r = RawReading(
-                source_id=s.source_id,
-                parameter=s.parameter,
-                value=value_at(s, t, SEED) if item.value is None else item.value,
-                unit=s.unit,
-                measured_at=t,
-                status=status_at(s, t, SEED).value if item.value is None else "00",
-                received_at=datetime.now(UTC),
-                channel=Channel.SIMULATOR.value,
-                origin=f"{origin}:{s.source_id}:{s.parameter}:{t:%Y%m%d%H%M%S}",
-            )
-            futures.append(
-                await producer.send(
-                    topic, key=s.source_id.encode(), value=r.dumps(serializer="json")
+            now = datetime.now(UTC)
+            group = [
+                RawReading(
+                    source_id=s.source_id,
+                    parameter=s.parameter,
+                    value=value_at(s, t, SEED) if item.value is None else item.value,
+                    unit=s.unit,
+                    measured_at=t,
+                    status=status_at(s, t, SEED).value if item.value is None else "00",
+                    received_at=now,
+                    channel=Channel.SIMULATOR.value,
+                    origin=f"{origin}:{s.source_id}:{s.parameter}:{t:%Y%m%d%H%M%S}",
                 )
-            )
+                for item in due
+                for s, t in [(item.series, item.measured_at)]
+            ]
+            for b in raw_batches(group):
+                futures.append(
+                    await producer.send(
+                        topic, key=b.source_id.encode(), value=b.dumps(serializer="json")
+                    )
+                )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

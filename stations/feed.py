@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.records import RawReading
+from streams.records import RawReading, raw_batches
 
 
 class KafkaFeed:
@@ -32,15 +32,16 @@ class KafkaFeed:
         await self._producer.stop()
 
     async def send(self, readings: Iterable[RawReading]) -> int:
-        """Send all readings keyed by source id; return once the broker acknowledged them."""
+        """Send all readings, one message per source and measurement time (as a station's file
+        would arrive), keyed by source id; return once the broker acknowledged them."""
         partitions = sorted(await self._producer.partitions_for(self.topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         n = 0
-        for r in readings:
-            key = r.source_id.encode()
+        for b in raw_batches(readings):
+            key = b.source_id.encode()
             p = self._partitioner(key, partitions, partitions)
-            by_partition[p].append((key, r.dumps(serializer="json")))
-            n += 1
+            by_partition[p].append((key, b.dumps(serializer="json")))
+            n += len(b.readings)
         futures = []
         for p, msgs in by_partition.items():
             batch = self._producer.create_batch()

@@ -6,9 +6,9 @@ path, :class:`Ingest`:
 1. **judge** (pure): parse the Circular 10 file or JSON body, and refuse the whole of it with
    ``SENDER_MISMATCH`` when the authenticated account delivers for another source;
 2. **archive** the original bytes under ``data_dir/archive/<local date>/<source>/<name>``;
-3. **publish** readings to ``readings.raw`` and rejections to ``readings.rejected`` (keyed by
-   source id; the archive path rides along as the ``quantrac-archive`` header) and wait for the
-   broker's acknowledgement;
+3. **publish** the readings to ``readings.raw`` as one ``RawBatch`` message (keyed by source
+   id) and each rejection to ``readings.rejected`` (the archive path rides along as the
+   ``quantrac-archive`` header) and wait for the broker's acknowledgement;
 4. only then answer the sender (FTP 226, HTTP 202, MQTT PUBACK). A crash before step 4 leaves
    the sender without an acknowledgement, so it sends again: nothing is lost.
 
@@ -44,7 +44,7 @@ from stations.circular10 import (
 from stations.errors import ParseError, RejectReason
 from stations.registry import Registry, load_registry
 from streams.metrics import Metrics
-from streams.records import Channel, RawReading, Rejection
+from streams.records import Channel, RawReading, Rejection, raw_batches
 from streams.settings import Settings
 from streams.topics import RAW, REJECTED, bootstrap_servers
 
@@ -305,11 +305,11 @@ class Publisher:
                 futures = [
                     await producer.send(
                         self.raw_topic,
-                        r.dumps(serializer="json"),
-                        key=r.source_id.encode(),
+                        b.dumps(serializer="json"),
+                        key=b.source_id.encode(),
                         headers=hdrs,
                     )
-                    for r in readings
+                    for b in raw_batches(readings, by_time=False)
                 ]
                 futures += [
                     await producer.send(

@@ -26,11 +26,14 @@ from streams.checks import LimitBook, outage_allowance
 from streams.db import Database
 from streams.metrics import FaustSensors, Metrics
 from streams.records import (
+    MAX_BATCH_READINGS,
+    POSITION_STRIDE,
     AqiRecord,
     Average,
+    QcBatch,
     QcFlag,
     QcReading,
-    RawReading,
+    RawBatch,
     Rejection,
     Tick,
     ViolationEvent,
@@ -89,8 +92,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             settings.topic(spec.name), value_type=value_type, partitions=settings.topic_partitions
         )
 
-    raw_topic = topic(topics.RAW, RawReading)
-    valid_topic = topic(topics.VALID, QcReading)
+    raw_topic = topic(topics.RAW, RawBatch)
+    valid_topic = topic(topics.VALID, QcBatch)
     rejected_topic = topic(topics.REJECTED, Rejection)
     averages_topic = topic(topics.AVERAGES, Average)
     violations_topic = topic(topics.VIOLATIONS, ViolationEvent)
@@ -177,21 +180,29 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     def load_qc(d: Any) -> SeriesState:
         return SeriesState.from_dict(d) if d else SeriesState()
 
+    stage_latency = {
+        stage: metrics.latency.labels(stage)
+        for stage in ("validated", "stored", "averaged", "violation")
+    }
+
     def observe_latency(stage: str, since: datetime) -> None:
-        metrics.latency.labels(stage).observe((datetime.now(UTC) - since).total_seconds())
+        stage_latency[stage].observe((datetime.now(UTC) - since).total_seconds())
 
     @app.agent(raw_topic, name="validate_readings")
     async def validate_readings(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch, now = Batch(), datetime.now(UTC)
             judged: list[QcReading] = []
-            for event in events:
-                r: RawReading = event.value
+            by_source: dict[str, list[QcReading]] = {}
+            for event, index, r in (
+                (e, i, r) for e in events for i, r in enumerate(e.value.readings)
+            ):
                 key = f"{r.source_id}|{r.parameter}"
                 slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
                 if slot is None:
                     continue  # applied before a restart; its output was confirmed then
-                result = validator.check(r, slot.state, now, event.message.offset)
+                position = event.message.offset * POSITION_STRIDE + index
+                result = validator.check(r, slot.state, now, position)
                 if isinstance(result, Rejection):
                     metrics.rejections.labels(result.channel, result.reason).inc()
                     batch.emit(rejected_topic, r.source_id, result)
@@ -199,7 +210,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                 batch.set(slot, event, slot.state)
                 metrics.qc_flags.labels(result.parameter, result.flag).inc()
                 judged.append(result)
-                batch.emit(valid_topic, result.source_id, result)
+                by_source.setdefault(result.source_id, []).append(result)
                 if result.flag == QcFlag.VALID:
                     t = result.measured_at.timestamp()
                     seen = batch.slot(last_valid, r.source_id, event, same, same)
@@ -207,6 +218,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                         batch.set(seen, event, t)  # one write per source per minute at most
                         metrics.last_reading.labels(r.source_id).set(t)
                 observe_latency("validated", r.received_at)
+            for source_id, mine in by_source.items():
+                for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
+                    chunk = mine[i : i + MAX_BATCH_READINGS]
+                    batch.emit(valid_topic, source_id, QcBatch(source_id=source_id, readings=chunk))
             # Readings are stored here, before the raw offsets can be committed: the raw topic
             # has this one consumer, so "stored, then acked" holds without depending on how
             # Faust combines the acks of several agents reading one topic.
@@ -220,18 +235,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         async for events in stream.noack_take(step, within=within):
             batch = Batch()
             running: dict[str, Average] = {}  # newest running-hour mean per series
-            for event in events:
-                r: QcReading = event.value
+            for event, r in ((e, r) for e in events for r in e.value.readings):
                 if r.flag != QcFlag.VALID:
                     continue  # stored with its flag by validate_readings; never averaged
                 key = f"{r.source_id}|{r.parameter}"
                 slot = batch.slot(window_state, key, event, new_windows(key), SeriesWindows.to_dict)
                 if slot is None:
                     continue
-                if 0 <= r.raw_offset <= slot.state.last_input:
+                if 0 <= r.position <= slot.state.last_input:
                     continue  # a copy the validate stage emitted again after a crash
                 outs = slot.state.add(r.measured_at, r.value)
-                slot.state.last_input = max(slot.state.last_input, r.raw_offset)
+                slot.state.last_input = max(slot.state.last_input, r.position)
                 batch.set(slot, event, slot.state)
                 for out in outs:
                     avg = to_average(r, out)

@@ -9,7 +9,8 @@ were never committed; those events are then delivered again. Two rules make that
    crash can lose a state change but never an output.
 2. Each table value remembers the offset of the last event applied to it (``{"o": offset,
    "s": state}``; one key's events all come from one partition, in order). A re-delivered event
-   at or below that offset is skipped, so no sample is counted twice.
+   at or below that offset is skipped, so no sample is counted twice. (One event may carry
+   several items for a key, as a ``QcBatch`` does: they are all applied, or all skipped.)
 
 Downstream consumers are idempotent (primary keys, revisions, violation sequence numbers), so an
 output sent twice after a crash changes nothing.
@@ -31,7 +32,8 @@ class _Slot:
     table: Any
     key: str
     state: Any
-    offset: int
+    offset: int  # of the last event applied, stored with the state at commit
+    applied: int  # the stored offset when the batch began: events up to it are done
     partition: int
     dump: Callable[[Any], Any]
     dirty: bool = False
@@ -58,16 +60,18 @@ class Batch:
         slot = self._slots.get(ident)
         if slot is None:
             stored = table.get(key)
+            offset = stored["o"] if stored else -1
             slot = _Slot(
                 table=table,
                 key=key,
                 state=load(stored["s"] if stored else None),
-                offset=stored["o"] if stored else -1,
+                offset=offset,
+                applied=offset,
                 partition=event.message.partition,
                 dump=dump,
             )
             self._slots[ident] = slot
-        if event.message.offset <= slot.offset:
+        if event.message.offset <= slot.applied:
             return None
         return slot
 

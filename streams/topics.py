@@ -26,8 +26,8 @@ class TopicSpec:
     doc: str
 
 
-RAW = TopicSpec("readings.raw", 7 * DAY_MS, "RawReading from the gateway, keyed by source id")
-VALID = TopicSpec("readings.valid", 7 * DAY_MS, "QcReading: unit-normalised, one QC flag each")
+RAW = TopicSpec("readings.raw", 7 * DAY_MS, "RawBatch: one delivery's readings, by source id")
+VALID = TopicSpec("readings.valid", 7 * DAY_MS, "QcBatch: one source's QcReadings per batch")
 REJECTED = TopicSpec("readings.rejected", 90 * DAY_MS, "Rejection: the dead letter, with bytes")
 AVERAGES = TopicSpec("averages", 30 * DAY_MS, "Average: 1h/8h/24h/day/NowCast per parameter")
 VIOLATIONS = TopicSpec("violations", 365 * DAY_MS, "ViolationEvent, keyed by violation id")

@@ -40,7 +40,7 @@ class Validator:
         )
 
     def check(
-        self, r: RawReading, state: SeriesState, now: datetime, raw_offset: int = -1
+        self, r: RawReading, state: SeriesState, now: datetime, position: int = -1
     ) -> QcReading | Rejection:
         try:
             source = self.registry.get(r.source_id)
@@ -93,5 +93,5 @@ class Validator:
             flag=flag.value,
             raw_value=r.value,
             raw_unit=r.unit,
-            raw_offset=raw_offset,
+            position=position,
         )

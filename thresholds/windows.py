@@ -60,9 +60,10 @@ class SeriesWindows:
     hours: dict[int, list[float]] = field(default_factory=dict)  # hour epoch -> [sum, n]
     emitted: dict[str, int] = field(default_factory=dict)  # "period:start epoch" -> revision
     watermark: int | None = None  # start (epoch s) of the newest hour seen
-    # Position (readings.raw offset) of the newest input applied. After a crash the validate
-    # stage may emit a reading again; the copy carries the same position and is ignored, so a
-    # sample is never counted twice. One series' inputs arrive in position order.
+    # Position on readings.raw (streams.records.POSITION_STRIDE) of the newest input applied.
+    # After a crash the validate stage may emit a reading again; the copy carries the same
+    # position and is ignored, so a sample is never counted twice. One series' inputs arrive
+    # in position order.
     last_input: int = -1
 
     # -- state ---------------------------------------------------------------------------

@@ -147,11 +147,28 @@ class Message:
         return base64.b64decode(self.value["original_b64"])
 
 
+def _records(value: bytes) -> list[dict[str, Any]]:
+    """A message's records without the Faust envelope; a RawBatch gives its readings."""
+    decoded = json.loads(value)
+    items = decoded.get("readings", [decoded])
+    for item in items:
+        item.pop("__faust", None)
+    return items
+
+
 def read_topic(
-    settings: Settings, name: str, expected: int, *, timeout_s: float = 20, settle_s: float = 1.5
+    settings: Settings,
+    name: str,
+    expected: int,
+    *,
+    timeout_s: float = 20,
+    settle_s: float = 1.5,
+    until: Callable[[list[Message]], bool] | None = None,
 ) -> list[Message]:
-    """Everything on ``name`` from the beginning: wait for ``expected`` messages, then
-    ``settle_s`` more to catch any extra (the tests assert exact counts)."""
+    """Everything on ``name`` from the beginning, one Message per record (a RawBatch's readings
+    each): wait for ``expected`` records (or, with
+    ``until``, until it holds for the messages read so far: a count says little when some may
+    be there twice), then ``settle_s`` more to catch any extra (the tests assert exact counts)."""
     topic = settings.topic(name)
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers(settings),
@@ -170,16 +187,11 @@ def read_topic(
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=300).values():
                 for rec in batch:
-                    value = json.loads(rec.value)
-                    value.pop("__faust", None)
-                    out.append(
-                        Message(
-                            rec.key.decode() if rec.key is not None else None,
-                            value,
-                            {k: v for k, v in rec.headers},
-                        )
-                    )
-            if len(out) >= expected and settle_until is None:
+                    key = rec.key.decode() if rec.key is not None else None
+                    headers = {k: v for k, v in rec.headers}
+                    out += [Message(key, value, headers) for value in _records(rec.value)]
+            done = until(out) if until is not None else len(out) >= expected
+            if done and settle_until is None:
                 settle_until = time.monotonic() + settle_s
             if settle_until is not None and time.monotonic() >= settle_until:
                 break
