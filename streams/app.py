@@ -33,13 +33,13 @@ from streams.records import (
     QcBatch,
     QcFlag,
     QcReading,
-    RawBatch,
+    RawReading,
     Rejection,
     Tick,
     ViolationEvent,
 )
 from streams.settings import Settings
-from streams.validate import Validator
+from streams.validate import Validator, decode_raw
 from thresholds.aqi_station import StationAqi
 from thresholds.catalogue import load_catalogue
 from thresholds.qc import SeriesState, load_qc_rules
@@ -92,7 +92,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             settings.topic(spec.name), value_type=value_type, partitions=settings.topic_partitions
         )
 
-    raw_topic = topic(topics.RAW, RawBatch)
+    # Bytes: validate_readings decodes them itself and dead-letters what is not a RawBatch.
+    raw_topic = app.topic(
+        settings.topic(topics.RAW.name),
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
     valid_topic = topic(topics.VALID, QcBatch)
     rejected_topic = topic(topics.REJECTED, Rejection)
     averages_topic = topic(topics.AVERAGES, Average)
@@ -194,9 +200,21 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             batch, now = Batch(), datetime.now(UTC)
             judged: list[QcReading] = []
             by_source: dict[str, list[QcReading]] = {}
-            for event, index, r in (
-                (e, i, r) for e in events for i, r in enumerate(e.value.readings)
-            ):
+            delivered: list[tuple[Any, int, RawReading]] = []
+            for event in events:
+                m = event.message
+                decoded = decode_raw(
+                    event.value,
+                    # the broker's time: the same when the message is delivered again
+                    datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else now,
+                    f"{m.topic}:{m.partition}:{m.offset}",
+                )
+                if isinstance(decoded, Rejection):
+                    metrics.rejections.labels(decoded.channel, decoded.reason).inc()
+                    batch.emit(rejected_topic, str(event.key or b"", "utf-8", "replace"), decoded)
+                    continue
+                delivered += [(event, i, r) for i, r in enumerate(decoded)]
+            for event, index, r in delivered:
                 key = f"{r.source_id}|{r.parameter}"
                 slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
                 if slot is None:

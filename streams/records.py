@@ -27,6 +27,7 @@ class Channel(StrEnum):
     HTTP = "http"
     MQTT = "mqtt"
     SIMULATOR = "sim"
+    KAFKA = "kafka"  # produced to readings.raw by something other than the gateway
 
 
 class QcFlag(StrEnum):

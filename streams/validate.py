@@ -2,7 +2,10 @@
 
 Readings from the gateway are already parsed against the registry; this stage re-checks the
 source, parameter and unit because anything can be produced to ``readings.raw`` directly, and a
-reading it cannot place is dead-lettered with its exact bytes, never dropped.
+reading it cannot place is dead-lettered with its exact bytes, never dropped. For the same
+reason a message is decoded here (:func:`decode_raw`), not by Faust, which would only log one it
+cannot decode: a message that is not a RawBatch (or a bare RawReading, as gateways published
+before batches) is dead-lettered whole.
 """
 
 from __future__ import annotations
@@ -11,11 +14,66 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
+
 from stations.errors import RejectReason, UnitError
 from stations.registry import Registry
 from stations.units import convert
-from streams.records import QcReading, RawReading, Rejection
+from streams.records import Channel, QcReading, RawBatch, RawReading, Rejection
 from thresholds.qc import QcRuleBook, SeriesState, judge
+
+_TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")
+
+
+def _shape_error(r: RawReading) -> str | None:
+    """Why a decoded reading is not one the validator can judge (Faust checks no types)."""
+    for name in _TEXT_FIELDS:
+        if not isinstance(getattr(r, name), str):
+            return f"{name} must be a string, got {getattr(r, name)!r}"
+    if isinstance(r.value, bool) or not isinstance(r.value, int | float):
+        return f"value must be a number, got {r.value!r}"
+    for name in ("measured_at", "received_at"):
+        t = getattr(r, name)
+        if not isinstance(t, datetime) or t.utcoffset() is None:
+            return f"{name} must be an ISO 8601 time with its offset, got {t!r}"
+    return None
+
+
+def decode_raw(
+    payload: bytes, received_at: datetime, origin: str = ""
+) -> list[RawReading] | Rejection:
+    """A ``readings.raw`` message as its readings, or a Rejection carrying its exact bytes.
+
+    ``origin`` names the message (topic:partition:offset), so a message delivered again after
+    a crash gives the same rejection (same id), and two equal messages give two."""
+
+    def reject(reason: RejectReason, message: str) -> Rejection:
+        return Rejection(
+            reason=reason.value,
+            message=f"readings.raw message: {message}",
+            channel=Channel.KAFKA.value,
+            received_at=received_at,
+            original_b64=base64.b64encode(payload).decode(),
+            origin=origin,
+        )
+
+    try:
+        data = orjson.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError included
+        return reject(RejectReason.BAD_JSON, f"not JSON: {exc}")
+    try:
+        if isinstance(data, dict) and "readings" in data:
+            readings = list(RawBatch.from_data(data).readings)
+        else:
+            readings = [RawReading.from_data(data)]
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        return reject(RejectReason.JSON_SCHEMA, f"not a RawBatch or RawReading: {exc}")
+    for i, r in enumerate(readings):
+        if not isinstance(r, RawReading):
+            return reject(RejectReason.JSON_SCHEMA, f"reading {i} is not an object: {r!r}")
+        if (error := _shape_error(r)) is not None:
+            return reject(RejectReason.JSON_SCHEMA, f"reading {i}: {error}")
+    return readings
 
 
 @dataclass(frozen=True)

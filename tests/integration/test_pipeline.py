@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stations.feed import KafkaFeed
 from storage.migrate import migrate
@@ -241,3 +241,52 @@ def test_day_of_readings_with_calibration_gap_late_resend_and_kill(
         "SELECT count(*), count(*) FILTER (WHERE flag = 'calibrating') FROM readings",
     )[0]
     assert n_readings == (len(values), 12)
+
+
+def test_undecodable_raw_messages_are_dead_lettered_with_their_bytes(
+    settings: Settings, worker: WorkerProcess
+) -> None:
+    """Anything produced to readings.raw that is not a RawBatch (or a bare RawReading) ends in
+    the rejections table with its exact bytes; the readings around it are stored as usual."""
+    assert settings.database_url
+    migrate(settings.database_url)
+    ensure_topics(settings)
+    t = _hour0(2)
+    good = _reading("HD-NT-01", t, 100.0)
+    bad = [
+        b"\xff\xfe not json",
+        b'{"readings": [{"source_id": "HD-NT-01"}]}',
+        json.dumps({**json.loads(good.dumps(serializer="json")), "value": "12,5"}).encode(),
+        b'{"readings": [{"source_id": "HD-NT-01"}]}',  # the same bytes again: a second row
+    ]
+
+    async def go() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
+        await producer.start()
+        try:
+            for payload in bad:
+                await producer.send_and_wait(settings.topic(RAW.name), payload, key=b"HD-NT-01")
+            # a reading as an older gateway published it (no batch) and one in a batch
+            older = _reading("HD-NT-01", t + STEP, 101.0)
+            await producer.send_and_wait(
+                settings.topic(RAW.name), older.dumps(serializer="json"), key=b"HD-NT-01"
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+    _send(settings, [good])
+    worker.start()
+    url = settings.database_url
+
+    def rejected() -> list[tuple[Any, ...]]:
+        return _db(url, "SELECT reason, channel, original, origin FROM rejections ORDER BY origin")
+
+    wait_until(lambda: len(rejected()) >= len(bad), 90, message=worker.log)
+    wait_until(lambda: _db(url, "SELECT count(*) FROM readings")[0][0] >= 2, 90, message=worker.log)
+    rows = rejected()
+    assert sorted(bytes(r[2]) for r in rows) == sorted(bad)
+    assert {r[0] for r in rows} == {"bad_json", "json_schema"}
+    assert {r[1] for r in rows} == {"kafka"}
+    assert len({r[3] for r in rows}) == len(bad)  # one per message, named by its offset
+    assert _db(url, "SELECT count(*) FROM readings")[0][0] == 2

@@ -1,0 +1,71 @@
+"""streams/validate.py decode_raw: what the worker accepts on readings.raw, and what it
+dead-letters whole, with the message's exact bytes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streams.records import RawReading, Rejection, raw_batches
+from streams.validate import decode_raw
+
+NOW = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
+
+
+def reading(**changes: Any) -> RawReading:
+    fields: dict[str, Any] = {
+        "source_id": "HD-KK-01",
+        "parameter": "SO2",
+        "value": 41.5,
+        "unit": "µg/Nm3",
+        "measured_at": NOW,
+        "status": "00",
+        "received_at": NOW,
+        "channel": "ftp",
+        "origin": "HD_TTQT_KHI001_20261124100500.txt",
+    }
+    return RawReading(**{**fields, **changes})
+
+
+def test_a_batch_gives_its_readings_in_order() -> None:
+    rs = [reading(parameter=p) for p in ("SO2", "NO2", "CO")]
+    (batch,) = raw_batches(rs)
+    out = decode_raw(batch.dumps(serializer="json"), NOW)
+    assert isinstance(out, list)
+    assert [r.parameter for r in out] == ["SO2", "NO2", "CO"]
+    assert out[0].measured_at == NOW and out[0].value == 41.5
+
+
+def test_a_bare_reading_from_an_older_gateway_is_accepted() -> None:
+    out = decode_raw(reading().dumps(serializer="json"), NOW)
+    assert isinstance(out, list) and len(out) == 1 and out[0].source_id == "HD-KK-01"
+
+
+def _json(**changes: object) -> bytes:
+    return json.dumps({**json.loads(reading().dumps(serializer="json")), **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "says"),
+    [
+        (b"\xff\xfe junk", "bad_json", "not JSON"),
+        (b"[1, 2]", "json_schema", "not a RawBatch or RawReading"),
+        (b'{"readings": [{"source_id": "HD-KK-01"}]}', "json_schema", "missing"),
+        (_json(value="41,5"), "json_schema", "value must be a number"),
+        (_json(value=True), "json_schema", "value must be a number"),
+        (_json(parameter=7), "json_schema", "parameter must be a string"),
+        (_json(measured_at="2026-11-24T10:05:00"), "json_schema", "with its offset"),
+        (_json(measured_at="yesterday"), "json_schema", "not a RawBatch or RawReading"),
+    ],
+)
+def test_anything_else_is_dead_lettered_whole(payload: bytes, reason: str, says: str) -> None:
+    out = decode_raw(payload, NOW)
+    assert isinstance(out, Rejection), out
+    assert out.reason == reason
+    assert says in out.message
+    assert base64.b64decode(out.original_b64) == payload  # the exact bytes
+    assert out.channel == "kafka" and out.received_at == NOW
