@@ -1,13 +1,15 @@
 """``python -m bench`` (``make bench``): every benchmark in one process tree and one run.
 
 Starts a fresh embedded Tansu broker and embedded PostgreSQL under a temporary directory, then
-measures (1) the limits: raw produce/consume rate and COPY rate; (2)–(5) the pipeline: throughput
-with one and two workers, latency at nominal and 100× load, replay of a fraction of a year
-extrapolated, worker memory (bench/pipeline.py); and finally the export benchmark
-(bench/bench_export.py). Prints a table and writes ``bench/results/bench-<date>.json``.
+measures (1) the limits: raw produce/consume rate and COPY rate; (2)–(5) the pipeline: one
+worker replaying 1 M readings (throughput, the year extrapolated from it, RSS every 100 k), then
+latency at 100× and nominal load, then two workers on a 6-hour replay (bench/pipeline.py); and
+finally the export benchmark (bench/bench_export.py). Prints a table and writes
+``bench/results/bench-<date>.json``.
 
     python -m bench [--replay-hours 6] [--latency-seconds 60] [--fast-seconds 30]
-                    [--limit-messages 200000] [--export-days 90] [--quick]
+                    [--limit-readings 200000] [--export-days 90] [--replay-readings 1000000]
+                    [--quick]
 """
 
 from __future__ import annotations
@@ -63,16 +65,24 @@ def _f(x: Any, digits: int = 0) -> str:
 def table(report: dict[str, Any]) -> str:
     m, lim, p = report["machine"], report["limits"], report["pipeline"]
     one, two = p["one_worker"], p["two_workers"]
-    consume = lim["consume"]["per_s"]
+    consume = lim["consume"]["readings_per_s"]
     rows: list[tuple[str, str, str]] = [
         ("machine", f"{m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM", report["date"]),
-        ("message size", f"{lim['mean_message_bytes']} B JSON RawReading", ""),
+        (
+            "message size",
+            f"{lim['mean_message_bytes']} B JSON RawBatch",
+            f"{lim['readings_per_message']} readings per message (one per source and time)",
+        ),
         (
             "limit: produce (aiokafka batch)",
-            f"{_f(lim['produce']['per_s'])} msg/s",
-            f"{lim['messages']:,} msgs",
+            f"{_f(lim['produce']['readings_per_s'])} readings/s",
+            f"{_f(lim['produce']['per_s'])} msg/s; {lim['readings']:,} readings",
         ),
-        ("limit: consume (aiokafka)", f"{_f(consume)} msg/s", ""),
+        (
+            "limit: consume (aiokafka)",
+            f"{_f(consume)} readings/s",
+            f"{_f(lim['consume']['per_s'])} msg/s",
+        ),
         ("limit: COPY into readings", f"{_f(lim['copy']['per_s'])} rows/s", ""),
         (
             "writer: staging COPY + ON CONFLICT",
@@ -114,6 +124,15 @@ def table(report: dict[str, Any]) -> str:
                 f"n={v['n']} probes (early-warning event)",
             )
         )
+    first = one["first_chunk"]
+    rows.append(
+        (
+            "pipeline 1 worker: first chunk alone",
+            f"{_f(first['readings_per_s'])} readings/s",
+            f"{first['readings']:,} readings (6 h of data) in {first['seconds']} s: "
+            "compare 2 workers",
+        )
+    )
     y = report["replay_year"]
     rows.append(
         (
@@ -133,8 +152,9 @@ def table(report: dict[str, Any]) -> str:
     rows.append(
         (
             "memory: worker RSS",
-            f"{mem['rss_start_mib']} → {mem['rss_after_replay_mib']} → {mem['rss_end_mib']} MiB",
-            f"start → {mem['readings_after_replay']:,} → {mem['readings_end']:,} readings",
+            f"{mem['rss_start_mib']} → {mem['rss_after_replay_mib']} MiB",
+            f"start → {mem['readings_after_replay']:,} readings; every 100 k: "
+            + ", ".join(f"{mib:.0f}" for _, mib in mem["rss_by_readings"][1:-1]),
         )
     )
     ex = report.get("export")
@@ -159,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay-hours", type=float, default=6.0)
     p.add_argument("--latency-seconds", type=float, default=60.0)
     p.add_argument("--fast-seconds", type=float, default=30.0)
-    p.add_argument("--limit-messages", type=int, default=200_000)
+    p.add_argument("--limit-readings", type=int, default=200_000)
     p.add_argument("--export-days", type=int, default=90, help="0 skips the export benchmark")
+    p.add_argument("--replay-readings", type=int, default=1_000_000, help="one worker's replay")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     args = p.parse_args(argv)
     if args.quick:
         args.replay_hours, args.latency_seconds, args.fast_seconds = 0.5, 10.0, 5.0
-        args.limit_messages, args.export_days = 20_000, 0
+        args.replay_readings = 30_000
+        args.limit_readings, args.export_days = 20_000, 0
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -175,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"quantrac bench {report['date']} on {m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM")
     plan = Plan(
+        replay_readings=args.replay_readings,
         replay_hours=args.replay_hours,
         latency_seconds=args.latency_seconds,
         fast_seconds=args.fast_seconds,
@@ -191,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             report["limits"] = run_limits(
                 broker.bootstrap,
                 fresh_database(pg.uri, "limits", stamps=False),
-                args.limit_messages,
+                args.limit_readings,
             )
             print(f"  {report['limits']}", flush=True)
             report["pipeline"] = run_pipeline(

@@ -441,9 +441,94 @@ def latency(
     }
 
 
+# ---- the long replay (throughput, year extrapolation, memory) ------------------------------
+# The long replay: one worker digests N readings (1 M by default) of the province's data.
+#
+# The readings are every background series at the registry's cadence over the hours N takes
+# (about 87 h for 1 M), ending where the latency runs begin, produced in 6-hour chunks so neither
+# the benchmark process nor the broker holds more than two chunks ahead of the worker. It gives
+# the throughput of one worker (steady state, and for the first chunk alone, which matches the
+# two-worker run's 6-hour replay), the year extrapolation, and the worker's RSS at start and after
+# every 100 k readings. The late horizon is raised for this run, so the oldest readings are
+# averaged like new ones instead of being flagged ``late`` (which would skip most of the work).
+#
+# Per-series state is bounded by design (windows prune beyond the late horizon + 48 h), so RSS
+# should level off once the first horizon of data has passed; the samples show whether it does.
+
+CHUNK = timedelta(hours=6)
+CHECKPOINT = 100_000
+
+
+def hours_for(series: Sequence[Series], target: int) -> float:
+    return target / (sum(1 / s.interval_s for s in series) * 3600)
+
+
+def long_replay(
+    settings: Settings,
+    worker: Worker,
+    series: Sequence[Series],
+    end: datetime,
+    target: int,
+    timeout_s: float = 1800.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    assert settings.database_url
+    url = settings.database_url
+    start = end - timedelta(hours=hours_for(series, target))
+    samples: list[tuple[int, float]] = [(0, round(worker.rss_mib(), 1))]
+    next_mark = CHECKPOINT
+
+    def sample(stored: int) -> None:
+        nonlocal next_mark
+        while stored >= next_mark:
+            samples.append((stored, round(worker.rss_mib(), 1)))
+            say(f"  {stored:,} readings stored, worker RSS {samples[-1][1]} MiB")
+            next_mark += CHECKPOINT
+
+    t, sent, stored = start, 0, 0
+    first: dict[str, Any] | None = None
+    t0 = time.monotonic()
+    while t < end and time.monotonic() - t0 < timeout_s:
+        chunk = list(readings(series, t, min(t + CHUNK, end), SEED))
+        if first is None:
+            t0 = time.monotonic()  # the clock starts at the first send, as in throughput()
+        asyncio.run(produce_all(settings, chunk))
+        sent += len(chunk)
+        t += CHUNK
+        # the first chunk alone (like the 6-h replay); then keep at most two chunks queued
+        ahead = 0 if first is None else 2 * len(chunk)
+        while stored < sent - ahead and time.monotonic() - t0 < timeout_s:
+            time.sleep(0.5)
+            stored = counts(url)[0]
+            sample(stored)
+        if first is None:
+            seconds = time.monotonic() - t0
+            first = {"readings": sent, "seconds": round(seconds, 2)}
+            first["readings_per_s"] = round(sent / seconds, 1)
+    d = drain(url, sent, t0, timeout_s)
+    sample(d.readings)
+    samples.append((d.readings, round(worker.rss_mib(), 1)))
+    return {
+        "readings_sent": sent,
+        "replay_hours": round((end - start).total_seconds() / 3600, 1),
+        "readings_stored": d.readings,
+        "complete": d.complete,
+        "seconds_to_readings": round(d.seconds_readings, 2),
+        "readings_per_s": round(d.readings / d.seconds_readings, 1),
+        "first_chunk": first,
+        "averages_stored": d.averages,
+        "violation_events_stored": d.violation_events,
+        "violation_events_by_kind": events_by_kind(url),
+        "seconds_to_all": round(d.seconds_all, 2),
+        "workers_alive": worker.alive(),
+        "rss_by_readings": samples,
+    }
+
+
 @dataclass(frozen=True)
 class Plan:
-    replay_hours: float = 6.0
+    replay_readings: int = 1_000_000  # one worker: throughput, year extrapolation, memory
+    replay_hours: float = 6.0  # two workers (and one, as the long replay's first chunk)
     latency_seconds: float = 60.0
     fast_seconds: float = 30.0
     probes_nominal: int = 20
@@ -462,8 +547,9 @@ def run_pipeline(
     plan: Plan,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Phase 1: one worker (memory, replay/throughput, 100× and nominal latency);
-    phase 2: two workers on the same replay data. Each on its own database and topics."""
+    """Phase 1: one worker (long replay: throughput and memory; then 100× and nominal latency);
+    phase 2: two workers on the last ``replay_hours`` of data. Each on its own database and
+    topics."""
     t_run = datetime.now(UTC).replace(second=0, microsecond=0)
     all_series = series_for(load_registry())
     probe_list = probes((t_run + timedelta(hours=7)).date(), plan.probes_nominal + plan.probes_fast)
@@ -485,15 +571,21 @@ def run_pipeline(
 
     # -- one worker ---------------------------------------------------------------------------
     url = fresh_database(admin_url, "w1")
-    s1 = run_settings(kafka_url, url, data_dir, f"w1{uuid.uuid4().hex[:4]}")
+    long_hours = hours_for(series, plan.replay_readings)
+    s1 = run_settings(kafka_url, url, data_dir, f"w1{uuid.uuid4().hex[:4]}").model_copy(
+        update={"late_horizon_hours": long_hours + 24}  # the oldest replayed hour is averaged
+    )
     ensure_topics(s1)
     try:
         with workers(s1, 1, data_dir) as ws:
             w = ws[0]
-            rss0 = w.rss_mib()
-            say(f"1 worker ready, RSS {rss0:.0f} MiB; replaying {len(batch):,} readings")
-            out["one_worker"] = throughput(s1, ws, batch, plan.drain_timeout)
-            rss1 = w.rss_mib()
+            say(
+                f"1 worker ready, RSS {w.rss_mib():.0f} MiB; replaying "
+                f"{plan.replay_readings:,} readings ({long_hours:.0f} h) in 6-h chunks"
+            )
+            out["one_worker"] = long_replay(
+                s1, w, series, replay_end, plan.replay_readings, say=say
+            )
             say(f"  {out['one_worker']}")
             fast_probes = probe_list[plan.probes_nominal :]
             fast = paced(series, fast_probes, t_run - HOUR, plan.fast_seconds, 100.0)
@@ -513,13 +605,14 @@ def run_pipeline(
                 **latency(s1, nom, "bench-nominal", nominal_probes, plan.latency_seconds),
             }
             say(f"  {out['latency_nominal']}")
-            total = counts(url)[0]
+            samples = out["one_worker"]["rss_by_readings"]
             out["memory"] = {
-                "rss_start_mib": round(rss0, 1),
-                "rss_after_replay_mib": round(rss1, 1),
-                "readings_after_replay": out["one_worker"]["readings_stored"],
+                "rss_start_mib": samples[0][1],
+                "rss_after_replay_mib": samples[-1][1],
+                "readings_after_replay": samples[-1][0],
                 "rss_end_mib": round(w.rss_mib(), 1),
-                "readings_end": total,
+                "readings_end": counts(url)[0],
+                "rss_by_readings": samples,
             }
             out["one_worker"]["workers_alive_at_end"] = w.alive()
     finally:
