@@ -442,10 +442,10 @@ def latency(
 
 
 # ---- the long replay (throughput, year extrapolation, memory) ------------------------------
-# The long replay: one worker digests N readings (1 M by default) of the province's data.
+# The long replay: one worker digests N readings (300 k by default; 1 M with --replay-readings).
 #
 # The readings are every background series at the registry's cadence over the hours N takes
-# (about 87 h for 1 M), ending where the latency runs begin, produced in 6-hour chunks so neither
+# (about 30 h for 300 k, 98 h for 1 M), ending where the latency runs begin, produced in 6-hour chunks so neither
 # the benchmark process nor the broker holds more than two chunks ahead of the worker. It gives
 # the throughput of one worker (steady state, and for the first chunk alone, which matches the
 # two-worker run's 6-hour replay), the year extrapolation, and the worker's RSS at start and after
@@ -527,7 +527,7 @@ def long_replay(
 
 @dataclass(frozen=True)
 class Plan:
-    replay_readings: int = 1_000_000  # one worker: throughput, year extrapolation, memory
+    replay_readings: int = 300_000  # one worker: throughput, year extrapolation, memory
     replay_hours: float = 6.0  # two workers (and one, as the long replay's first chunk)
     latency_seconds: float = 60.0
     fast_seconds: float = 30.0

@@ -23,6 +23,7 @@ from storage.writer import BatchWriter, Row, TableSpec
 from streams import topics
 from streams.batch import Batch
 from streams.checks import LimitBook, outage_allowance
+from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
 from streams.metrics import FaustSensors, Metrics
 from streams.records import (
@@ -86,6 +87,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_bind=settings.web_host,
         web_in_thread=False,
     )
+
+    # Before anything creates the consumer: commits never pass an unacked message
+    # (streams/consumer.py), and a head left unacked is delivered again.
+    app.transport.Consumer = GuardedConsumer  # type: ignore[misc]  # this app's transport only
 
     def topic(spec: topics.TopicSpec, value_type: type[faust.Record]) -> Any:
         return app.topic(
@@ -407,6 +412,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     # go to the same registry, so /metrics shows them beside ours, prefixed faust_.
     sensors = FaustSensors(metrics.registry)
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(sensors.source, "faust"))
+
+    @app.timer(STALL_S / 2)
+    async def reseek_stalled_partitions() -> None:
+        consumer = app.consumer
+        if isinstance(consumer, GuardedConsumer):
+            for tp in await consumer.reseek_stalled():
+                metrics.consumer_reseeks.labels(tp.topic).inc()
 
     @app.timer(10.0)
     async def report_consumer_lag() -> None:

@@ -76,6 +76,13 @@ class Metrics:
             ["source_id", "severity"],
             registry=registry,
         )
+        self.consumer_reseeks = Counter(
+            "quantrac_consumer_reseeks_total",
+            "Partitions sought back to their committed offset because the message there was "
+            "never acked while later ones were (streams/consumer.py); each is re-delivered.",
+            ["topic"],
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "quantrac_consumer_lag_messages",
             "Messages between a partition's end (from fetch responses) and the worker's committed "

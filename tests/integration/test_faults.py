@@ -300,16 +300,6 @@ def test_resent_day_changes_nothing(settings: Settings, worker: WorkerProcess) -
 # --- (c) SIGKILL + restart gives the same final averages as an undisturbed run ---------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 10 (Faust 0.15 start-up race): in about 1 run of 4 the "
-    "restarted worker never acks the first message of a partition (it is skipped by the stream's "
-    "flow-control/generation check and not fetched again), and Faust's Consumer._new_offset "
-    "commits past a single unacked head offset (`min(acked) - committed > 1`), so that message "
-    "is lost (a QcBatch: samples missing from an hourly average; an Average: one row missing); "
-    "with two or more unacked the partition stops committing. Seen with a logging probe in "
-    "faust/transport/consumer.py: 'head gap of one: readings.valid p2 committed=5 min(acked)=6'",
-)
 def test_sigkill_restart_gives_the_undisturbed_averages(
     settings: Settings, second_settings: Settings, worker: WorkerProcess, tmp_path: Path
 ) -> None:
