@@ -184,9 +184,13 @@ class SeriesState:
             self.recent.append(float(value))
             del self.recent[: -rules.history_len]
         if self.newest is None or t > self.newest:
+            # Forget what fell out of the late horizon once per event-time hour, not per reading
+            # (the set holds a horizon of timestamps: ~4,300 for a 1-minute series); anything a
+            # stale entry could match is older than the horizon, so flagged late before that.
+            if self.newest is None or t // 3600 != self.newest // 3600:
+                cutoff = t - late_horizon_s
+                self.seen = {s for s in self.seen if s >= cutoff}
             self.newest = t
-            cutoff = t - late_horizon_s
-            self.seen = {s for s in self.seen if s >= cutoff}
 
     def to_dict(self) -> dict[str, Any]:
         seen = encode_runs(sorted(self.seen))
