@@ -242,20 +242,33 @@ def _check_lines(result: ParseResult, count: int, fields: frozenset[str | None])
         assert rej.source_id == result.source_id, rej
 
 
-def check_file(name: str, data: bytes, result: ParseResult, *, channel: str) -> None:
-    """``parse_file(name, data)`` kept its promises."""
-    origin = name[:MAX_NAME_CHARS]
+def _check_outputs(
+    result: ParseResult, *, channel: str, origin: str
+) -> tuple[Rejection, RejectReason, bytes] | None:
+    """What every parse promises: something came out under ``origin``, each reading is sound
+    and unique; a whole-input rejection stands alone. Returns that rejection, its reason and
+    its original bytes (None: the input was judged line by line or item by item)."""
     assert result.origin == origin
     assert result.readings or result.rejections, "nothing came out"
-    if any(c in name for c in "/\\\x00") or ".." in name:
-        assert not result.readings, f"{name!r} holds a path but was accepted"
     for r in result.readings:
         check_reading(r, source_id=result.source_id, channel=channel, origin=origin)
     _unique_readings(result)
     whole = [r for r in result.rejections if r.line is None]
+    if not whole:
+        return None
+    assert result.file_rejected and len(result.rejections) == 1, result.rejections
+    reason, original = check_rejection(whole[0], channel=channel, origin=origin)
+    return whole[0], reason, original
+
+
+def check_file(name: str, data: bytes, result: ParseResult, *, channel: str) -> None:
+    """``parse_file(name, data)`` kept its promises."""
+    origin = name[:MAX_NAME_CHARS]
+    if any(c in name for c in "/\\\x00") or ".." in name:
+        assert not result.readings, f"{name!r} holds a path but was accepted"
+    whole = _check_outputs(result, channel=channel, origin=origin)
     if whole:
-        assert result.file_rejected and len(result.rejections) == 1, result.rejections
-        reason, original = check_rejection(whole[0], channel=channel, origin=origin)
+        rejection, reason, original = whole
         assert reason in FILE_LEVEL_REASONS, reason
         assert original == _whole_evidence(reason, data), "whole-file evidence is not the file"
         if reason in NAME_REASONS:
@@ -271,7 +284,7 @@ def check_file(name: str, data: bytes, result: ParseResult, *, channel: str) -> 
             assert owner is None, owner
         elif reason != RejectReason.FILE_TOO_LARGE:  # the size is checked before the source
             assert owner is not None, reason
-        assert whole[0].source_id == owner == result.source_id, (whole[0].source_id, owner)
+        assert rejection.source_id == owner == result.source_id, (rejection.source_id, owner)
         return
     owner = identity_owner(name)
     assert owner is not None and result.source_id == owner, (result.source_id, owner)
@@ -294,18 +307,12 @@ def json_origin(data: bytes) -> str:
 def check_json(data: bytes, result: ParseResult, *, channel: str, origin: str = "") -> None:
     """``parse_json(data)`` kept its promises."""
     origin = origin or json_origin(data)
-    assert result.origin == origin
-    assert result.readings or result.rejections, "nothing came out"
-    for r in result.readings:
-        check_reading(r, source_id=result.source_id, channel=channel, origin=origin)
-    _unique_readings(result)
-    whole = [r for r in result.rejections if r.line is None]
+    whole = _check_outputs(result, channel=channel, origin=origin)
     if whole:
-        assert result.file_rejected and len(result.rejections) == 1, result.rejections
-        reason, original = check_rejection(whole[0], channel=channel, origin=origin)
+        rejection, reason, original = whole
         assert reason in FILE_LEVEL_REASONS | {RejectReason.JSON_SCHEMA}, reason
         assert original == _whole_evidence(reason, data), "whole-message evidence differs"
-        assert whole[0].source_id == result.source_id, whole[0]
+        assert rejection.source_id == result.source_id, rejection
         return
     doc = json.loads(data.removeprefix(BOM).decode("utf-8"))
     assert isinstance(doc, dict) and isinstance(doc["readings"], list) and doc["readings"]
