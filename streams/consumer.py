@@ -1,26 +1,33 @@
-"""A Faust consumer that never commits past a message no agent has acknowledged.
+"""A Faust consumer that never skips, or commits past, a message no agent has acknowledged.
 
-Faust 0.15 (``faust.transport.consumer.Consumer._new_offset``) commits the first run of
-consecutive acked offsets even when the offset right after the committed one is *not* acked
-(its head check is ``min(acked) - committed > 1``). Normally harmless, since agents ack in
-order; but a restarted worker can skip the first message of a partition in the stream's
-flow-control/generation check without fetching it again, and Faust then commits past it: that
-message is lost to its stage (seen in tests/integration/test_faults.py as samples missing from
-an hourly average after a SIGKILL).
-
-:class:`GuardedConsumer` commits only a run that starts at the committed offset, and when a
-partition's head has stayed unacked for ``STALL_S`` while later offsets are acked, it seeks the
-partition back to its committed offset so the head is delivered again. Re-delivery is safe
-here: every stateful agent skips events its state already applied (streams/batch.py), the
-averager skips readings by position, and every write is idempotent.
+1. The skip (fixed here). After a rebalance Faust drops what its streams take from the queue
+   while flow is suspended, expecting its seek to committed offsets to fetch it again. aiokafka's
+   ``seek_to_committed`` leaves a partition with no committed offset, or offset 0, where it is
+   (``if offset and offset > 0``), so the first messages of a partition that a fresh group, or a
+   worker killed before its first commit, fetched during recovery were never delivered (seen as
+   a lost day of readings after a SIGKILL in tests/integration/test_pipeline.py).
+   :func:`seek_to_committed_or_beginning` seeks such partitions to their beginning, where
+   ``auto_offset_reset="earliest"`` started them; tests/integration/test_consumer_seek.py shows
+   both behaviours on the real broker.
+2. The commit (guarded here). Faust 0.15 (``faust.transport.consumer.Consumer._new_offset``)
+   commits the first run of consecutive acked offsets even when the offset right after the
+   committed one is *not* acked (its head check is ``min(acked) - committed > 1``), which turns
+   any skip into a loss. :class:`GuardedConsumer` commits only a run that starts at the
+   committed offset; when a partition's head stays unacked for ``STALL_S`` while later offsets
+   are acked, it seeks the partition back so the head is delivered again and counts it in
+   ``quantrac_consumer_reseeks_total``. Re-delivery is safe (streams/batch.py skips what a
+   key's state already applied; writes are idempotent), but it is a backstop, not a cure: an
+   item of the head whose key a *later* event already updated is skipped as applied.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 
@@ -29,10 +36,34 @@ log = logging.getLogger(__name__)
 STALL_S = 5.0  # > broker_commit_interval: a head acked late is not a stall
 
 
+async def seek_to_committed_or_beginning(
+    consumer: AIOKafkaConsumer, leave: frozenset[str] = frozenset()
+) -> dict[Any, int | None]:
+    """Seek every assigned partition to its committed offset, and one without a commit (or at
+    offset 0, which aiokafka leaves alone too) to its beginning, except partitions of the
+    topics in ``leave``; return the committed offsets."""
+    committed: dict[Any, int | None] = await consumer.seek_to_committed()
+    fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in leave]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    return committed
+
+
 class GuardedConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stalled_since: dict[TP, float] = {}
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # aiokafka runs in Faust's consumer thread: call it there, as Faust's own method does.
+        # Changelog partitions are left alone: table recovery positions them itself.
+        thread: Any = self._thread
+        committed: Mapping[TP, int] = await thread.call_thread(
+            seek_to_committed_or_beginning,
+            thread._ensure_consumer(),
+            frozenset(self.app.tables.changelog_topics),
+        )
+        return committed
 
     def _head_unacked(self, tp: TP) -> bool:
         committed = self._committed_offset[tp]
