@@ -2,8 +2,10 @@
 
 ``SeriesWindows`` is the averaging state of one (source, parameter): the sum and count of VALID
 samples per local clock hour (duplicates never reach it: QA/QC flags them), the newest hour seen
-(the series' watermark) and the revision of every window already emitted. It is small (about 100
-hours × 2 numbers) so it can be written to a Faust table on every reading.
+(the series' watermark), the ranges of hours already closed (every window that ends in a closed
+hour has been emitted) and the revision of each window emitted more than once. It is written to
+a Faust table once per batch, so it stays small: about 120 hours × 2 numbers and a few ranges
+(≈ 3 KB; a mapping of every emitted window was 13 KB).
 
 - A sample in a newer hour closes the hours before it: each closed hour emits its final 1-h
   mean, the rolling 8-h and 24-h means ending with it, NowCast (PM only) and, when it is a local
@@ -34,6 +36,8 @@ from thresholds.averaging import (
 
 HOUR_S = 3600
 NOWCAST_PARAMETERS = frozenset({"PM10", "PM2.5"})
+# hours from a window's start to its last hour (the local day's varies with the day)
+LAST_HOUR_H = {Period.HOUR: 0, Period.NOWCAST: 0, Period.ROLLING_8H: 7, Period.ROLLING_24H: 23}
 MAX_CLOSE_GAP_H = 96  # a longer silence does not back-fill one empty window per missing hour
 
 
@@ -58,7 +62,9 @@ class SeriesWindows:
     threshold: float = 0.75
     horizon_h: int = 72
     hours: dict[int, list[float]] = field(default_factory=dict)  # hour epoch -> [sum, n]
-    emitted: dict[str, int] = field(default_factory=dict)  # "period:start epoch" -> revision
+    # [from, to) hour epochs of the closed hours: usually one range, more after a long silence
+    closed: list[list[int]] = field(default_factory=list)
+    revisions: dict[tuple[str, int], int] = field(default_factory=dict)  # (period, start) -> ≥ 1
     watermark: int | None = None  # start (epoch s) of the newest hour seen
     # Position on readings.raw (streams.records.POSITION_STRIDE) of the newest input applied.
     # After a crash the validate stage may emit a reading again; the copy carries the same
@@ -74,20 +80,34 @@ class SeriesWindows:
             "t": self.threshold,
             "z": self.horizon_h,
             "h": {str(k): v for k, v in self.hours.items()},
-            "e": self.emitted,
+            "c": self.closed,
+            "r": {f"{p}:{s}": r for (p, s), r in self.revisions.items()},
             "w": self.watermark,
             "l": self.last_input,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesWindows:
+        revisions = {_window_key(k): int(r) for k, r in d.get("r", {}).items()}
+        if "c" in d:
+            closed = [list(r) for r in d["c"]]
+        else:  # written before 2026-12: every emitted window → revision; 1-h windows → closed
+            emitted = {_window_key(k): int(r) for k, r in d["e"].items()}
+            revisions = {k: r for k, r in emitted.items() if r > 0}
+            closed = []
+            for hour in sorted(s for p, s in emitted if p == Period.HOUR.value):
+                if closed and closed[-1][1] == hour:
+                    closed[-1][1] = hour + HOUR_S
+                else:
+                    closed.append([hour, hour + HOUR_S])
         return cls(
             d["p"],
             d["i"],
             d["t"],
             d["z"],
             {int(k): v for k, v in d["h"].items()},
-            dict(d["e"]),
+            closed,
+            revisions,
             d["w"],
             d.get("l", -1),
         )
@@ -155,11 +175,22 @@ class SeriesWindows:
 
     def _emit(self, period: Period, start: int, tz: tzinfo, final: bool = True) -> WindowOut:
         s, e, stat = self._window(period, start, tz)
-        key = f"{period.value}:{s}"
-        revision = self.emitted.get(key, -1) + 1 if final else 0
-        if final:
-            self.emitted[key] = revision
+        revision = 0
+        if final and self._emitted(period, s, tz):
+            revision = self.revisions.get((period.value, s), 0) + 1
+            self.revisions[(period.value, s)] = revision
         return WindowOut(period, _utc(s), _utc(e), stat, revision, final)
+
+    def _emitted(self, period: Period, start: int, tz: tzinfo) -> bool:
+        """Whether the final window of ``period`` starting at ``start`` was emitted: every
+        window that ends with a closed hour was, when that hour closed (NowCast for PM only)."""
+        if period is Period.NOWCAST and self.parameter not in NOWCAST_PARAMETERS:
+            return False
+        if period is Period.DAY:
+            last = int(day_window(_utc(start), tz)[1].timestamp()) - HOUR_S
+        else:
+            last = start + (LAST_HOUR_H[period] * HOUR_S)
+        return any(a <= last < b for a, b in self.closed)
 
     def _closing(self, hour: int, tz: tzinfo) -> list[tuple[Period, int]]:
         """The windows that end with ``hour`` (identified by period and start)."""
@@ -201,13 +232,17 @@ class SeriesWindows:
                 first = max(self.watermark, hour - MAX_CLOSE_GAP_H * HOUR_S)
                 for closed in range(first, hour, HOUR_S):
                     out += [self._emit(p, s, tz) for p, s in self._closing(closed, tz)]
+                if self.closed and self.closed[-1][1] == first:
+                    self.closed[-1][1] = hour
+                else:
+                    self.closed.append([first, hour])
             self.watermark = hour
             self._prune()
         elif hour < self.watermark:
             out += [
                 self._emit(p, s, tz)
                 for p, s in self._containing(hour, tz)
-                if f"{p.value}:{s}" in self.emitted
+                if self._emitted(p, s, tz)
             ]
         if hour == self.watermark:
             out.append(self._emit(Period.HOUR, hour, tz, final=False))
@@ -217,9 +252,13 @@ class SeriesWindows:
         assert self.watermark is not None
         keep_from = self.watermark - (self.horizon_h + 48) * HOUR_S
         self.hours = {h: v for h, v in self.hours.items() if h >= keep_from}
-        self.emitted = {
-            k: v for k, v in self.emitted.items() if int(k.split(":", 1)[1]) >= keep_from
-        }
+        self.closed = [[max(a, keep_from), b] for a, b in self.closed if b > keep_from]
+        self.revisions = {k: v for k, v in self.revisions.items() if k[1] >= keep_from}
+
+
+def _window_key(key: str) -> tuple[str, int]:
+    period, start = key.split(":", 1)
+    return period, int(start)
 
 
 def window_start_of(ts: datetime) -> datetime:

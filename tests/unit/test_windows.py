@@ -1,0 +1,89 @@
+"""thresholds/windows.py: when averages are emitted, and the state's changelog encoding."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.records import Period
+from thresholds.windows import SeriesWindows
+
+T0 = datetime(2026, 3, 1, 17, tzinfo=UTC)  # 00:00 local (UTC+7): a local day starts
+STEP = timedelta(minutes=5)
+
+
+Emitted = list[tuple[str, datetime, int]]  # (period, window start, revision) of final windows
+
+
+def _fed(n: int, late: Sequence[int] = ()) -> tuple[SeriesWindows, Emitted]:
+    """A PM2.5 series fed ``n`` 5-minute samples from T0, then the samples ``late`` again."""
+    w = SeriesWindows("PM2.5", 300.0)
+    out: Emitted = []
+    for i in [*range(n), *late]:
+        for o in w.add(T0 + i * STEP, 10.0 + i % 7):
+            if o.final:
+                out.append((o.period.value, o.window_start, o.revision))
+    return w, out
+
+
+def _same(a: SeriesWindows, b: SeriesWindows) -> bool:
+    fields = ("hours", "closed", "revisions", "watermark", "last_input")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def test_an_hour_closes_with_its_rolling_day_and_nowcast_windows() -> None:
+    _, out = _fed(24 * 12 + 1)  # a local day and the first reading of the next
+    hours = [o for o in out if o[0] == Period.HOUR.value]
+    assert len(hours) == 24 and hours[0][1] == T0
+    assert (Period.DAY.value, T0, 0) in out
+    assert sum(o[0] == Period.NOWCAST.value for o in out) == 24
+
+
+def test_a_late_sample_re_emits_every_window_that_contains_it_with_the_next_revision() -> None:
+    _, out = _fed(24 * 12 + 1, late=[5 * 12 + 3])  # hour 5 again, after the day closed
+    again = [o for o in out if o[2] == 1]
+    assert (Period.HOUR.value, T0 + timedelta(hours=5), 1) in again
+    assert (Period.DAY.value, T0, 1) in again
+    assert all(o[2] <= 1 for o in out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 200 * 12), late=st.lists(st.integers(0, 200 * 12), max_size=5))
+def test_state_survives_a_json_round_trip(n: int, late: list[int]) -> None:
+    w, _ = _fed(n, late)
+    w.last_input = n * 1024
+    again = SeriesWindows.from_dict(json.loads(json.dumps(w.to_dict())))
+    assert _same(again, w)
+    # and behaves the same afterwards
+    t = T0 + (n + 13) * STEP
+    assert again.add(t, 1.0) == w.add(t, 1.0)
+
+
+def test_a_full_horizon_encodes_compactly() -> None:
+    w, out = _fed(130 * 12, late=[125 * 12])  # hour 125 again with hours to 129 closed:
+    # its 1-h window and the closed 8-h, 24-h and NowCast windows that hold it (4 each)
+    assert len(out) > 500 and len(w.closed) == 1 and len(w.revisions) == 13
+    assert len(json.dumps(w.to_dict())) < 6_000
+
+
+def test_state_written_before_2026_12_with_every_emitted_window_still_loads() -> None:
+    late = 20 * 12 + 1
+    w, out = _fed(30 * 12, late=[late])
+    # the earlier encoding: (period, start) → revision of every window emitted
+    emitted: dict[str, int] = {}
+    for period, start, revision in out:
+        emitted[f"{period}:{int(start.timestamp())}"] = revision
+    earlier = {
+        "p": w.parameter,
+        "i": w.interval_s,
+        "t": w.threshold,
+        "z": w.horizon_h,
+        "h": {str(k): v for k, v in w.hours.items()},
+        "e": emitted,
+        "w": w.watermark,
+    }
+    assert _same(SeriesWindows.from_dict(json.loads(json.dumps(earlier))), w)
