@@ -14,6 +14,12 @@ were never committed; those events are then delivered again. Two rules make that
 
 Downstream consumers are idempotent (primary keys, revisions, violation sequence numbers), so an
 output sent twice after a crash changes nothing.
+
+Loading a state from its table value costs as much as dumping it, once per key per batch. A
+``LiveStates`` shared by the agents keeps the object behind each value this process committed;
+the next batch takes it instead of loading, if the table still holds that very value (a restore
+or rebalance replaces it, and the state is loaded again). A batch takes the object out while it
+changes it, so a batch that fails leaves nothing half-applied behind.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from typing import Any
 
 MARKER_KEY = "__quantrac_marker__"  # never read as state
 MARKER_VALUE = {"o": -1, "s": None}
+
+# (table name, key) -> (the table value committed, the state object it was dumped from)
+LiveStates = dict[tuple[str, str], tuple[Any, Any]]
 
 
 @dataclass
@@ -42,9 +51,10 @@ class _Slot:
 class Batch:
     """Collects one batch's state changes and outputs; ``commit`` applies them in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveStates | None = None) -> None:
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._out: list[tuple[Any, str, Any]] = []
+        self._live: LiveStates = {} if live is None else live
 
     def slot(
         self,
@@ -61,10 +71,15 @@ class Batch:
         if slot is None:
             stored = table.get(key)
             offset = stored["o"] if stored else -1
+            live = self._live.pop(ident, None)
+            if live is not None and live[0] is stored:
+                state = live[1]
+            else:
+                state = load(stored["s"] if stored else None)
             slot = _Slot(
                 table=table,
                 key=key,
-                state=load(stored["s"] if stored else None),
+                state=state,
                 offset=offset,
                 applied=offset,
                 partition=event.message.partition,
@@ -97,6 +112,7 @@ class Batch:
             # *current* event's partition, which in a batch is another event's).
             slot.table.data[slot.key] = value
             slot.table.send_changelog(slot.partition, slot.key, value)
+            self._live[(slot.table.name, slot.key)] = (value, slot.state)
         if changed:
             await self._seal(changed)
         for event in events:

@@ -164,6 +164,12 @@ class SeriesState:
     recent: list[float] = field(default_factory=list)
     newest: int | None = None  # epoch s of the newest in-order reading
     seen: set[int] = field(default_factory=set)
+    # encode_runs(sorted(seen)), kept up to date while timestamps arrive in order (so the
+    # once-per-batch to_dict does not sort and encode ~900 of them); None: recompute
+    _runs: list[list[int]] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._runs = None if self.seen else []
 
     def observe(
         self,
@@ -177,7 +183,9 @@ class SeriesState:
         t = _epoch_s(measured_at)
         if flag in (QcFlag.DUPLICATE, QcFlag.LATE, QcFlag.OUT_OF_RANGE):
             return
-        self.seen.add(t)  # calibrating/error readings count for duplicate detection too
+        if t not in self.seen:  # calibrating/error readings count for duplicate detection too
+            self.seen.add(t)
+            self._extend_runs(t)
         if flag in (QcFlag.VALID, QcFlag.SPIKE, QcFlag.FLATLINE) and (
             self.newest is None or t > self.newest
         ):
@@ -189,11 +197,33 @@ class SeriesState:
             # stale entry could match is older than the horizon, so flagged late before that.
             if self.newest is None or t // 3600 != self.newest // 3600:
                 cutoff = t - late_horizon_s
-                self.seen = {s for s in self.seen if s >= cutoff}
+                if min(self.seen) < cutoff:
+                    self.seen = {s for s in self.seen if s >= cutoff}
+                    self._runs = None
             self.newest = t
 
+    def _extend_runs(self, t: int) -> None:
+        """Add a new timestamp to ``_runs`` as encode_runs would, if it is the largest."""
+        runs = self._runs
+        if runs is None:
+            return
+        if not runs:
+            runs.append([t, 0, 1])
+            return
+        start, step, count = runs[-1]
+        if t <= start + step * (count - 1):
+            self._runs = None  # out of order: recompute when needed
+        elif count == 1:
+            runs[-1] = [start, t - start, 2]
+        elif t == start + step * count:
+            runs[-1][2] += 1
+        else:
+            runs.append([t, 0, 1])
+
     def to_dict(self) -> dict[str, Any]:
-        seen = encode_runs(sorted(self.seen))
+        if self._runs is None:
+            self._runs = encode_runs(sorted(self.seen))
+        seen = [list(r) for r in self._runs]  # a copy: the runs change in place
         return {"recent": list(self.recent), "newest": self.newest, "seen": seen}
 
     @classmethod

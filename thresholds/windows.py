@@ -79,8 +79,9 @@ class SeriesWindows:
             "i": self.interval_s,
             "t": self.threshold,
             "z": self.horizon_h,
-            "h": {str(k): v for k, v in self.hours.items()},
-            "c": self.closed,
+            # copies: the object lives on (streams/batch.py) and changes these lists in place
+            "h": {str(k): [v[0], v[1]] for k, v in self.hours.items()},
+            "c": [[a, b] for a, b in self.closed],
             "r": {f"{p}:{s}": r for (p, s), r in self.revisions.items()},
             "w": self.watermark,
             "l": self.last_input,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.batch import Batch
+from streams.batch import MARKER_KEY, Batch
 
 
 @dataclass
@@ -59,3 +59,87 @@ def test_events_up_to_the_stored_offset_are_skipped(
     if stored_offset is not None:
         table.data["k"] = {"o": stored_offset, "s": []}
     assert slot_state(table, "k", offsets) == applied
+
+
+class Producer:
+    async def flush(self) -> None:
+        return None
+
+
+@dataclass
+class App:
+    producer: Producer = field(default_factory=Producer)
+
+
+@dataclass(eq=False)
+class LoggedTable(FakeTable):
+    """A table whose changelog is a list; commit() needs nothing else from Faust."""
+
+    __hash__ = object.__hash__  # by identity, as Faust's tables are
+
+    app: App = field(default_factory=App)
+    changelog: list[tuple[int, str, Any]] = field(default_factory=list)
+
+    def send_changelog(self, partition: int, key: str, value: Any) -> None:
+        self.changelog.append((partition, key, value))
+
+
+class Stream:
+    async def ack(self, event: Event) -> None:
+        return None
+
+
+class Counted:
+    """load/dump for a list state, counting the loads."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def load(self, stored: Any) -> list[int]:
+        self.loads += 1
+        return list(stored or [])
+
+    @staticmethod
+    def dump(state: list[int]) -> list[int]:
+        return list(state)
+
+
+async def _apply(live: dict[Any, Any], table: LoggedTable, codec: Counted, offset: int) -> Any:
+    batch, event = Batch(live), Event(Message(offset))
+    slot = batch.slot(table, "k", event, codec.load, codec.dump)
+    assert slot is not None
+    slot.state.append(offset)
+    batch.set(slot, event, slot.state)
+    await batch.commit(Stream(), [event])
+    return slot.state
+
+
+async def test_a_committed_state_object_is_taken_by_the_next_batch_without_loading() -> None:
+    live: dict[Any, Any] = {}
+    table, codec = LoggedTable(), Counted()
+    first = await _apply(live, table, codec, 0)
+    second = await _apply(live, table, codec, 1)
+    assert second is first and codec.loads == 1
+    assert table.data["k"] == {"o": 1, "s": [0, 1]}
+    logged = [v for _, k, v in table.changelog if k != MARKER_KEY]
+    assert logged == [{"o": 0, "s": [0]}, {"o": 1, "s": [0, 1]}]
+
+
+async def test_a_replaced_table_value_is_loaded_again() -> None:
+    """A restore or a rebalance writes the table value: the kept object is stale."""
+    live: dict[Any, Any] = {}
+    table, codec = LoggedTable(), Counted()
+    await _apply(live, table, codec, 0)
+    table.data["k"] = {"o": 5, "s": [7]}  # restored from the changelog
+    assert await _apply(live, table, codec, 6) == [7, 6] and codec.loads == 2
+
+
+async def test_a_batch_that_never_commits_leaves_no_state_object_behind() -> None:
+    live: dict[Any, Any] = {}
+    table, codec = LoggedTable(), Counted()
+    await _apply(live, table, codec, 0)
+    failed, event = Batch(live), Event(Message(1))
+    slot = failed.slot(table, "k", event, codec.load, codec.dump)
+    assert slot is not None
+    slot.state.append(99)  # changed, then the batch fails before commit()
+    assert await _apply(live, table, codec, 1) == [0, 1] and codec.loads == 2

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stations.parameters import Parameter, SourceKind
 from streams.records import DeviceStatus, QcFlag
+from thresholds.averaging import encode_runs
 from thresholds.qc import (
     FlatlineRule,
     QcRules,
@@ -166,6 +167,34 @@ def test_state_is_bounded() -> None:
     assert len(state.recent) == RULES.history_len
     assert len(state.seen) <= 61
     assert len(state.to_dict()["seen"]) == 1  # one run at a 1-minute cadence
+
+
+@settings(max_examples=500)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.just(60), st.integers(-600, 600)),  # mostly a 1-minute cadence
+            st.sampled_from([QcFlag.VALID, QcFlag.CALIBRATING]),
+        ),
+        max_size=150,
+    ),
+    dumps=st.sets(st.integers(0, 150)),
+)
+@example(steps=[(60, QcFlag.VALID)] * 130, dumps=set())  # two hours: pruned twice
+@example(steps=[(60, QcFlag.VALID)] * 3 + [(-90, QcFlag.VALID)], dumps=set())  # inside a run
+def test_the_kept_run_encoding_is_the_encoding_of_the_timestamps_seen(
+    steps: list[tuple[int, QcFlag]], dumps: set[int]
+) -> None:
+    """to_dict keeps the runs up to date as readings arrive instead of re-encoding the set;
+    whatever the order (a step back in time is an out-of-order reading), it writes the same."""
+    state, t = SeriesState(), int(NOW.timestamp())
+    for i, (dt, flag) in enumerate(steps):
+        t += dt
+        state.observe(1.0, datetime.fromtimestamp(t, UTC), flag, RULES, 1800)  # prunes hourly
+        if i in dumps:
+            assert state.to_dict()["seen"] == encode_runs(sorted(state.seen))
+            state = SeriesState.from_dict(state.to_dict()) if i % 2 else state
+    assert state.to_dict()["seen"] == encode_runs(sorted(state.seen))
 
 
 def test_level_shift_stops_being_a_spike() -> None:
