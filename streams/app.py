@@ -41,7 +41,7 @@ from streams.records import (
     ViolationEvent,
 )
 from streams.settings import Settings
-from streams.validate import Validator, decode_raw
+from streams.validate import Validator, decode_raw, decode_valid
 from thresholds.aqi_station import StationAqi
 from thresholds.catalogue import load_catalogue
 from thresholds.qc import SeriesState, load_qc_rules
@@ -105,7 +105,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         value_serializer="raw",
         partitions=settings.topic_partitions,
     )
-    valid_topic = topic(topics.VALID, QcBatch)
+    # Bytes: QcBatch is a plain dataclass with its own codec (streams/records.py).
+    valid_topic = app.topic(
+        settings.topic(topics.VALID.name),
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
     rejected_topic = topic(topics.REJECTED, Rejection)
     averages_topic = topic(topics.AVERAGES, Average)
     violations_topic = topic(topics.VIOLATIONS, ViolationEvent)
@@ -229,13 +235,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                     continue  # applied before a restart; its output was confirmed then
                 position = event.message.offset * POSITION_STRIDE + index
                 result = validator.check(r, slot.state, now, position)
-                if isinstance(result, Rejection):
+                if not isinstance(result, QcReading):  # a Rejection
                     metrics.rejections.labels(result.channel, result.reason).inc()
                     batch.emit(rejected_topic, r.source_id, result)
                     continue
                 batch.set(slot, event, slot.state)
                 judged.append(result)
-                by_source.setdefault(result.source_id, []).append(result)
+                by_source.setdefault(r.source_id, []).append(result)
                 if result.flag == QcFlag.VALID:
                     t = result.measured_at.timestamp()
                     seen = batch.slot(last_valid, r.source_id, event, same, same)
@@ -249,7 +255,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             for source_id, mine in by_source.items():
                 for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
                     chunk = mine[i : i + MAX_BATCH_READINGS]
-                    batch.emit(valid_topic, source_id, QcBatch(source_id=source_id, readings=chunk))
+                    batch.emit(valid_topic, source_id, QcBatch(source_id, chunk).dumps())
             # Readings are stored here, before the raw offsets can be committed: the raw topic
             # has this one consumer, so "stored, then acked" holds without depending on how
             # Faust combines the acks of several agents reading one topic.
@@ -264,7 +270,20 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             batch = Batch(states)
             running: dict[str, Average] = {}  # newest running-hour mean per series
             emitted: Counter[tuple[str, str]] = Counter()
-            for event, r in ((e, r) for e in events for r in e.value.readings):
+            inputs: list[tuple[Any, QcReading]] = []
+            for event in events:
+                m = event.message
+                decoded = decode_valid(
+                    event.value,
+                    datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC),
+                    f"{m.topic}:{m.partition}:{m.offset}",
+                )
+                if isinstance(decoded, Rejection):
+                    metrics.rejections.labels(decoded.channel, decoded.reason).inc()
+                    batch.emit(rejected_topic, str(event.key or b"", "utf-8", "replace"), decoded)
+                    continue
+                inputs += [(event, r) for r in decoded.readings]
+            for event, r in inputs:
                 if r.flag != QcFlag.VALID:
                     continue  # stored with its flag by validate_readings; never averaged
                 key = f"{r.source_id}|{r.parameter}"

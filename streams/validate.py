@@ -18,7 +18,7 @@ from datetime import datetime
 from stations.errors import RejectReason, UnitError
 from stations.registry import Registry
 from stations.units import convert
-from streams.records import Channel, QcReading, RawBatch, RawReading, Rejection
+from streams.records import Channel, QcBatch, QcReading, RawBatch, RawReading, Rejection
 from thresholds.qc import QcRuleBook, SeriesState, judge
 
 _TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")
@@ -47,14 +47,7 @@ def decode_raw(
     a crash gives the same rejection (same id), and two equal messages give two."""
 
     def reject(reason: RejectReason, message: str) -> Rejection:
-        return Rejection(
-            reason=reason.value,
-            message=f"readings.raw message: {message}",
-            channel=Channel.KAFKA.value,
-            received_at=received_at,
-            original_b64=base64.b64encode(payload).decode(),
-            origin=origin,
-        )
+        return message_rejection(payload, received_at, origin, reason, f"readings.raw: {message}")
 
     try:
         data = json.loads(payload)
@@ -73,6 +66,35 @@ def decode_raw(
         if (error := _shape_error(r)) is not None:
             return reject(RejectReason.JSON_SCHEMA, f"reading {i}: {error}")
     return readings
+
+
+def message_rejection(
+    payload: bytes, received_at: datetime, origin: str, reason: RejectReason, message: str
+) -> Rejection:
+    """A topic message that cannot be decoded, dead-lettered whole with its exact bytes."""
+    return Rejection(
+        reason=reason.value,
+        message=f"message on {message}",
+        channel=Channel.KAFKA.value,
+        received_at=received_at,
+        original_b64=base64.b64encode(payload).decode(),
+        origin=origin,
+    )
+
+
+def decode_valid(payload: bytes, received_at: datetime, origin: str = "") -> QcBatch | Rejection:
+    """A ``readings.valid`` message as its QcBatch, or a Rejection carrying its exact bytes
+    (only the validate stage produces to it, but nothing stops anything else from doing so)."""
+    try:
+        return QcBatch.loads(payload)
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        return message_rejection(
+            payload,
+            received_at,
+            origin,
+            RejectReason.JSON_SCHEMA,
+            f"readings.valid: not a QcBatch: {exc!r}",
+        )
 
 
 @dataclass(frozen=True)
