@@ -2,7 +2,7 @@
 
 Starts a fresh embedded Tansu broker and embedded PostgreSQL under a temporary directory, then
 measures (1) the limits: raw produce/consume rate and COPY rate; (2)–(5) the pipeline: one
-worker replaying 300 k readings (throughput, the year extrapolated from it, RSS every 100 k), then
+worker replaying 1 M readings (throughput, the year extrapolated from it, RSS every 100 k), then
 latency at 100× and nominal load, then two workers on a 6-hour replay (bench/pipeline.py); and
 finally the export benchmark (bench/bench_export.py). Prints a table and writes
 ``bench/results/bench-<date>.json``.
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-seconds", type=float, default=30.0)
     p.add_argument("--limit-readings", type=int, default=200_000)
     p.add_argument("--export-days", type=int, default=90, help="0 skips the export benchmark")
-    p.add_argument("--replay-readings", type=int, default=300_000, help="one worker's replay")
+    p.add_argument("--replay-readings", type=int, default=1_000_000, help="one worker's replay")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness only")
     args = p.parse_args(argv)
     if args.quick:

@@ -87,3 +87,15 @@ def test_state_written_before_2026_12_with_every_emitted_window_still_loads() ->
         "w": w.watermark,
     }
     assert _same(SeriesWindows.from_dict(json.loads(json.dumps(earlier))), w)
+
+
+def test_the_state_is_bounded_by_the_late_horizon() -> None:
+    """Hours (and revisions) older than the late horizon + 48 h are forgotten: a series' state
+    stops growing after that, however long it runs."""
+    late = [i * 12 for i in range(150, 300, 7)]  # some hours resent, spread over the run
+    w, _ = _fed(300 * 12, late=late)
+    assert w.watermark is not None
+    keep_from = w.watermark - (w.horizon_h + 48) * 3600
+    assert len(w.hours) <= w.horizon_h + 48 + 1
+    assert min(w.hours) >= keep_from and all(s >= keep_from for _, s in w.revisions)
+    assert w.closed == [[keep_from, w.watermark]]
