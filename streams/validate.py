@@ -47,7 +47,7 @@ def decode_raw(
     a crash gives the same rejection (same id), and two equal messages give two."""
 
     def reject(reason: RejectReason, message: str) -> Rejection:
-        return message_rejection(payload, received_at, origin, reason, f"readings.raw: {message}")
+        return message_rejection(payload, received_at, origin, reason, "readings.raw", message)
 
     try:
         data = json.loads(payload)
@@ -69,12 +69,17 @@ def decode_raw(
 
 
 def message_rejection(
-    payload: bytes, received_at: datetime, origin: str, reason: RejectReason, message: str
+    payload: bytes,
+    received_at: datetime,
+    origin: str,
+    reason: RejectReason,
+    topic: str,
+    message: str,
 ) -> Rejection:
-    """A topic message that cannot be decoded, dead-lettered whole with its exact bytes."""
+    """A ``topic`` message that cannot be decoded, dead-lettered whole with its exact bytes."""
     return Rejection(
         reason=reason.value,
-        message=f"message on {message}",
+        message=f"{topic} message: {message}",
         channel=Channel.KAFKA.value,
         received_at=received_at,
         original_b64=base64.b64encode(payload).decode(),
@@ -93,7 +98,8 @@ def decode_valid(payload: bytes, received_at: datetime, origin: str = "") -> QcB
             received_at,
             origin,
             RejectReason.JSON_SCHEMA,
-            f"readings.valid: not a QcBatch: {exc!r}",
+            "readings.valid",
+            f"not a QcBatch: {exc!r}",
         )
 
 
