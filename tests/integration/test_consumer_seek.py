@@ -7,7 +7,9 @@ without committing (a worker killed before its first commit), then seek as Faust
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -17,15 +19,19 @@ from streams.consumer import seek_to_committed_or_beginning
 N = 5
 
 
-async def _fetched(kafka_url: str, topic: str, committed: int | None) -> AIOKafkaConsumer:
-    """A group consumer on a 1-partition topic of N messages that has fetched all of them, with
-    ``committed`` as the group's committed offset (None: never committed)."""
+@contextlib.asynccontextmanager
+async def fetched(
+    kafka_url: str, committed: int | None
+) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
+    """A group consumer on a new 1-partition topic of N messages that has fetched all of them,
+    with ``committed`` as the group's committed offset (None: never committed)."""
     servers = kafka_url.removeprefix("kafka://")
+    tp = TopicPartition(f"seek-{uuid.uuid4().hex[:8]}", 0)
     producer = AIOKafkaProducer(bootstrap_servers=servers)
     await producer.start()
     try:
         for i in range(N):
-            await producer.send_and_wait(topic, f"m{i}".encode(), partition=0)
+            await producer.send_and_wait(tp.topic, f"m{i}".encode(), partition=0)
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(
@@ -35,62 +41,45 @@ async def _fetched(kafka_url: str, topic: str, committed: int | None) -> AIOKafk
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    got: list[bytes] = []
-    while len(got) < N:
-        batch = await consumer.getmany(tp, timeout_ms=5000)
-        assert batch, f"fetched {len(got)} of {N}"
-        got += [r.value for r in batch[tp]]
-    if committed is not None:
-        await consumer.commit({tp: OffsetAndMetadata(committed, "")})
-    assert await consumer.position(tp) == N
-    return consumer
+    try:
+        consumer.assign([tp])
+        got: list[bytes] = []
+        while len(got) < N:
+            batch = await consumer.getmany(tp, timeout_ms=5000)
+            assert batch, f"fetched {len(got)} of {N}"
+            got += [r.value for r in batch[tp]]
+        if committed is not None:
+            await consumer.commit({tp: OffsetAndMetadata(committed, "")})
+        assert await consumer.position(tp) == N
+        yield consumer, tp
+    finally:
+        await consumer.stop()
 
 
 async def test_aiokafka_leaves_a_never_committed_partition_where_it_was(kafka_url: str) -> None:
     """The upstream behaviour the fix is for: the fetched messages would not come again."""
-    topic = f"seek-{uuid.uuid4().hex[:8]}"
-    consumer = await _fetched(kafka_url, topic, committed=None)
-    try:
-        assert await consumer.seek_to_committed() == {TopicPartition(topic, 0): None}
-        assert await consumer.position(TopicPartition(topic, 0)) == N
-    finally:
-        await consumer.stop()
+    async with fetched(kafka_url, committed=None) as (consumer, tp):
+        assert await consumer.seek_to_committed() == {tp: None}
+        assert await consumer.position(tp) == N
 
 
 async def test_a_never_committed_partition_is_sought_to_its_beginning(kafka_url: str) -> None:
-    topic = f"seek-{uuid.uuid4().hex[:8]}"
-    tp = TopicPartition(topic, 0)
-    consumer = await _fetched(kafka_url, topic, committed=None)
-    try:
+    async with fetched(kafka_url, committed=None) as (consumer, tp):
         assert await seek_to_committed_or_beginning(consumer) == {tp: None}
         assert await consumer.position(tp) == 0
         again = await consumer.getmany(tp, timeout_ms=5000)
         assert [r.offset for r in again[tp]][:1] == [0]  # the first message is delivered again
-    finally:
-        await consumer.stop()
 
 
 async def test_committed_offsets_are_sought_to_as_before(kafka_url: str) -> None:
     for committed, position in ((0, 0), (3, 3), (N, N)):
-        topic = f"seek-{uuid.uuid4().hex[:8]}"
-        tp = TopicPartition(topic, 0)
-        consumer = await _fetched(kafka_url, topic, committed=committed)
-        try:
+        async with fetched(kafka_url, committed=committed) as (consumer, tp):
             assert await seek_to_committed_or_beginning(consumer) == {tp: committed}
             assert await consumer.position(tp) == position, committed
-        finally:
-            await consumer.stop()
 
 
 async def test_partitions_of_left_topics_are_not_moved(kafka_url: str) -> None:
     """Table changelogs: Faust's recovery positions them itself."""
-    topic = f"seek-{uuid.uuid4().hex[:8]}"
-    tp = TopicPartition(topic, 0)
-    consumer = await _fetched(kafka_url, topic, committed=None)
-    try:
-        await seek_to_committed_or_beginning(consumer, leave=frozenset({topic}))
+    async with fetched(kafka_url, committed=None) as (consumer, tp):
+        await seek_to_committed_or_beginning(consumer, leave=frozenset({tp.topic}))
         assert await consumer.position(tp) == N
-    finally:
-        await consumer.stop()
