@@ -91,11 +91,18 @@ class GuardedConsumer(Consumer):
         for tp in stalled:
             committed = self._committed_offset[tp]
             assert committed is not None
+            # the bookkeeping too: which of Faust's paths lost the head is still open
+            # (docs/architecture.md, "Open defect")
             log.warning(
-                "%s:%s offset %s was never acked while later ones were: seeking back to it",
+                "%s:%s offset %s was never acked while later ones were: seeking back to it "
+                "(acked %s..%s, %d offsets; read offset %s)",
                 tp.topic,
                 tp.partition,
                 committed,
+                min(self._acked[tp]),
+                max(self._acked[tp]),
+                len(self._acked[tp]),
+                self._read_offset.get(tp),
             )
             await self.seek(tp, committed)
             self._stalled_since.pop(tp, None)

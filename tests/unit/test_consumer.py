@@ -25,6 +25,7 @@ def bookkeeping(committed: int | None, acked: list[int]) -> GuardedConsumer:
     c._acked = defaultdict(list, {TOPIC: list(acked)})
     c._acked_index = defaultdict(set, {TOPIC: set(acked)})
     c._gap = defaultdict(IntervalTree)
+    c._read_offset = defaultdict(lambda: None)
     c._stalled_since = {}
     return c
 
