@@ -58,22 +58,11 @@ class GuardedConsumer(Consumer):
         # aiokafka runs in Faust's consumer thread: call it there, as Faust's own method does.
         # Changelog partitions are left alone: table recovery positions them itself.
         thread: Any = self._thread
-        committed: dict[TP, int] = dict(
-            await thread.call_thread(
-                seek_to_committed_or_beginning,
-                thread._ensure_consumer(),
-                frozenset(self.app.tables.changelog_topics),
-            )
+        committed: Mapping[TP, int] = await thread.call_thread(
+            seek_to_committed_or_beginning,
+            thread._ensure_consumer(),
+            frozenset(self.app.tables.changelog_topics),
         )
-        # Faust seeks while flow is active after recovery, so this process may commit while
-        # the offsets are read: a stale read would set Faust's committed offset back, and the
-        # acks it already committed would look like a head never acked (a reseek recovers it;
-        # seen as "offset 3 was never acked ... acked 27..301"). Never go behind our own.
-        for tp, offset in committed.items():
-            ours = self._committed_offset.get(tp)
-            if ours is not None and (offset is None or ours > offset):
-                committed[tp] = ours
-                thread.seek(tp, ours)
         return committed
 
     def _head_unacked(self, tp: TP) -> bool:

@@ -8,7 +8,6 @@ since) and ``_gap`` (offsets known not to exist).
 from __future__ import annotations
 
 from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
@@ -69,40 +68,3 @@ async def test_a_head_unacked_too_long_is_sought_back(monkeypatch: pytest.Monkey
     c._acked[TOPIC].insert(0, 5)
     c._acked_index[TOPIC].add(5)
     assert c._new_offset(TOPIC) == 8  # delivered again and acked: commits resume
-
-
-class FakeThread:
-    """The consumer thread's side of a seek to committed offsets: what the broker returned."""
-
-    def __init__(self, committed: dict[TP, int | None]) -> None:
-        self.committed = committed
-        self.sought: list[tuple[TP, int]] = []
-
-    async def call_thread(self, fn: object, *args: object) -> dict[TP, int | None]:
-        return dict(self.committed)
-
-    def _ensure_consumer(self) -> None:
-        return None
-
-    def seek(self, tp: TP, offset: int) -> None:
-        self.sought.append((tp, offset))
-
-
-@pytest.mark.parametrize(
-    ("ours", "broker", "result", "sought"),
-    [
-        (27, 3, 27, [(TOPIC, 27)]),  # a stale read behind our own commit: keep ours
-        (None, 3, 3, []),  # nothing committed by this process yet: the broker's
-        (3, 27, 27, []),  # the broker is ahead (as it is after a restart): the broker's
-        (27, None, 27, [(TOPIC, 27)]),
-    ],
-)
-async def test_a_seek_to_committed_offsets_never_goes_behind_our_own_commit(
-    ours: int | None, broker: int | None, result: int, sought: list[tuple[TP, int]]
-) -> None:
-    c = bookkeeping(ours, [])
-    thread = FakeThread({TOPIC: broker})
-    c._thread = thread  # type: ignore[assignment]
-    c.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics=set()))  # type: ignore[assignment]
-    assert await c.seek_to_committed() == {TOPIC: result}
-    assert thread.sought == sought
