@@ -134,16 +134,21 @@ def encode_runs(sorted_ints: Sequence[int]) -> list[list[int]]:
     """Run-length encode a sorted int list as [start, step, count] runs (compact JSON)."""
     runs: list[list[int]] = []
     for x in sorted_ints:
-        if runs:
-            start, step, count = runs[-1]
-            if count == 1 and x > start:
-                runs[-1] = [start, x - start, 2]
-                continue
-            if count > 1 and x == start + step * count:
-                runs[-1][2] += 1
-                continue
-        runs.append([x, 0, 1])
+        extend_runs(runs, x)
     return runs
+
+
+def extend_runs(runs: list[list[int]], x: int) -> None:
+    """Add ``x``, no smaller than every value in ``runs``, as encode_runs does (in place)."""
+    if runs:
+        start, step, count = runs[-1]
+        if count == 1 and x > start:
+            runs[-1] = [start, x - start, 2]
+            return
+        if count > 1 and x == start + step * count:
+            runs[-1][2] += 1
+            return
+    runs.append([x, 0, 1])
 
 
 def decode_runs(runs: Iterable[Sequence[int]]) -> list[int]:

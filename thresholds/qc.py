@@ -40,7 +40,7 @@ from scipy.stats import median_abs_deviation
 
 from stations.parameters import Parameter, SourceKind
 from streams.records import DeviceStatus, QcFlag
-from thresholds.averaging import decode_runs, encode_runs
+from thresholds.averaging import decode_runs, encode_runs, extend_runs
 
 MAD_SCALE: Final = 1.4826  # MAD → σ for normally distributed noise
 DEFAULT_RULES_PATH: Final = Path(__file__).parent / "data" / "qc_rules.yaml"
@@ -207,18 +207,10 @@ class SeriesState:
         runs = self._runs
         if runs is None:
             return
-        if not runs:
-            runs.append([t, 0, 1])
-            return
-        start, step, count = runs[-1]
-        if t <= start + step * (count - 1):
+        if runs and t <= runs[-1][0] + runs[-1][1] * (runs[-1][2] - 1):
             self._runs = None  # out of order: recompute when needed
-        elif count == 1:
-            runs[-1] = [start, t - start, 2]
-        elif t == start + step * count:
-            runs[-1][2] += 1
         else:
-            runs.append([t, 0, 1])
+            extend_runs(runs, t)
 
     def to_dict(self) -> dict[str, Any]:
         if self._runs is None:
