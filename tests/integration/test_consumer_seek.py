@@ -65,7 +65,7 @@ async def test_aiokafka_leaves_a_never_committed_partition_where_it_was(kafka_ur
 
 async def test_a_never_committed_partition_is_sought_to_its_beginning(kafka_url: str) -> None:
     async with fetched(kafka_url, committed=None) as (consumer, tp):
-        assert await seek_to_committed_or_beginning(consumer) == {tp: None}
+        assert await seek_to_committed_or_beginning(consumer) == ({tp: None}, {tp: 0})
         assert await consumer.position(tp) == 0
         again = await consumer.getmany(tp, timeout_ms=5000)
         assert [r.offset for r in again[tp]][:1] == [0]  # the first message is delivered again
@@ -74,12 +74,16 @@ async def test_a_never_committed_partition_is_sought_to_its_beginning(kafka_url:
 async def test_committed_offsets_are_sought_to_as_before(kafka_url: str) -> None:
     for committed, position in ((0, 0), (3, 3), (N, N)):
         async with fetched(kafka_url, committed=committed) as (consumer, tp):
-            assert await seek_to_committed_or_beginning(consumer) == {tp: committed}
+            starts = {tp: position}
+            assert await seek_to_committed_or_beginning(consumer) == ({tp: committed}, starts)
             assert await consumer.position(tp) == position, committed
 
 
 async def test_partitions_of_left_topics_are_not_moved(kafka_url: str) -> None:
     """Table changelogs: Faust's recovery positions them itself."""
     async with fetched(kafka_url, committed=None) as (consumer, tp):
-        await seek_to_committed_or_beginning(consumer, leave=frozenset({tp.topic}))
+        committed, starts = await seek_to_committed_or_beginning(
+            consumer, leave=frozenset({tp.topic})
+        )
+        assert (committed, starts) == ({tp: None}, {})
         assert await consumer.position(tp) == N

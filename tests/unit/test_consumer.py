@@ -8,8 +8,13 @@ since) and ``_gap`` (offsets known not to exist).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -27,6 +32,9 @@ def bookkeeping(committed: int | None, acked: list[int]) -> GuardedConsumer:
     c._gap = defaultdict(IntervalTree)
     c._read_offset = defaultdict(lambda: None)
     c._stalled_since = {}
+    c._next_offset = {}
+    c._unsought = set()
+    c._jumps = {}
     return c
 
 
@@ -52,6 +60,37 @@ def test_an_offset_known_not_to_exist_counts_as_acked() -> None:
     assert c._new_offset(TOPIC) == 8
 
 
+@dataclass(eq=False)
+class Delivered:
+    offset: int
+    generation_id: int
+    tp: TP = TOPIC
+    topic: str = TOPIC.topic
+    acked: bool = False
+
+
+def test_an_ack_from_an_earlier_generation_commits_nothing() -> None:
+    # A stream skips (and acks) an event fetched before the rebalance; the new generation sought
+    # back to the committed offset 5, and offset 7 is yet to be delivered again.
+    c = bookkeeping(5, [])
+    c.app = cast(
+        Any,
+        SimpleNamespace(
+            consumer_generation_id=2, topics=SimpleNamespace(acks_enabled_for=lambda topic: True)
+        ),
+    )
+    c._unacked_messages = set()
+    c._waiting_for_ack = None
+    stale: Any = Delivered(7, generation_id=1)
+    current: Any = Delivered(5, generation_id=2)
+    c._unacked_messages |= {stale, current}
+    assert not c.ack(stale)
+    assert stale.acked and not c._unacked_messages - {current}  # nothing waits for it
+    assert c.ack(current)
+    assert c._acked[TOPIC] == [5]
+    assert c._new_offset(TOPIC) == 6
+
+
 async def test_a_head_unacked_too_long_is_sought_back(monkeypatch: pytest.MonkeyPatch) -> None:
     sought: list[tuple[TP, int]] = []
 
@@ -68,3 +107,101 @@ async def test_a_head_unacked_too_long_is_sought_back(monkeypatch: pytest.Monkey
     c._acked[TOPIC].insert(0, 5)
     c._acked_index[TOPIC].add(5)
     assert c._new_offset(TOPIC) == 8  # delivered again and acked: commits resume
+
+
+# --- delivery in sequence from the last seek (GuardedConsumer.getmany) ---------------------
+
+
+class Fetches:
+    """Stands in for Faust's fetch (the parent ``getmany``) and ``seek``: each call of
+    ``getmany`` yields the next batch of offsets; seeks are recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *batches: list[int]) -> None:
+        self.batches = list(batches)
+        self.sought: list[tuple[TP, int]] = []
+        fetches = self
+
+        async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+            for offset in fetches.batches.pop(0):
+                yield TOPIC, SimpleNamespace(offset=offset)
+
+        async def seek(self: Any, partition: TP, offset: int) -> None:
+            fetches.sought.append((partition, offset))
+
+        monkeypatch.setattr(driver.Consumer, "getmany", getmany)
+        monkeypatch.setattr(driver.Consumer, "seek", seek)
+
+    async def delivered(self, c: GuardedConsumer) -> list[int]:
+        return [m.offset async for _, m in c.getmany(timeout=1.0)]
+
+
+async def test_a_batch_fetched_before_a_seek_is_not_delivered_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The restart race: committed (and sought to) 3, but a batch from position 27 arrives first.
+    # Faust alone would deliver 27..29, then drop the re-fetched 3.. as already read.
+    c = bookkeeping(3, [])
+    c._next_offset[TOPIC] = 3
+    fetches = Fetches(monkeypatch, [27, 28, 29], [3, 4, 5])
+    assert await fetches.delivered(c) == []
+    assert fetches.sought == [(TOPIC, 3)]  # once for the whole stale batch
+    assert await fetches.delivered(c) == [3, 4, 5]
+    assert c._next_offset[TOPIC] == 6
+
+
+async def test_nothing_is_delivered_between_an_assignment_and_its_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Table recovery resumes stream partitions before it seeks them to their committed offsets.
+    c = bookkeeping(None, [])
+    c._unsought.add(TOPIC)
+    fetches = Fetches(monkeypatch, [27, 28], [3, 4])
+    assert await fetches.delivered(c) == []
+    await c.seek(TOPIC, 3)  # what perform_seek does, through seek_to_committed
+    assert await fetches.delivered(c) == [3, 4]
+
+
+async def test_offsets_already_delivered_are_dropped_without_a_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = bookkeeping(3, [])
+    c._next_offset[TOPIC] = 5
+    fetches = Fetches(monkeypatch, [3, 4, 5, 6])
+    assert await fetches.delivered(c) == [5, 6]
+    assert fetches.sought == []
+
+
+async def test_a_partition_without_a_commit_is_delivered_from_its_beginning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As seen after a SIGKILL before the first commit of averages:1: sought to its beginning,
+    # but a batch from position 19 arrived first; 0..18 would then be dropped as read.
+    c = bookkeeping(None, [])
+    c._next_offset[TOPIC] = 0
+    fetches = Fetches(monkeypatch, [19, 20], [0, 1])
+    assert await fetches.delivered(c) == []
+    assert fetches.sought == [(TOPIC, 0)]
+    assert await fetches.delivered(c) == [0, 1]
+
+
+async def test_a_partition_never_sought_is_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = bookkeeping(None, [])  # e.g. a changelog, which table recovery positions itself
+    fetches = Fetches(monkeypatch, [4, 9, 2])
+    assert await fetches.delivered(c) == [4, 9, 2]
+    assert TOPIC not in c._next_offset
+
+
+async def test_a_jump_that_comes_back_after_every_seek_is_a_gap_in_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Retention deleted offsets 3..9 while the group was away: every seek back to 3 lands on 10.
+    c = bookkeeping(3, [])
+    c._next_offset[TOPIC] = 3
+    retries = guarded.JUMP_RETRIES
+    fetches = Fetches(monkeypatch, *([[10, 11]] * (retries + 1)))
+    for _ in range(retries):
+        assert await fetches.delivered(c) == []
+    assert await fetches.delivered(c) == [10, 11]
+    assert fetches.sought == [(TOPIC, 3)] * retries
+    c._acked[TOPIC] += [10, 11]
+    assert c._new_offset(TOPIC) == 12  # the missing offsets do not hold commits back
