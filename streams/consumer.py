@@ -83,9 +83,11 @@ class GuardedConsumer(Consumer):
         committed, starts = await thread.call_thread(
             seek_to_committed_or_beginning, thread._ensure_consumer(), changelogs
         )
+        # Records the thread fetched from the new positions reached this loop before the call
+        # returned, and were dropped as unsought: seek again, here, where expectations and
+        # position change in one step.
         for tp, offset in starts.items():
-            self._next_offset[tp] = offset
-            self._unsought.discard(tp)
+            await self.seek(tp, offset)
         return cast(Mapping[TP, int], committed)
 
     async def seek(self, partition: TP, offset: int) -> None:
