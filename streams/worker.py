@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
@@ -15,6 +16,21 @@ from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+# A worker holds a large, slowly growing heap of long-lived state (series windows, QC state,
+# Faust tables) and allocates many short-lived records per message. With CPython's default
+# thresholds (700, 10, 10) the collector took 16 % of a 400 k-reading replay's CPU (19 of
+# 122 s, 69 full collections); freezing what start-up built and collecting the young
+# generation 14x less often took it to 4 s, and the replay from 3,669 to 4,258 readings/s
+# (make bench, 2026-12-01). Cycles are still collected.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Move everything built so far out of the collector's sight and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 def run_worker(settings: Settings) -> None:
     assert settings.kafka_url and settings.database_url
@@ -23,4 +39,5 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    tune_gc()
     worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers; exits the process
