@@ -22,9 +22,10 @@ tests/integration/test_consumer_seek.py):
    record past it seeks the partition back. The seek is made again in the event loop once the
    thread's seek returns, since records from the new position can arrive before it does and
    be dropped as unsought (a partition that then never delivered again, once in 10 runs).
-3. Stale acks. A stream acks what it skips as fetched in an earlier generation, which would
-   let the new generation commit an offset it has not delivered. :meth:`GuardedConsumer.ack`
-   ignores such acks.
+3. Acks of skipped events. A stream acks what it skips: an event fetched in an earlier
+   generation, or taken while flow is suspended for a rebalance, which the revocation then
+   commits unprocessed. :meth:`GuardedConsumer.ack` ignores acks of either kind; the events are
+   delivered again from the committed offset after the rebalance.
 4. The commit past a hole. ``Consumer._new_offset`` commits the first run of consecutive acked
    offsets even when the offset right after the committed one is *not* acked (its head check is
    ``min(acked) - committed > 1``), which turns any skip into a loss. The guard commits only a
@@ -168,10 +169,15 @@ class GuardedConsumer(Consumer):
         return True
 
     def ack(self, message: Message) -> bool:
-        if message.generation_id not in (None, self.app.consumer_generation_id):
-            # Fetched before a rebalance and acked after it (Faust's streams ack what they skip
-            # as stale): the offset was not delivered in this generation, which sought back to
-            # the committed offset and delivers it again, so it is not this one's to commit.
+        app = self.app
+        if (
+            message.generation_id not in (None, app.consumer_generation_id)
+            or not app.flow_control.is_active()
+        ):
+            # Faust's streams ack what they skip: an event fetched before a rebalance, or taken
+            # while flow is suspended for one, whose revocation would then commit it unprocessed.
+            # Not this generation's to commit: it is delivered again from the committed offset
+            # after the rebalance (and skipped as applied if an agent did finish it).
             message.acked = True
             self._unacked_messages.discard(message)
             return False

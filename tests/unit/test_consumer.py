@@ -69,18 +69,36 @@ class Delivered:
     acked: bool = False
 
 
-def test_an_ack_from_an_earlier_generation_commits_nothing() -> None:
-    # A stream skips (and acks) an event fetched before the rebalance; the new generation sought
-    # back to the committed offset 5, and offset 7 is yet to be delivered again.
-    c = bookkeeping(5, [])
+def acking(c: GuardedConsumer, flow_active: bool = True) -> GuardedConsumer:
+    """``c`` in generation 2, its flow active or suspended (a rebalance under way)."""
     c.app = cast(
         Any,
         SimpleNamespace(
-            consumer_generation_id=2, topics=SimpleNamespace(acks_enabled_for=lambda topic: True)
+            consumer_generation_id=2,
+            topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+            flow_control=SimpleNamespace(is_active=lambda: flow_active),
         ),
     )
     c._unacked_messages = set()
     c._waiting_for_ack = None
+    return c
+
+
+def test_an_ack_while_flow_is_suspended_commits_nothing() -> None:
+    # A rebalance suspended flow; a stream then took offset 5 and skipped it, acking it: the
+    # revocation would commit 6 with offset 5 never processed.
+    c = acking(bookkeeping(5, []), flow_active=False)
+    skipped: Any = Delivered(5, generation_id=2)
+    c._unacked_messages.add(skipped)
+    assert not c.ack(skipped)
+    assert skipped.acked and not c._unacked_messages  # the revocation does not wait for it
+    assert c._new_offset(TOPIC) is None
+
+
+def test_an_ack_from_an_earlier_generation_commits_nothing() -> None:
+    # A stream skips (and acks) an event fetched before the rebalance; the new generation sought
+    # back to the committed offset 5, and offset 7 is yet to be delivered again.
+    c = acking(bookkeeping(5, []))
     stale: Any = Delivered(7, generation_id=1)
     current: Any = Delivered(5, generation_id=2)
     c._unacked_messages |= {stale, current}
