@@ -170,6 +170,13 @@ def assert_same(got: Outcome, want: Outcome) -> None:
         )
 
 
+def assert_nothing_skipped(worker: WorkerProcess) -> None:
+    """The worker delivered every partition in sequence from its committed offset: the
+    consumer's backstop for a skipped message (streams/consumer.py) never fired. Before the
+    in-sequence delivery about one SIGKILL restart in ten skipped a range."""
+    assert "was never acked while later ones were" not in worker.log(tail=None)
+
+
 def undisturbed(ref: Settings, batch: Sequence[RawReading], log_path: Path) -> Outcome:
     """The reference: the same input through one worker that nothing disturbs."""
     assert ref.database_url
@@ -250,10 +257,7 @@ def test_postgres_down_30s_mid_stream_loses_and_duplicates_nothing(
     assert "retry in" in worker.log_path.read_text(errors="replace"), "no retry was logged"
     assert counts(url)[0] == n
     assert_same(Outcome.of(url), reference)
-    # The restart delivered every partition in sequence from its committed offset: the
-    # backstop for a skipped message (streams/consumer.py) had nothing to do. Before the
-    # in-sequence delivery about one run in ten skipped a range here.
-    assert "was never acked while later ones were" not in worker.log(tail=None)
+    assert_nothing_skipped(worker)
 
 
 # --- (b) a station resends a whole day after an outage ----------------------------------------
@@ -336,7 +340,4 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
     wait_settled(settings, n, 90, lambda: f"missing {missing(url, batch)[:5]}; {worker.log()}")
     assert counts(url)[0] == n
     assert_same(Outcome.of(url), reference)
-    # The restart delivered every partition in sequence from its committed offset: the
-    # backstop for a skipped message (streams/consumer.py) had nothing to do. Before the
-    # in-sequence delivery about one run in ten skipped a range here.
-    assert "was never acked while later ones were" not in worker.log(tail=None)
+    assert_nothing_skipped(worker)
