@@ -2,7 +2,7 @@
 
 A datalogger uploads ``PROVINCE_FACILITY_STATION_yyyyMMddHHmmss.txt`` holding one line per
 reading: ``symbol<TAB>value<TAB>unit<TAB>yyyyMMddHHmmss<TAB>status`` (status 00 measuring,
-01 calibrating, 02 device error), times in local time (Asia/Ho_Chi_Minh) — REGULATIONS.md §1.3.
+01 calibrating, 02 device error), times in local time (Asia/Ho_Chi_Minh) — docs/regulations.md §1.3.
 
 The parser is strict about meaning and forgiving about the usual mess (UTF-8 BOM, CRLF, trailing
 blanks, ``PM2,5``, decimal commas, symbol and unit spellings). It never raises on input bytes:

@@ -6,7 +6,7 @@ Stations write units however their datalogger vendor likes (``ug/m3``, ``µg/Nm�
 named error when that is impossible (``mg/L`` is never ``µg/Nm3``).
 
 Gas mixing ratios (ppb, ppm) convert to mass concentrations at 25 °C and 1 atm, the reference
-conditions of QCVN 05:2023 and QCVN 19:2009 ("Nm³ = 25 °C, 760 mmHg", REGULATIONS.md §3.1 and
+conditions of QCVN 05:2023 and QCVN 19:2009 ("Nm³ = 25 °C, 760 mmHg", docs/regulations.md §3.1 and
 §6.1), via the molar volume 24.45 L/mol: µg/Nm³ = ppb × M / 24.45.
 """
 

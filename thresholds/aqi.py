@@ -1,4 +1,4 @@
-"""VN_AQI exactly per Decision 1459/QĐ-TCMT (12/11/2019), REGULATIONS.md §7.
+"""VN_AQI exactly per Decision 1459/QĐ-TCMT (12/11/2019), docs/regulations.md §7.
 
 Pure functions: breakpoint interpolation (formulas 1 and 2), NowCast for PM10/PM2.5, hourly AQI
 (NowCast for PM, 1-h means for gases, O3 on the O3-1h breakpoints) and daily AQI (24-h mean for PM,
@@ -298,7 +298,7 @@ def daily_stats(
     """DailyStats from the 24 hourly means of one VN_AQI day (01:00 … 00:00), per pollutant.
 
     Every statistic needs ``threshold`` of the day's hours (default 18 of 24; the decision
-    states no completeness %, REGULATIONS.md §7) — else it is None.
+    states no completeness %, docs/regulations.md §7) — else it is None.
     """
     for p, hours in day_hours.items():
         if len(hours) != 24:

@@ -4,7 +4,7 @@ Windows follow the local clock (Asia/Ho_Chi_Minh, UTC+7, no DST): an hour is a l
 a day the local calendar day 00:00–24:00; boundaries are returned in UTC.
 
 Completeness rule (the thresholds are configurable, default 75 %; TT 10/2021 states none,
-REGULATIONS.md §1.4 / §9):
+docs/regulations.md §1.4 / §9):
 
 * 1-h mean: mean of the VALID samples in the hour; valid when samples ≥ threshold × expected,
   where expected = 3600 s / the source's reporting interval.

@@ -14,7 +14,7 @@ Precedence (the first that applies wins), so that a reading is blamed on its mos
 7. VALID.
 
 The screening thresholds are engineering defaults (``data/qc_rules.yaml``, ``verified: false``):
-TT 10/2021's own screening rules are UNVERIFIED (REGULATIONS.md §1.4).
+TT 10/2021's own screening rules are UNVERIFIED (docs/regulations.md §1.4).
 
 History semantics: ``SeriesState.recent`` holds the values of in-order readings that passed
 1–4 (spikes and flat values included, so a genuine level shift stops being a "spike" once the

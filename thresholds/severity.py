@@ -2,7 +2,7 @@
 
 Decree 45/2022 Art. 18 grades wastewater penalties by how many times the technical regulation is
 exceeded (< 1.1×, 1.1–1.5×, 1.5–2×, 2–3×, 3–5×, 5–10×, ≥ 10×). Only the first two bands are
-confirmed by a source (REGULATIONS.md §8, [S58]); the others are listed as the issue names them
+confirmed by a source (docs/regulations.md §8, [S58]); the others are listed as the issue names them
 and flagged unverified. The bands are used for every source kind as a common severity scale; the
 sanction texts are information, not a fine calculator.
 """

@@ -1,4 +1,4 @@
-"""VN_AQI per Decision 1459/QĐ-TCMT (REGULATIONS.md §7); worked examples from its §2.3."""
+"""VN_AQI per Decision 1459/QĐ-TCMT (docs/regulations.md §7); worked examples from its §2.3."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The shipped regulation catalogue: values per table and row, flags, dates, and load validation.
 
-Each case names the regulation, table and row it checks (REGULATIONS.md §3–6 has the sources).
+Each case names the regulation, table and row it checks (docs/regulations.md §3–6 has the sources).
 """
 
 from __future__ import annotations

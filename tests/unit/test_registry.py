@@ -86,7 +86,7 @@ def test_automatic_stations_installed_2019_to_2021(registry: Registry) -> None:
     [
         (SourceKind.AMBIENT_AIR, {"SO2", "NO2", "CO", "O3", "PM10", "PM2.5", "Temp", "RH", "WS"}),
         (SourceKind.SURFACE_WATER, {"pH", "DO", "Temp", "COD", "TSS", "NH4"}),
-        # Decree 40/2019 wastewater set (REGULATIONS.md §2): inflow, outflow, T, pH, COD, TSS, NH4
+        # Decree 40/2019 wastewater set (docs/regulations.md §2): inflow, outflow, T, pH, COD, TSS, NH4
         (SourceKind.WASTEWATER, {"FlowIn", "FlowOut", "Temp", "pH", "COD", "TSS", "NH4"}),
         (SourceKind.STACK, {"Flow", "Temp", "P", "O2", "Dust", "SO2", "NOx", "CO"}),
     ],
@@ -97,14 +97,14 @@ def test_parameter_sets(registry: Registry, kind: SourceKind, required: set[str]
 
 
 def test_unverified_coefficients_are_flagged(registry: Registry) -> None:
-    # REGULATIONS.md §5.1 / §6.1: Kq/Kf and Kp/Kv tables are UNVERIFIED
+    # docs/regulations.md §5.1 / §6.1: Kq/Kf and Kp/Kv tables are UNVERIFIED
     for source in registry.sources:
         for limit in source.limits:
             if limit.coefficients:
-                assert limit.verified is False and "REGULATIONS.md" in limit.note, source.id
+                assert limit.verified is False and "docs/regulations.md" in limit.note, source.id
 
 
-# TT 10/2021 Art. 35.1 (REGULATIONS.md §1.4): instrument range >= 3 x the regulatory limit.
+# TT 10/2021 Art. 35.1 (docs/regulations.md §1.4): instrument range >= 3 x the regulatory limit.
 @pytest.mark.parametrize(
     ("parameter", "limit"),
     [

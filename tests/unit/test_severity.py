@@ -1,4 +1,4 @@
-"""Exceedance ratio and the Decree 45/2022 severity bands (REGULATIONS.md §8)."""
+"""Exceedance ratio and the Decree 45/2022 severity bands (docs/regulations.md §8)."""
 
 from __future__ import annotations
 
