@@ -201,7 +201,10 @@ class LimitSet(_Model):
     column: str | None = None
     coefficients: dict[Literal["Kq", "Kf", "Kp", "Kv"], float] = Field(default_factory=dict)
     overrides: dict[Parameter, LimitOverride] = Field(default_factory=dict)
-    verified: bool = True
+    verified: bool = True  # False: every limit of this set is in doubt (say why in `note`)
+    # False: only the coefficient values are in doubt, so only the limits they multiply are;
+    # a parameter the regulation exempts (Cmax = C) keeps its table value's status.
+    coefficients_verified: bool = True
     note: str = ""
 
     @model_validator(mode="after")

@@ -163,7 +163,6 @@ class Rule(_Model):
     columns: dict[str, Cell] | None = None
     effective_from: date | None = None  # None: the regulation's
     effective_to: date | None = None  # inclusive last day; None: the regulation's
-    coefficients: bool = True  # False: Cmax = C (exempt from the regulation's coefficients)
     verified: bool = True
     note: str = ""
     sources: list[str] = Field(default_factory=list)
@@ -201,12 +200,43 @@ class Rule(_Model):
 
 
 class CoefficientScheme(_Model):
-    """``Cmax = C × K1 × K2``; the coefficient values come from each source's registry entry."""
+    """``Cmax = C × K1 × K2``; the coefficient values come from each source's registry entry.
+
+    Which parameters the coefficients apply to is the regulation's data, in one place: every
+    upper limit is multiplied except the parameters in ``exempt`` (Cmax = C), which the clause
+    ``exempt_clause`` lists (QCVN 40:2011 §2.1.2: temperature, colour, pH, coliform, gross α,
+    gross β). Lower and range limits are never multiplied: the formula scales a maximum.
+    """
 
     formula: str
+    clause: str = Field("", description="where the formula is written, e.g. '§2.1.1'")
     names: list[str] = Field(min_length=1)
+    exempt: list[ParameterCode] = Field(default_factory=list)
+    exempt_clause: str = ""
+    exempt_verified: bool = True
+    exempt_note: str = ""
+    exempt_sources: list[str] = Field(default_factory=list)
     verified: bool = True
     note: str = ""
+
+    @model_validator(mode="after")
+    def _exemptions_cited(self) -> CoefficientScheme:
+        if self.exempt and not self.exempt_clause:
+            raise ValueError("`exempt` needs `exempt_clause` (the clause that lists them)")
+        if not self.exempt_verified and not self.exempt_note:
+            raise ValueError("exempt_verified: false needs exempt_note saying what is unverified")
+        return self
+
+    def applies_to(self, parameter: str, kind: RuleKind) -> bool:
+        """Whether ``Cmax = C × K…`` applies to this parameter's limit (else Cmax = C)."""
+        return kind is RuleKind.UPPER and parameter not in {str(p) for p in self.exempt}
+
+    def not_applied_text(self, parameter: str) -> str:
+        """Why Cmax = C, citing the clause: "§2.1.2: Kq, Kf not applied"."""
+        names = ", ".join(self.names)
+        if parameter in {str(p) for p in self.exempt}:
+            return f"{self.exempt_clause}: {names} not applied"
+        return f"{names} scale maximum values only: not applied"
 
 
 class Regulation(_Model):
@@ -243,6 +273,9 @@ class Regulation(_Model):
             for tag in rule.sources:
                 if tag not in self.sources:
                     raise ValueError(f"{where}: source tag {tag!r} not listed in `sources`")
+        for tag in self.coefficients.exempt_sources if self.coefficients else []:
+            if tag not in self.sources:
+                raise ValueError(f"coefficients.exempt_sources: tag {tag!r} not in `sources`")
         seen: dict[tuple[str, str, str], list[tuple[date, date]]] = {}
         for i, rule in enumerate(self.rules):
             lo, hi = self.rule_dates(rule)

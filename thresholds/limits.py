@@ -84,6 +84,7 @@ class Limit(BaseModel):
     effective_from: date | None = None
     effective_to: date | None = None  # inclusive
     overridden: bool = False  # True: a permit value replaced the catalogue's
+    coefficients_applied: bool = False  # True: Cmax = C × K… (the source's coefficients)
 
     @property
     def checked(self) -> bool:
@@ -118,10 +119,16 @@ def resolve_limits(source: SourceLike, catalogue: Catalogue, at: date) -> list[L
             overrides=limit_set.overrides,
             measured=measured,
         )
-        if not getattr(limit_set, "verified", True):  # the registry doubts this limit set
+        # The registry may doubt the whole limit set, or only its coefficient values (then only
+        # the limits those coefficients multiply are in doubt).
+        doubt_all = not getattr(limit_set, "verified", True)
+        doubt_k = not getattr(limit_set, "coefficients_verified", True)
+        if doubt_all or doubt_k:
             note = getattr(limit_set, "note", "") or "limit set flagged unverified in the registry"
             resolved = [
                 lim.model_copy(update={"verified": False, "note": _join(lim.note, note)})
+                if doubt_all or lim.coefficients_applied
+                else lim
                 for lim in resolved
             ]
         limits += resolved
@@ -312,17 +319,16 @@ def _from_rule(
     factor, unit_note = _unit_factor(rule.unit, unit)
     lo, hi = cell.min, cell.max
     value_text = _bounds_text(rule.kind, lo, hi)
-    if rule.kind is RuleKind.UPPER and rule.coefficients and reg.coefficients and hi is not None:
+    scheme = reg.coefficients
+    multiplied = bool(scheme and scheme.applies_to(rule.parameter, rule.kind) and hi is not None)
+    if scheme and multiplied and hi is not None:
         terms = " × ".join(f"{v:g}" for v in coeffs.values())
         c, hi = hi, _tidy(hi * _product(coeffs))
-        value_text = f"{reg.coefficients.formula} = {c:g} × {terms} = {hi:g}"
-    suffix = ""
-    if reg.coefficients and not (rule.kind is RuleKind.UPPER and rule.coefficients):
-        names = ", ".join(reg.coefficients.names)
-        value_text = f"Cmax = C: {value_text}"
-        suffix = f" (không áp dụng {names})"
+        clause = f" ({scheme.clause})" if scheme.clause else ""
+        value_text = f"{scheme.formula}{clause} = {c:g} × {terms} = {hi:g}"
+    elif scheme:
+        value_text = f"Cmax = C ({scheme.not_applied_text(rule.parameter)}): {value_text}"
     basis = f"{_citation(reg, rule, column, period)}: {value_text} {rule.unit}".rstrip(" -")
-    basis += suffix
     if factor != 1.0:
         lo = None if lo is None else _tidy(lo * factor)
         hi = None if hi is None else _tidy(hi * factor)
@@ -347,6 +353,7 @@ def _from_rule(
         note="; ".join(notes),
         effective_from=None if lo_date == date.min else lo_date,
         effective_to=None if hi_date == date.max else hi_date,
+        coefficients_applied=multiplied,
     )
 
 
@@ -392,10 +399,12 @@ def _apply_override(
     others = [lim for lim in catalogue_limits if lim is not target]
     period = period or (target.period if target else reg.default_period)
 
+    multiplied = False
     if hi is None and lo is None:  # basis change only: keep the catalogue's values
         if target is None:
             raise LimitResolutionError(f"{where}: no catalogue value to re-base; give max/min")
         kind, lo, hi = target.kind, target.min, target.max
+        multiplied = target.coefficients_applied
     else:
         hi = None if hi is None else float(hi)
         lo = None if lo is None else float(lo)
@@ -425,6 +434,7 @@ def _apply_override(
         verified=True,
         note="permit override",
         overridden=True,
+        coefficients_applied=multiplied,
     )
     return [*others, limit]
 

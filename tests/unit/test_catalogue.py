@@ -15,6 +15,7 @@ from thresholds.catalogue import (
     Catalogue,
     CatalogueError,
     Cell,
+    CoefficientScheme,
     RuleKind,
     load_catalogue,
     required_coefficients,
@@ -224,12 +225,25 @@ def test_coefficient_schemes(catalogue: Catalogue, reg: str, names: tuple[str, .
     assert required_coefficients(catalogue, reg) == names
 
 
-def test_qcvn40_ph_and_temperature_are_exempt_by_assumption(catalogue: Catalogue) -> None:
-    # QCVN 40:2011 §2.2 list UNVERIFIED; the assumption is stated on the rules.
-    rules = {r.parameter: r for r in catalogue["QCVN_40_2011"].rules}
-    assert not rules["pH"].coefficients and not rules["Temp"].coefficients
-    assert "ASSUMPTION" in rules["pH"].note and "ASSUMPTION" in rules["Temp"].note
-    assert rules["COD"].coefficients
+def test_qcvn40_exemptions_are_the_regulations_data(catalogue: Catalogue) -> None:
+    # QCVN 40:2011/BTNMT §2.1.2: Cmax = C (Kq, Kf not applied) for temperature, colour, pH,
+    # coliform, gross α and gross β; every other Table 1 maximum is C × Kq × Kf (§2.1.1).
+    scheme = catalogue["QCVN_40_2011"].coefficients
+    assert scheme is not None and scheme.exempt_clause == "§2.1.2" and scheme.clause == "§2.1.1"
+    assert set(scheme.exempt) == {"Temp", "Color", "pH", "Coliform", "GrossAlpha", "GrossBeta"}
+    for p in ("Temp", "Color", "Coliform", "GrossAlpha", "GrossBeta"):
+        assert not scheme.applies_to(p, RuleKind.UPPER), p
+    assert not scheme.applies_to("pH", RuleKind.RANGE)
+    for p in ("COD", "TSS", "NH4", "BOD5", "TN", "TP"):
+        assert scheme.applies_to(p, RuleKind.UPPER), p
+    # QCVN 19:2009: no exemption is known; the doubt is flagged, not hidden.
+    qcvn19 = catalogue["QCVN_19_2009"].coefficients
+    assert qcvn19 is not None and qcvn19.exempt == [] and qcvn19.exempt_verified is False
+
+
+def test_an_exemption_without_its_clause_is_refused() -> None:
+    with pytest.raises(ValueError, match="exempt_clause"):
+        CoefficientScheme(formula="Cmax = C × Kq × Kf", names=["Kq", "Kf"], exempt=["pH"])
 
 
 def test_every_rule_cites_table_row_and_source(catalogue: Catalogue) -> None:

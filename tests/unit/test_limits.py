@@ -32,6 +32,7 @@ class LimitSet:
     coefficients: dict[str, float] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     verified: bool = True
+    coefficients_verified: bool = True
     note: str = ""
 
 
@@ -78,8 +79,8 @@ def test_cod_cmax_with_coefficients_and_legal_basis(catalogue: Catalogue) -> Non
         RuleKind.UPPER, 135.0, None, "mg/L", Basis.HOUR,
     )  # fmt: skip
     assert "QCVN 40:2011/BTNMT, Bảng 1, dòng 5 (COD), cột B" in cod.legal_basis
-    assert "Cmax = C × Kq × Kf = 150 × 0.9 × 1 = 135" in cod.legal_basis
-    assert cod.verified and cod.effective_to == date(2031, 12, 31)
+    assert "Cmax = C × Kq × Kf (§2.1.1) = 150 × 0.9 × 1 = 135" in cod.legal_basis
+    assert cod.coefficients_applied and cod.verified and cod.effective_to == date(2031, 12, 31)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_cod_cmax_with_coefficients_and_legal_basis(catalogue: Catalogue) -> Non
         pytest.param("A", 1.0, 1.0, "QCVN_40_2011:A:COD:1h", None, 75, id="40:2011-T1-row5-A"),
         pytest.param("A", 0.9, 1.1, "QCVN_40_2011:A:TSS:1h", None, 49.5, id="40:2011-T1-row6-A"),
         pytest.param("B", 0.6, 0.9, "QCVN_40_2011:B:TSS:1h", None, 54, id="40:2011-T1-row6-B"),
-        # pH and temperature: Cmax = C (assumed exempt from Kq, Kf)
+        # §2.1.2: pH, temperature, colour, coliform: Cmax = C (Kq, Kf not applied)
         pytest.param("A", 0.6, 0.9, "QCVN_40_2011:A:pH:1h", 6, 9, id="40:2011-T1-row3-pH-A"),
         pytest.param("B", 0.6, 0.9, "QCVN_40_2011:B:pH:1h", 5.5, 9, id="40:2011-T1-row3-pH-B"),
         pytest.param("B", 0.6, 0.9, "QCVN_40_2011:B:Temp:1h", None, 40, id="40:2011-T1-row1"),
@@ -107,10 +108,35 @@ def test_qcvn40_columns_and_coefficients(
     assert (limit.min, limit.max) == (lo, hi)
 
 
-def test_exempt_rule_says_so(catalogue: Catalogue) -> None:
-    ph = by_id(resolve_limits(outfall(qcvn40()), catalogue, AT))["QCVN_40_2011:B:pH:1h"]
-    assert ph.kind is RuleKind.RANGE and "Cmax = C" in ph.legal_basis
-    assert "không áp dụng Kq, Kf" in ph.legal_basis and "ASSUMPTION" in ph.note
+@pytest.mark.parametrize(
+    ("parameter", "unit", "column", "value"),
+    [
+        pytest.param("pH", "-", "B", 9, id="40:2011-2.1.2-pH"),
+        pytest.param("Temp", "°C", "B", 40, id="40:2011-2.1.2-temperature"),
+        pytest.param("Color", "Pt/Co", "A", 50, id="40:2011-2.1.2-colour-A"),
+        pytest.param("Color", "Pt/Co", "B", 150, id="40:2011-2.1.2-colour-B"),
+        pytest.param("Coliform", "MPN/100 mL", "B", 5000, id="40:2011-2.1.2-coliform"),
+        pytest.param("GrossAlpha", "Bq/L", "B", 0.1, id="40:2011-2.1.2-gross-alpha"),
+        pytest.param("GrossBeta", "Bq/L", "B", 1.0, id="40:2011-2.1.2-gross-beta"),
+    ],
+)
+def test_exempt_rule_is_c_and_cites_the_clause(
+    catalogue: Catalogue, parameter: str, unit: str, column: str, value: float
+) -> None:
+    # QCVN 40:2011/BTNMT §2.1.2: Cmax = C (Kq, Kf not applied) for temperature, colour, pH,
+    # coliform, gross α and gross β, whatever the source's Kq and Kf (0.9 × 1 here).
+    src = outfall(qcvn40(column), params=[Param(parameter, unit)])
+    limit = by_id(resolve_limits(src, catalogue, AT))[f"QCVN_40_2011:{column}:{parameter}:1h"]
+    assert limit.max == value
+    assert "Cmax = C (§2.1.2: Kq, Kf not applied)" in limit.legal_basis
+    assert not limit.coefficients_applied
+
+
+def test_doubted_coefficients_flag_only_the_limits_they_multiply(catalogue: Catalogue) -> None:
+    src = outfall(qcvn40(coefficients_verified=False, note="Kq/Kf not checked"))
+    limits = by_id(resolve_limits(src, catalogue, AT))
+    assert not limits["QCVN_40_2011:B:COD:1h"].verified
+    assert limits["QCVN_40_2011:B:pH:1h"].verified
 
 
 AIR = [Param("PM2.5", "µg/Nm3"), Param("CO", "mg/Nm3"), Param("NO2", "ug/m3")]
