@@ -93,7 +93,7 @@ def cmd_aqi(args: argparse.Namespace) -> int:
 
     inp = open(args.file, encoding="utf-8-sig", newline="") if args.file != "-" else sys.stdin  # noqa: SIM115
     try:
-        run_aqi_csv(inp, sys.stdout, args.daily)
+        run_aqi_csv(inp, sys.stdout, args.daily, err=sys.stderr)
     except AqiCsvError as exc:
         print(f"quantrac aqi: {exc}", file=sys.stderr)
         return 1
@@ -208,8 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     lim.add_argument("--at", help="date (YYYY-MM-DD) the limits apply on; default today")
     lim.add_argument("--json", action="store_true")
     aqi = add("aqi", cmd_aqi, "VN_AQI (Decision 1459) from a CSV of hourly means")
-    aqi.add_argument("file", nargs="?", default="-", help="input CSV (default: stdin)")
-    aqi.add_argument("--daily", action="store_true", help="one row per VN_AQI day")
+    aqi.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        help="input CSV (default: stdin): `time` is the hour START (ISO 8601, local"
+        " Asia/Ho_Chi_Minh unless it has an offset), then any of SO2, NO2, CO, O3, PM10, PM2.5"
+        " hourly means in µg/m³",
+    )
+    aqi.add_argument(
+        "--daily",
+        action="store_true",
+        help="one row per local calendar day with data (hours starting 00:00-23:00 local; the"
+        " decision's 1:00 ... 0:00 are hour ends); the day definition and the completeness rule"
+        " (quantrac's, the decision states none) are written to stderr as '# ' lines, stdout"
+        " stays plain CSV; a day below the rule has empty statistics and AQI",
+    )
     con = add("console", cmd_console, "the department's alert console and HTTP API")
     con.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in containers)")
     us = add("users", cmd_users, "console users: `quantrac users add NAME PASSWORD ROLE`")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from reports.i18n import Lang, t
 from reports.model import Column, Section
 from streams.records import QcFlag
+from thresholds.aqi import DAY_HOURS, DAY_MIN_HOURS, O3_8H_MIN_HOURS
 from thresholds.limits import Limit
 
 EXCLUDED_FLAGS = tuple(f.value for f in QcFlag if f is not QcFlag.VALID)
@@ -128,9 +129,19 @@ def method_rows(
                 _pick(
                     lang,
                     "VN_AQI ngày theo Quyết định 1459/QĐ-TCMT (12/11/2019), mức và màu theo Bảng 1."
-                    " Ngày không có AQI tính là 'không có dữ liệu'.",
+                    " Ngày là ngày lịch địa phương: các giờ bắt đầu 00:00–23:00 (Quyết định ghi "
+                    "1:00 … 0:00 theo giờ kết thúc); trung bình 8 giờ O3 của các giờ đầu ngày dùng"
+                    " cả giờ của ngày trước. Quy tắc đầy đủ (của quantrac, Quyết định không quy "
+                    f"định): mỗi giá trị ngày cần {DAY_MIN_HOURS}/{DAY_HOURS} giá trị 1 giờ, mỗi "
+                    f"trung bình 8 giờ O3 cần {O3_8H_MIN_HOURS}/8. Ngày không có AQI tính là "
+                    "'không có dữ liệu'.",
                     "Daily VN_AQI per Decision 1459/QĐ-TCMT (12/11/2019); categories and colours "
-                    "per its Table 1. Days without an AQI count as 'no data'.",
+                    "per its Table 1. The day is the local calendar day: hours starting "
+                    "00:00–23:00 (the decision's 1:00 … 0:00 label hour ends); the O3 8-h means "
+                    "of the day's first hours include hours of the previous day. Completeness "
+                    "(quantrac's rule; the decision states none): each daily statistic needs "
+                    f"{DAY_MIN_HOURS} of {DAY_HOURS} hourly means, each O3 8-h mean "
+                    f"{O3_8H_MIN_HOURS} of 8. Days without an AQI count as 'no data'.",
                 ),
             )
         )

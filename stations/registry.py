@@ -79,6 +79,9 @@ REGULATION_RULES: dict[RegulationId, _RegulationRule] = {
     RegulationId.QCVN_19_2009: _RegulationRule(SourceKind.STACK, ("A", "B"), ("Kp", "Kv")),
 }
 
+# Regulations that classify the receiving water rather than limit a source: never a limit set.
+CLASSIFICATION_ONLY = frozenset({RegulationId.QCVN_08_2023})
+
 # Which unit dimensions make sense for each parameter (catches "COD in µg/Nm3").
 _GAS = (Dimension.GAS_MASS_CONC, Dimension.MIXING_RATIO)
 PARAMETER_DIMENSIONS: dict[Parameter, tuple[Dimension, ...]] = {
@@ -241,11 +244,21 @@ class Source(_Model):
     facility: str | None = Field(None, description="Facility id; emission sources only")
     parameters: list[ParameterSpec] = Field(min_length=1)
     limits: list[LimitSet] = Field(default_factory=list)
+    target_class: Literal["A", "B", "C", "D"] | None = Field(
+        None,
+        description="surface water only: the QCVN 08:2023 class the water body should reach; a "
+        "worse daily class raises a water quality alert (docs/regulations.md §4.1)",
+    )
     note: str = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Source:
         problems = []
+        surface = self.kind is SourceKind.SURFACE_WATER
+        if surface and self.target_class is None:
+            problems.append("a surface-water station needs 'target_class' (A, B, C or D)")
+        if not surface and self.target_class is not None:
+            problems.append("'target_class' is for surface-water stations only")
         codes = [p.code for p in self.parameters]
         dupes = sorted({c.value for c in codes if codes.count(c) > 1})
         if dupes:
@@ -256,6 +269,13 @@ class Source(_Model):
             problems.append("'facility' is for emission sources only")
         for i, limit in enumerate(self.limits):
             rule = REGULATION_RULES[limit.regulation]
+            if limit.regulation in CLASSIFICATION_ONLY:
+                problems.append(
+                    f"limits[{i}]: {limit.regulation} classifies the water body, it is not a "
+                    "limit anyone is held to; give the station's 'target_class' instead "
+                    "(docs/regulations.md §4.1)"
+                )
+                continue
             if rule.kind != self.kind:
                 problems.append(
                     f"limits[{i}]: {limit.regulation} applies to {rule.kind} sources, "

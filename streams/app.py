@@ -188,9 +188,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         return state.to_json() if state else None
 
     def load_aqi(d: Any) -> StationAqi:
-        return (
-            StationAqi.from_dict(d) if d else StationAqi(threshold=settings.completeness_threshold)
-        )
+        # The AQI day's completeness is thresholds/aqi.py's, shared with `quantrac aqi --daily`.
+        return StationAqi.from_dict(d) if d else StationAqi()
 
     def same(x: Any) -> Any:
         return x
@@ -320,7 +319,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                     slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
                     if slot is None:
                         continue
-                    new_state, out = evaluate(slot.state, avg, limit)
+                    penalty = limit_book.penalty_for(avg.source_id, limit.parameter)
+                    new_state, out = evaluate(slot.state, avg, limit, penalty=penalty)
                     batch.set(slot, event, new_state)
                     for e in out:
                         metrics.violation_events.labels(e.event, e.severity).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from stations.registry import Registry, Source
+from stations.registry import CLASSIFICATION_ONLY, Registry, Source
 from streams.records import Average
 from thresholds.averaging import LOCAL_TZ
 from thresholds.catalogue import Catalogue
@@ -23,7 +23,9 @@ class LimitBook:
         source = self.registry.find(source_id)
         if source is None:
             return ()
-        return tuple(resolve_limits(source, self.catalogue, day))
+        # QCVN 08:2023 classifies surface water (thresholds/water_quality.py): never a violation
+        limits = resolve_limits(source, self.catalogue, day)
+        return tuple(lim for lim in limits if lim.regulation not in CLASSIFICATION_ONLY)
 
     def for_average(self, avg: Average) -> list[Limit]:
         """Limits in force on the local date the window ends in (its last instant)."""

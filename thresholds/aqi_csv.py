@@ -1,41 +1,42 @@
 """Core of ``quantrac aqi``: hourly or daily VN_AQI from a CSV of hourly means.
 
-Input columns: ``time`` (start of the local hour, ISO 8601: ``2026-11-24T13:00`` is taken as
-Asia/Ho_Chi_Minh, an explicit offset such as ``+07:00`` is honoured), and any of ``SO2``, ``NO2``,
-``CO``, ``O3``, ``PM10``, ``PM2.5`` in µg/m³ (empty = missing; an absent column = all missing).
-Other columns are copied through in hourly mode.
+Input columns: ``time`` (the START of the hour, ISO 8601: ``2026-11-24T13:00`` is taken as
+Asia/Ho_Chi_Minh local time, an explicit offset such as ``+07:00`` or ``Z`` is honoured), and any
+of ``SO2``, ``NO2``, ``CO``, ``O3``, ``PM10``, ``PM2.5`` in µg/m³ (empty = missing; an absent
+column = all missing). Other columns are copied through in hourly mode.
 
 Hourly mode adds ``AQI``, ``AQI_<pollutant>`` and ``category``; PM uses the NowCast of the hour
 and the 11 hours before it, looked up by time in the file (hours not in the file are missing).
 
-Daily mode (``daily=True``) prints one row per VN_AQI day: Decision 1459 averages PM "from 01:00
-to 00:00 the next day", read here (as the brief asks) with ``time`` as the hour start, so the hour
-starting 00:00 belongs to the previous day. If a data source labels hours by their end, that day
-is the calendar day of the hour starts instead: change ``VN_DAY_FIRST_HOUR`` to 0.
-Day statistics need 75 % of the day's hours (``daily_stats``); the O3 8-h means of the first
-hours use the 7 hours before the day when the file has them.
+Daily mode (``daily=True``) prints one row per local calendar day that has data (at least one
+hourly mean of an AQI pollutant): the hours STARTING 00:00 … 23:00 local, which are the hours the
+decision labels 1:00 … 0:00 by their end (``thresholds.aqi.day_aqi``, shared with the worker).
+``hours`` counts the day's hours with data. A statistic with fewer than 18 of 24 hourly means
+(an O3 8-h mean with fewer than 6 of 8) is left empty, and so is the AQI when neither PM has a
+24-h mean: such a day is printed as incomplete (empty AQI and category), never extrapolated.
+That completeness rule is the project's, not the decision's; daily mode writes it, with the day
+definition, as ``# `` lines to ``err`` (stderr in the CLI) so stdout stays plain CSV.
 """
 
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Final, TextIO
 
 from stations.parameters import Parameter
 from thresholds.aqi import (
     AQI_POLLUTANTS,
+    COMPLETENESS_RULE,
     GASES_MAX_1H,
     PM,
     AqiResult,
-    daily_aqi,
-    daily_stats,
+    daily_aqi_by_day,
     hourly_aqi,
     nowcast,
 )
 from thresholds.averaging import HOUR, LOCAL_TZ
 
-VN_DAY_FIRST_HOUR: Final = 1  # local hour start that opens a VN_AQI day (01:00 … 00:00)
 TIME_COLUMN: Final = "time"
 AQI_COLUMNS: Final = ["AQI", *(f"AQI_{p}" for p in AQI_POLLUTANTS), "category"]
 DAILY_STAT_COLUMNS: Final = [
@@ -120,9 +121,8 @@ def _aqi_cells(result: AqiResult) -> list[str]:
 
 
 def _series(hours: Hours, p: Parameter, start: datetime, n: int) -> list[float | None]:
-    """n hourly values of ``p`` from ``start`` backwards (step −1 h) or forwards (n < 0)."""
-    step = -HOUR if n > 0 else HOUR
-    return [hours.get(start + k * step, {}).get(p) for k in range(abs(n))]
+    """n hourly values of ``p`` from ``start`` backwards (``start`` first)."""
+    return [hours.get(start - k * HOUR, {}).get(p) for k in range(n)]
 
 
 def hourly_result(hours: Hours, ts: datetime) -> AqiResult:
@@ -135,38 +135,43 @@ def hourly_result(hours: Hours, ts: datetime) -> AqiResult:
     return hourly_aqi(inputs)
 
 
-def vn_day(ts: datetime) -> date:
-    """The VN_AQI day an hour (given by its local start) belongs to."""
-    return (ts.astimezone(LOCAL_TZ) - timedelta(hours=VN_DAY_FIRST_HOUR)).date()
+DAILY_HEADER: Final = (
+    "# quantrac aqi --daily: daily VN_AQI per Decision 1459/QĐ-TCMT",
+    "# day: the local calendar day, hours starting 00:00-23:00 Asia/Ho_Chi_Minh (the decision's"
+    " 1:00 ... 0:00 are hour ends); `time` is the hour start",
+    f"# {COMPLETENESS_RULE}; a day with less is printed with empty statistics and AQI",
+)
 
 
-def daily_rows(hours: Hours, threshold: float = 0.75) -> list[list[str]]:
+def daily_rows(hours: Hours) -> list[list[str]]:
+    """One row per local calendar day with data (``thresholds.aqi.daily_aqi_by_day``)."""
     out: list[list[str]] = []
-    for day in sorted({vn_day(ts) for ts in hours}):
-        first = datetime(day.year, day.month, day.day, VN_DAY_FIRST_HOUR, tzinfo=LOCAL_TZ)
-        day_hours = {p: _series(hours, p, first, -24) for p in AQI_POLLUTANTS}
-        o3_before = _series(hours, Parameter.O3, first - 7 * HOUR, -7)
-        stats = daily_stats(day_hours, o3_before, threshold)
-        n_hours = sum(first + k * HOUR in hours for k in range(24))
+    for d in daily_aqi_by_day(hours, LOCAL_TZ):
+        stats = d.stats
         cells = [
-            day.isoformat(),
-            str(n_hours),
+            d.day.isoformat(),
+            str(d.hours),
             _fmt(stats.mean_24h.get(Parameter.PM10)),
             _fmt(stats.mean_24h.get(Parameter.PM2_5)),
             *(_fmt(stats.max_1h.get(p)) for p in (*GASES_MAX_1H, Parameter.O3)),
             _fmt(stats.o3_max_8h),
         ]
-        out.append(cells + _aqi_cells(daily_aqi(stats)))
+        out.append(cells + _aqi_cells(d.result))
     return out
 
 
-def run_aqi_csv(inp: TextIO, out: TextIO, daily: bool, threshold: float = 0.75) -> None:
-    """Read hourly means from ``inp``, write hourly (or daily) VN_AQI CSV to ``out``."""
+def run_aqi_csv(inp: TextIO, out: TextIO, daily: bool, err: TextIO | None = None) -> None:
+    """Read hourly means from ``inp``, write hourly (or daily) VN_AQI CSV to ``out``.
+
+    In daily mode the method header (day definition, completeness rule) goes to ``err``.
+    """
     header, rows, hours = read_rows(inp)
     writer = csv.writer(out, lineterminator="\n")
     if daily:
+        if err is not None:
+            print(*DAILY_HEADER, sep="\n", file=err)
         writer.writerow(["date", "hours", *DAILY_STAT_COLUMNS, *AQI_COLUMNS])
-        writer.writerows(daily_rows(hours, threshold))
+        writer.writerows(daily_rows(hours))
         return
     writer.writerow([*header, *AQI_COLUMNS])
     time_index = header.index(TIME_COLUMN)

@@ -8,7 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from thresholds.aqi_csv import AQI_COLUMNS, AqiCsvError, run_aqi_csv, vn_day
+from thresholds.aqi import DAY_MIN_HOURS, O3_8H_MIN_HOURS
+from thresholds.aqi_csv import AQI_COLUMNS, AqiCsvError, run_aqi_csv
 from thresholds.averaging import LOCAL_TZ
 
 # QĐ 1459 §2.3 a PM2.5 series (09:00 … 20:00); at 20:00 also O3 and NO2 of §2.3 b.
@@ -70,38 +71,56 @@ def test_nowcast_looks_up_hours_by_time(stamps: list[str], has_nowcast: bool) ->
     assert (run(text)[-1]["AQI_PM2.5"] != "") is has_nowcast
 
 
-@pytest.mark.parametrize(
-    ("local", "day"),
-    [
-        pytest.param("2026-11-24T00:00", "2026-11-23", id="00:00-closes-previous-day"),
-        pytest.param("2026-11-24T01:00", "2026-11-24", id="01:00-opens-day"),
-        pytest.param("2026-11-24T23:00", "2026-11-24", id="23:00"),
-    ],
-)
-def test_vn_day_runs_0100_to_0000(local: str, day: str) -> None:
-    # QĐ 1459 §2.2.2 a: 24-h mean of the hourly values from 01:00 to 00:00 the next day
-    ts = datetime.fromisoformat(local).replace(tzinfo=LOCAL_TZ)
-    assert vn_day(ts).isoformat() == day
-
-
-def test_daily_reproduces_pm25_example() -> None:
-    # A VN day 2026-11-24 (01:00 … next 00:00) whose PM2.5 24-h mean is 55.7 → AQIᵈ 110
-    # (QĐ 1459 §2.3 c); the hour 2026-11-24T00:00 belongs to 2026-11-23 and is ignored here.
-    lines = ["time,PM2.5,NO2", "2026-11-24T00:00,900,"]
-    values = [55.7 + (5 if k % 2 else -5) for k in range(24)]
+def _day_csv(first: datetime, values: list[float], no2_peak_at: int = 5) -> list[str]:
+    lines = []
     for k, v in enumerate(values):
-        hour = datetime(2026, 11, 24, 1, tzinfo=LOCAL_TZ).timestamp() + k * 3600
-        stamp = datetime.fromtimestamp(hour, LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")
-        lines.append(f"{stamp},{v:.1f},{130.8 if k == 5 else 20}")
+        stamp = datetime.fromtimestamp(first.timestamp() + k * 3600, LOCAL_TZ)
+        lines.append(f"{stamp:%Y-%m-%dT%H:%M},{v:.1f},{130.8 if k == no2_peak_at else 20}")
+    return lines
+
+
+def test_daily_reproduces_pm25_example_on_the_calendar_day() -> None:
+    # QĐ 1459 §2.2.2 a: the PM 24-h mean of the hourly values labelled 01:00 … 00:00 (hour ends),
+    # i.e. the hours starting 00:00 … 23:00 local; §2.3 c: PM2.5 24-h 55.7 → AQIᵈ 110.
+    values = [55.7 + (5 if k % 2 else -5) for k in range(24)]
+    lines = ["time,PM2.5,NO2", *_day_csv(datetime(2026, 11, 24, 0, tzinfo=LOCAL_TZ), values)]
     rows = run("\n".join(lines) + "\n", daily=True)
-    assert [r["date"] for r in rows] == ["2026-11-23", "2026-11-24"]
-    day = rows[1]
+    assert [r["date"] for r in rows] == ["2026-11-24"]  # no one-hour row for 2026-11-23
+    day = rows[0]
     assert day["hours"] == "24"
     assert day["PM2.5_24h"] == "55.70"
     assert day["NO2_max1h"] == "130.80"
     assert (day["AQI_PM2.5"], day["AQI_NO2"], day["AQI"]) == ("110", "65", "110")
     assert day["category"] == "poor"
-    assert rows[0]["AQI"] == ""  # one hour of 24: below the 75 % completeness
+
+
+def test_daily_a_day_below_the_completeness_rule_is_printed_empty() -> None:
+    # The decision states no completeness; quantrac's rule is 18 of 24 hourly means.
+    first = datetime(2026, 11, 24, 0, tzinfo=LOCAL_TZ)
+    lines = ["time,PM2.5,NO2", *_day_csv(first, [40.0] * (DAY_MIN_HOURS - 1))]
+    (day,) = run("\n".join(lines) + "\n", daily=True)
+    assert day["hours"] == str(DAY_MIN_HOURS - 1)
+    assert (day["PM2.5_24h"], day["AQI"], day["category"]) == ("", "", "")
+
+
+def test_daily_prints_no_row_for_a_day_without_data() -> None:
+    # 2026-11-25 has a row in the file but no value; 2026-11-26 has no row at all.
+    first = datetime(2026, 11, 24, 0, tzinfo=LOCAL_TZ)
+    lines = ["time,PM2.5,NO2", *_day_csv(first, [40.0] * 24), "2026-11-25T00:00,,"]
+    lines += _day_csv(datetime(2026, 11, 27, 0, tzinfo=LOCAL_TZ), [40.0] * 24)
+    rows = run("\n".join(lines) + "\n", daily=True)
+    assert [r["date"] for r in rows] == ["2026-11-24", "2026-11-27"]
+
+
+def test_daily_header_goes_to_err_and_states_the_rules() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    run_aqi_csv(io.StringIO("time,PM2.5\n2026-11-24T00:00,3\n"), out, True, err=err)
+    assert out.getvalue().startswith("date,hours,")  # stdout stays plain CSV
+    header = err.getvalue().splitlines()
+    assert header and all(line.startswith("# ") for line in header)
+    text = err.getvalue()
+    assert "00:00-23:00" in text and "Decision 1459 states none" in text
+    assert f"{DAY_MIN_HOURS} of the day's 24" in text and f"{O3_8H_MIN_HOURS} of 8" in text
 
 
 @pytest.mark.parametrize(
