@@ -230,11 +230,15 @@ def vn_wqi(means: Mapping[str, float]) -> WqiResult:
     for group in ("I", "II", "III"):
         factor *= groups.get(group, 100.0) / 100
     core = math.sqrt(groups["IV"] * groups["V"]) if "V" in groups else groups["IV"]
-    value = int(math.floor(factor * core + 0.5))
-    note = "" if meets else (
-        f"groups {', '.join(sorted(groups))} only ({n_iv} of group IV): below the decision's "
-        f"minimum of {minimum['groups']} groups and {minimum['group_iv_parameters']} group IV "
-        "parameters — for information, not for publication"
+    value = math.floor(factor * core + 0.5)
+    note = (
+        ""
+        if meets
+        else (
+            f"groups {', '.join(sorted(groups))} only ({n_iv} of group IV): below the decision's "
+            f"minimum of {minimum['groups']} groups and {minimum['group_iv_parameters']} group IV "
+            "parameters — for information, not for publication"
+        )
     )
     return WqiResult(value, groups, subs, meets, note)
 
@@ -257,7 +261,11 @@ def wqi_category(value: int | None) -> WqiCategory | None:
         if c["low"] <= value <= c["high"]:
             r, g, b = c["rgb"]
             return WqiCategory(
-                c["low"], c["high"], c["name_vi"], c["name_en"], c["colour_en"],
+                c["low"],
+                c["high"],
+                c["name_vi"],
+                c["name_en"],
+                c["colour_en"],
                 f"#{r:02x}{g:02x}{b:02x}",
             )
     return None

@@ -62,7 +62,6 @@ def test_file_says_it_is_illustrative() -> None:
     ("kind", "prefix", "regulation"),
     [
         (SourceKind.AMBIENT_AIR, "HD-KK-", RegulationId.QCVN_05_2023),
-        (SourceKind.SURFACE_WATER, "HD-NM-", RegulationId.QCVN_08_2023),
         (SourceKind.WASTEWATER, "HD-NT-", RegulationId.QCVN_40_2011),
         (SourceKind.STACK, "HD-KT-", RegulationId.QCVN_19_2009),
     ],
@@ -73,6 +72,17 @@ def test_ids_and_limit_sets_by_kind(
     for source in registry.of_kind(kind):
         assert source.id.startswith(prefix)
         assert [limit.regulation for limit in source.limits] == [regulation]
+
+
+def test_surface_water_is_classified_not_limited(registry: Registry) -> None:
+    # QCVN 08:2023 classifies the water body (docs/regulations.md §4.1): no limit set, a target
+    for source in registry.of_kind(SourceKind.SURFACE_WATER):
+        assert source.id.startswith("HD-NM-")
+        assert source.limits == []
+        assert source.target_class in ("A", "B", "C", "D")
+    assert all(
+        s.target_class is None for s in registry.sources if s.kind is not SourceKind.SURFACE_WATER
+    )
 
 
 def test_automatic_stations_installed_2019_to_2021(registry: Registry) -> None:
@@ -274,7 +284,14 @@ def _dup_param(d: dict[str, Any]) -> None:
         (_set("HD-NT-03", "facility", "NOPE"), "sources[HD-NT-03].facility: 'NOPE' is not one"),
         (_set("HD-NT-03", "facility", None), "an emission source needs 'facility'"),
         (_set("HD-KK-01", "facility", "PL-TPP"), "'facility' is for emission sources only"),
-        (_limit("HD-NM-01", "column", "B1"), "column 'B1' is not one of: A, B, C, D"),
+        (_limit("HD-NT-03", "column", "B1"), "column 'B1' is not one of: A, B"),
+        (
+            _set("HD-NM-01", "limits", [{"regulation": "QCVN_08_2023", "column": "B"}]),
+            "QCVN_08_2023 classifies the water body",
+        ),
+        (_set("HD-NM-01", "target_class", None), "needs 'target_class' (A, B, C or D)"),
+        (_set("HD-NM-01", "target_class", "E"), "target_class: 'E' is not one of: A, B, C, D"),
+        (_set("HD-KK-01", "target_class", "B"), "'target_class' is for surface-water stations"),
         (_limit("HD-NT-03", "coefficients", {"Kq": 0.9}), "QCVN_40_2011 takes coefficients: Kq"),
         (_limit("HD-NT-03", "coefficients", {"Kq": 0.9, "Kf": 0}), "coefficient Kf must be > 0"),
         (_set("HD-NT-03", "limits", [{"regulation": "QCVN_05_2023"}]), "applies to ambient_air"),

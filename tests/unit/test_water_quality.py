@@ -7,9 +7,16 @@ all UNVERIFIED against the decision's own text).
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 
+from stations.parameters import SourceKind
+from stations.registry import LimitSet, load_registry
+from streams.checks import LimitBook
+from streams.records import Average
 from thresholds.catalogue import Catalogue, load_catalogue
+from thresholds.limits import resolve_limits
 from thresholds.water_quality import (
     StationDays,
     classify,
@@ -138,9 +145,7 @@ def test_wqi_without_group_v_is_ph_factor_times_group_iv_mean() -> None:
     sat = do_saturation(25)
     means = {"pH": 8.75, "DO": sat, "Temp": 25, "COD": 12.5, "NH4": 0.45, "TSS": 40, "TN": 1}
     result = vn_wqi(means)
-    assert result.sub_indices == pytest.approx(
-        {"pH": 75, "DO": 100, "COD": 87.5, "NH4": 62.5}
-    )
+    assert result.sub_indices == pytest.approx({"pH": 75, "DO": 100, "COD": 87.5, "NH4": 62.5})
     assert result.groups["IV"] == pytest.approx((100 + 87.5 + 62.5) / 3)
     assert result.value == 63  # 0.75 × 83.33 = 62.5, rounded half up
     assert not result.meets_minimum  # 2 groups < 3 (Decision 1460 minimum, UNVERIFIED)
@@ -189,3 +194,32 @@ def test_station_days_revision_and_round_trip(catalogue: Catalogue) -> None:
     assert days.add("2026-09-01", "pH", 7.0, catalogue) is None  # too old
     again = StationDays.from_dict(days.to_dict())
     assert again.days == days.days and again.revisions == days.revisions
+
+
+def test_no_source_limit_comes_from_qcvn_08(catalogue: Catalogue) -> None:
+    """QCVN 08:2023 is a classification: a surface-water average meets no limit (issue 15)."""
+    registry = load_registry()
+    book = LimitBook(registry, catalogue)
+    for source in registry.of_kind(SourceKind.SURFACE_WATER):
+        for period in ("1h", "day"):
+            avg = Average(
+                source_id=source.id,
+                parameter="COD",
+                period=period,
+                window_start=datetime(2026, 10, 1, tzinfo=UTC),
+                window_end=datetime(2026, 10, 2, tzinfo=UTC),
+                value=99.0,
+                unit="mg/L",
+                samples=288,
+                expected=288,
+                completeness=1.0,
+                valid=True,
+            )
+            assert book.for_average(avg) == []
+    # a station carrying a QCVN 08 limit set despite the registry's validator (built around it)
+    forced = registry.get("HD-NM-01").model_copy(
+        update={"limits": [LimitSet.model_construct(regulation="QCVN_08_2023", column="B")]}
+    )
+    assert resolve_limits(forced, catalogue, date(2026, 10, 1))  # the table itself resolves
+    registry._by_id["HD-NM-01"] = forced
+    assert LimitBook(registry, catalogue)._resolve_uncached("HD-NM-01", date(2026, 10, 1)) == ()
