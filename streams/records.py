@@ -240,3 +240,27 @@ class Tick(faust.Record, serializer="json", isodates=True, date_parser=ISO):
 
     source_id: str
     at: datetime
+
+
+class WaterQualityDay(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+    """A surface-water station's local day: QCVN 08:2023 class and VN_WQI (Decision 1460).
+
+    Re-emitted with a higher revision as the day's parameter means arrive (or are corrected).
+    ``alert``: the class is worse than the station's target class — a department water quality
+    alert, not a source violation (thresholds/water_quality.py)."""
+
+    source_id: str
+    day: str  # local date, ISO
+    day_start: datetime  # UTC instant of the local day's start
+    water_class: str | None  # A..D, None when no parameter could be classified
+    target_class: str | None
+    alert: bool
+    wqi: int | None
+    wqi_meets_minimum: bool
+    wqi_groups: dict[str, float]
+    wqi_note: str
+    means: dict[str, float]  # the daily means used, by parameter
+    classes: dict[str, str]  # parameter → class
+    skipped: dict[str, str]  # parameter → why it is not classified
+    over_table1: list[str]  # above a QCVN 08:2023 Table 1 health limit
+    revision: int

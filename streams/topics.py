@@ -33,9 +33,13 @@ AVERAGES = TopicSpec("averages", 30 * DAY_MS, "Average: 1h/8h/24h/day/NowCast pe
 VIOLATIONS = TopicSpec("violations", 365 * DAY_MS, "ViolationEvent, keyed by violation id")
 AQI = TopicSpec("aqi", 30 * DAY_MS, "AqiRecord: hourly and daily VN_AQI per air station")
 
+WATER_QUALITY = TopicSpec(
+    "water_quality", 365 * DAY_MS, "WaterQualityDay: daily QCVN 08 class and VN_WQI per station"
+)
+
 TICKS = TopicSpec("ticks", 1 * DAY_MS, "Tick: the leader's clock per source (outage checks)")
 
-ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI, TICKS)
+ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI, WATER_QUALITY, TICKS)
 
 
 def bootstrap_servers(settings: Settings) -> str:
