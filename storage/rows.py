@@ -5,11 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import date
 
 from psycopg.types.json import Jsonb
 
 from storage.writer import Row
-from streams.records import AqiRecord, Average, QcReading, Rejection, ViolationEvent
+from streams.records import (
+    AqiRecord,
+    Average,
+    QcReading,
+    Rejection,
+    ViolationEvent,
+    WaterQualityDay,
+)
 
 
 def reading_row(r: QcReading) -> Row:
@@ -55,6 +63,26 @@ def aqi_row(a: AqiRecord) -> Row:
         a.category,
         a.dominant,
         Jsonb(a.sub_indices),
+    )
+
+
+def water_quality_row(w: WaterQualityDay) -> Row:
+    return (
+        w.source_id,
+        date.fromisoformat(w.day),
+        w.day_start,
+        w.water_class,
+        w.target_class,
+        w.alert,
+        w.wqi,
+        w.wqi_meets_minimum,
+        Jsonb(w.wqi_groups),
+        w.wqi_note,
+        Jsonb(w.means),
+        Jsonb(w.classes),
+        Jsonb(w.skipped),
+        Jsonb(w.over_table1),
+        w.revision,
     )
 
 

@@ -142,6 +142,34 @@ VIOLATIONS = TableSpec(
     keep_last_by="last_seq",
 )
 
+WATER_QUALITY_COLUMNS = (
+    "source_id",
+    "day",
+    "day_start",
+    "water_class",
+    "target_class",
+    "alert",
+    "wqi",
+    "wqi_meets_minimum",
+    "wqi_groups",
+    "wqi_note",
+    "means",
+    "classes",
+    "skipped",
+    "over_table1",
+    "revision",
+)
+_WQ_KEY = ("source_id", "day")
+WATER_QUALITY_DAYS = TableSpec(
+    "water_quality_days",
+    WATER_QUALITY_COLUMNS,
+    _WQ_KEY,
+    f"ON CONFLICT ({', '.join(_WQ_KEY)}) DO UPDATE SET "
+    f"{_update_all(WATER_QUALITY_COLUMNS, _WQ_KEY)}, updated_at = now()"
+    " WHERE water_quality_days.revision < EXCLUDED.revision",
+    keep_last_by="revision",
+)
+
 REJECTION_COLUMNS = (
     "rejection_id",
     "reason",
