@@ -8,6 +8,7 @@ of Decision 1459/QĐ-TCMT), so the name and official colour always match the num
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -33,7 +34,11 @@ from reports.method import method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
 from stations.parameters import SourceKind
+from stations.registry import Source
+from thresholds.annual import annual_mean, verdict
 from thresholds.aqi import CATEGORIES, AqiCategory, category
+from thresholds.catalogue import Basis
+from thresholds.limits import resolve_limits
 
 
 class NotAnAirStation(ValueError):
@@ -97,6 +102,7 @@ def build_air_quality(
     cat_cols = [Column("category"), Column("aqi"), Column("rgb"), Column("days", CellType.INT)]
 
     limits = limits_for(ctx, source, period)
+    annual = annual_section(conn, ctx, source, period)
     averages = fetch_averages(conn, source.id, period.start, period.end, PERIODS)
     counts = reading_counts(conn, [source.id], period.start, period.end)
     comp = completeness_rows(source, counts, period, ctx.now, ctx.threshold)
@@ -119,6 +125,7 @@ def build_air_quality(
         aqi_section,
         Section("sec.aqi_categories", cat_cols, cat_rows),
         exceed,
+        annual,
         _completeness_section(comp),
         limits_section(limits),
         method_section(
@@ -134,6 +141,59 @@ def build_air_quality(
         ctx.now,
         sections,
     )
+
+
+def annual_section(
+    conn: psycopg.Connection[Any], ctx: ReportContext, source: Source, period: ReportPeriod
+) -> Section:
+    """QCVN 05:2023 yearly limits per calendar year the period touches (§1.3.9: the mean of the
+    days' values over one year), from the stored valid daily means of the whole year."""
+    today = local_day(ctx.now, ctx.timezone)
+    rows: list[tuple[Any, ...]] = []
+    for year in range(period.first_day.year, period.last_day.year + 1):
+        whole = ReportPeriod(str(year), date(year, 1, 1), date(year, 12, 31), ctx.timezone)
+        yearly = [
+            lim
+            for lim in resolve_limits(source, ctx.catalogue, min(whole.last_day, period.last_day))
+            if lim.period is Basis.YEAR and lim.max is not None
+        ]
+        if not yearly:
+            continue
+        daily = fetch_averages(conn, source.id, whole.start, whole.end, ("day",))
+        for lim in yearly:
+            assert lim.max is not None
+            mean = annual_mean(
+                (
+                    (local_day(a.window_start, ctx.timezone), a.value, a.valid)
+                    for a in daily
+                    if a.parameter == lim.parameter
+                ),
+                year,
+                today,
+            )
+            rows.append(
+                (
+                    year,
+                    lim.rule_id,
+                    lim.parameter,
+                    lim.max,
+                    mean.value,
+                    mean.valid_days,
+                    mean.days_in_year,
+                    t(verdict(mean, lim.max, today).value, ctx.lang),
+                )
+            )
+    cols = [
+        Column("year", CellType.INT),
+        Column("rule_id"),
+        Column("parameter"),
+        Column("limit_max", CellType.FLOAT),
+        Column("mean", CellType.FLOAT),
+        Column("valid_days", CellType.INT),
+        Column("days", CellType.INT),
+        Column("annual_verdict"),
+    ]
+    return Section("sec.annual", cols, rows)
 
 
 def _midnight(period: ReportPeriod, day: Any) -> Any:

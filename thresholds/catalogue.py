@@ -39,18 +39,31 @@ class RuleKind(StrEnum):
 
 
 class Basis(StrEnum):
-    """Averaging basis a limit is written against. Equal strings to ``streams.records.Period``."""
+    """Averaging basis a limit is written against. Equal strings to ``streams.records.Period``.
+
+    QCVN 05:2023 §1.3.6–1.3.9 define the ambient bases: 1 h; 8 h ("the mean of the values measured
+    over 8 hours": any 8 consecutive hours, so the rolling 8-h mean ending at each hour); 24 h
+    "(một ngày đêm)", one day-and-night: the local calendar day (``day``); year: "the mean of the
+    days' values over one year", a calendar year of daily means (``year``, assessed in the yearly
+    station report, ``thresholds/annual.py``). ``24h`` is the rolling 24-h mean, kept for early
+    warning and display; no catalogue rule is written against it.
+    """
 
     HOUR = "1h"
     ROLLING_8H = "8h"
     ROLLING_24H = "24h"
     DAY = "day"
-    YEAR = "year"  # shown for reference; not checked in real time (no yearly Average exists)
+    YEAR = "year"  # assessed on calendar years in reports; no yearly Average is streamed
 
     @property
     def period(self) -> Period | None:
         """The streaming Period this basis is checked on, None if not checked in real time."""
         return None if self is Basis.YEAR else Period(self.value)
+
+    @property
+    def calendar(self) -> bool:
+        """A calendar period: each exceeding window (a day, a year) is one exceedance."""
+        return self in (Basis.DAY, Basis.YEAR)
 
 
 class ExtraParameter(StrEnum):

@@ -88,7 +88,7 @@ class Limit(BaseModel):
 
     @property
     def checked(self) -> bool:
-        """False for yearly limits: shown, but not checked in real time."""
+        """False for yearly limits: assessed per calendar year in reports, not in real time."""
         return self.period.period is not None
 
     def bound_text(self) -> str:
@@ -97,10 +97,10 @@ class Limit(BaseModel):
 
 _PERIOD_TEXT = {
     Basis.HOUR: "trung bình 1 giờ",
-    Basis.ROLLING_8H: "trung bình 8 giờ",
-    Basis.ROLLING_24H: "trung bình 24 giờ",
-    Basis.DAY: "trung bình ngày",
-    Basis.YEAR: "trung bình năm",
+    Basis.ROLLING_8H: "trung bình 8 giờ (8 giờ liên tục)",
+    Basis.ROLLING_24H: "trung bình 24 giờ trượt",
+    Basis.DAY: "trung bình 24 giờ (một ngày đêm, 00:00–24:00 giờ địa phương)",
+    Basis.YEAR: "trung bình năm (năm dương lịch)",
 }
 
 
@@ -223,7 +223,7 @@ def format_limits(limits: Iterable[Limit]) -> str:
             lim.rule_id,
             lim.bound_text(),
             lim.unit,
-            lim.period.value + ("" if lim.checked else " (not checked)"),
+            lim.period.value + ("" if lim.checked else " (yearly report)"),
             "yes" if lim.verified else "UNVERIFIED",
             f"{lim.effective_from or '…'} → {lim.effective_to or '…'}",
         )

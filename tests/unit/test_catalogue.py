@@ -44,37 +44,37 @@ D = date(2024, 6, 1)
 VALUES = [
     # QCVN 05:2023/BTNMT Bảng 1 (µg/Nm³) [S21]
     pytest.param("QCVN_05_2023", "SO2", "1h", None, D, "max", 350, id="05:2023-T1-SO2-1h"),
-    pytest.param("QCVN_05_2023", "SO2", "24h", None, D, "max", 125, id="05:2023-T1-SO2-24h"),
+    pytest.param("QCVN_05_2023", "SO2", "day", None, D, "max", 125, id="05:2023-T1-SO2-24h"),
     pytest.param("QCVN_05_2023", "SO2", "year", None, D, "max", 50, id="05:2023-T1-SO2-year"),
     pytest.param("QCVN_05_2023", "CO", "1h", None, D, "max", 30000, id="05:2023-T1-CO-1h"),
     pytest.param("QCVN_05_2023", "CO", "8h", None, D, "max", 10000, id="05:2023-T1-CO-8h"),
     pytest.param("QCVN_05_2023", "NO2", "1h", None, D, "max", 200, id="05:2023-T1-NO2-1h"),
-    pytest.param("QCVN_05_2023", "NO2", "24h", None, D, "max", 100, id="05:2023-T1-NO2-24h"),
+    pytest.param("QCVN_05_2023", "NO2", "day", None, D, "max", 100, id="05:2023-T1-NO2-24h"),
     pytest.param("QCVN_05_2023", "NO2", "year", None, D, "max", 40, id="05:2023-T1-NO2-year"),
     pytest.param("QCVN_05_2023", "O3", "1h", None, D, "max", 200, id="05:2023-T1-O3-1h"),
     pytest.param("QCVN_05_2023", "O3", "8h", None, D, "max", 120, id="05:2023-T1-O3-8h"),
     pytest.param("QCVN_05_2023", "TSP", "1h", None, D, "max", 300, id="05:2023-T1-TSP-1h"),
-    pytest.param("QCVN_05_2023", "TSP", "24h", None, D, "max", 200, id="05:2023-T1-TSP-24h"),
+    pytest.param("QCVN_05_2023", "TSP", "day", None, D, "max", 200, id="05:2023-T1-TSP-24h"),
     pytest.param("QCVN_05_2023", "TSP", "year", None, D, "max", 100, id="05:2023-T1-TSP-year"),
-    pytest.param("QCVN_05_2023", "PM10", "24h", None, D, "max", 100, id="05:2023-T1-PM10-24h"),
+    pytest.param("QCVN_05_2023", "PM10", "day", None, D, "max", 100, id="05:2023-T1-PM10-24h"),
     pytest.param("QCVN_05_2023", "PM10", "year", None, D, "max", 50, id="05:2023-T1-PM10-year"),
     pytest.param(
-        "QCVN_05_2023", "PM2.5", "24h", None, date(2025, 12, 31), "max", 50,
+        "QCVN_05_2023", "PM2.5", "day", None, date(2025, 12, 31), "max", 50,
         id="05:2023-T1-PM2.5-24h-until-2025-12-31",
     ),
     pytest.param(
-        "QCVN_05_2023", "PM2.5", "24h", None, date(2026, 1, 1), "max", 45,
+        "QCVN_05_2023", "PM2.5", "day", None, date(2026, 1, 1), "max", 45,
         id="05:2023-T1-PM2.5-24h-from-2026-01-01",
     ),
     pytest.param("QCVN_05_2023", "PM2.5", "year", None, D, "max", 25, id="05:2023-T1-PM2.5-year"),
     # QCVN 05:2023/BTNMT Bảng 2 (toxic parameters) [S21]
-    pytest.param("QCVN_05_2023", "Pb", "24h", None, D, "max", 1.5, id="05:2023-T2-Pb-24h"),
+    pytest.param("QCVN_05_2023", "Pb", "day", None, D, "max", 1.5, id="05:2023-T2-Pb-24h"),
     pytest.param("QCVN_05_2023", "H2S", "1h", None, D, "max", 42, id="05:2023-T2-H2S-1h"),
-    pytest.param("QCVN_05_2023", "HF", "24h", None, D, "max", 5, id="05:2023-T2-HF-24h"),
-    pytest.param("QCVN_05_2023", "THC", "24h", None, D, "max", 1500, id="05:2023-T2-THC-24h"),
+    pytest.param("QCVN_05_2023", "HF", "day", None, D, "max", 5, id="05:2023-T2-HF-24h"),
+    pytest.param("QCVN_05_2023", "THC", "day", None, D, "max", 1500, id="05:2023-T2-THC-24h"),
     # QCVN 05:2013/BTNMT Bảng 1 [S23][S24] — the 2013 → 2023 changes
     pytest.param(
-        "QCVN_05_2013", "PM10", "24h", None, date(2020, 1, 1), "max", 150, id="05:2013-T1-PM10-24h"
+        "QCVN_05_2013", "PM10", "day", None, date(2020, 1, 1), "max", 150, id="05:2013-T1-PM10-24h"
     ),
     pytest.param(
         "QCVN_05_2013", "Pb", "year", None, date(2020, 1, 1), "max", 0.5, id="05:2013-T1-Pb-year"
@@ -167,7 +167,7 @@ def test_unverified_values_are_flagged(
     catalogue: Catalogue, reg: str, parameter: str, column: str | None
 ) -> None:
     at = date(2020, 1, 1) if reg == "QCVN_05_2013" else D
-    period = "24h" if reg == "QCVN_05_2013" else "1h"
+    period = "day" if reg == "QCVN_05_2013" else "1h"
     cell = cell_at(catalogue, reg, parameter, period, column, at)
     assert cell is not None and not cell.is_gap
     assert cell.verified is False and cell.note

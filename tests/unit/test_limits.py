@@ -149,7 +149,7 @@ AIR = [Param("PM2.5", "µg/Nm3"), Param("CO", "mg/Nm3"), Param("NO2", "ug/m3")]
         pytest.param(date(2026, 1, 1), 45, date(2026, 1, 1), None, id="from-2026-01-01"),
     ],
 )
-def test_pm25_24h_switches_on_2026_01_01(
+def test_pm25_daily_switches_on_2026_01_01(
     catalogue: Catalogue,
     at: date,
     value: float,
@@ -158,7 +158,7 @@ def test_pm25_24h_switches_on_2026_01_01(
 ) -> None:
     # QCVN 05:2023 Bảng 1, PM2,5 24 h: 50 µg/Nm³; 45 from 01/01/2026 — one rule id for both
     station = Source("HD-KK-01", "ambient_air", AIR, [LimitSet("QCVN_05_2023")])
-    pm = by_id(resolve_limits(station, catalogue, at))["QCVN_05_2023:PM2.5:24h"]
+    pm = by_id(resolve_limits(station, catalogue, at))["QCVN_05_2023:PM2.5:day"]
     assert (pm.max, pm.effective_from, pm.effective_to) == (value, effective_from, effective_to)
 
 
@@ -258,7 +258,7 @@ def test_new_regulation_checks_permit_values_only(catalogue: Catalogue) -> None:
         ),
         pytest.param(
             LimitSet("QCVN_05_2023", overrides={"NO2": {"max": 150, "basis": "GP"}}),
-            [Param("NO2", "µg/Nm3")], AT, ["several bases", "1h, 24h, year"],
+            [Param("NO2", "µg/Nm3")], AT, ["several bases", "1h, day, year"],
             id="override-ambiguous-basis",
         ),
         pytest.param(
