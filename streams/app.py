@@ -39,13 +39,16 @@ from streams.records import (
     Rejection,
     Tick,
     ViolationEvent,
+    WaterQualityDay,
 )
 from streams.settings import Settings
 from streams.validate import Validator, decode_raw, decode_valid
 from thresholds.aqi_station import StationAqi
+from thresholds.averaging import LOCAL_TZ
 from thresholds.catalogue import load_catalogue
 from thresholds.qc import SeriesState, load_qc_rules
 from thresholds.violations import OutageState, RuleState, check_outage, evaluate
+from thresholds.water_quality import StationDays, WaterDay, is_worse
 from thresholds.windows import SeriesWindows, WindowOut
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,26 @@ def to_average(r: QcReading, out: WindowOut) -> Average:
         valid=out.stat.valid,
         revision=out.revision,
         final=out.final,
+    )
+
+
+def to_water_day(source_id: str, target: str | None, d: WaterDay, day_start: datetime) -> Any:
+    return WaterQualityDay(
+        source_id=source_id,
+        day=d.day,
+        day_start=day_start,
+        water_class=d.water_class,
+        target_class=target,
+        alert=is_worse(d.water_class, target),
+        wqi=d.wqi,
+        wqi_meets_minimum=d.wqi_meets_minimum,
+        wqi_groups=d.wqi_groups,
+        wqi_note=d.wqi_note,
+        means=d.means,
+        classes=d.classes,
+        skipped=d.skipped,
+        over_table1=d.over_table1,
+        revision=d.revision,
     )
 
 
@@ -116,6 +139,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     averages_topic = topic(topics.AVERAGES, Average)
     violations_topic = topic(topics.VIOLATIONS, ViolationEvent)
     aqi_topic = topic(topics.AQI, AqiRecord)
+    water_topic = topic(topics.WATER_QUALITY, WaterQualityDay)
     ticks_topic = topic(topics.TICKS, Tick)
 
     db = Database(settings.database_url)
@@ -142,6 +166,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     write_events = writer_for(tables.VIOLATION_EVENTS)
     write_violations = writer_for(tables.VIOLATIONS)
     write_rejections = writer_for(tables.REJECTIONS)
+    write_water = writer_for(tables.WATER_QUALITY_DAYS)
 
     registry = load_registry(settings.registry_path)
     validator = Validator(
@@ -149,6 +174,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     limit_book = LimitBook(registry, load_catalogue())
     air_stations = {s.id for s in registry.sources if s.kind is SourceKind.AMBIENT_AIR}
+    water_targets = {s.id: s.target_class for s in registry.of_kind(SourceKind.SURFACE_WATER)}
     metrics.init_sources(
         [s.id for s in registry.sources],
         sorted({p.code.value for s in registry.sources for p in s.parameters}),
@@ -165,6 +191,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     rule_state = table("rule_state")  # "source|rule id" -> RuleState
     outage_state = table("outage_state")  # source -> OutageState
     aqi_state = table("aqi_state")  # air station -> StationAqi
+    water_state = table("water_state")  # surface-water station -> StationDays
 
     def new_windows(key: str) -> Callable[[Any], SeriesWindows]:
         source_id, parameter = key.split("|", 1)
@@ -360,6 +387,34 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                     )
             await batch.commit(stream, events)
 
+    def load_days(d: Any) -> StationDays:
+        return StationDays.from_dict(d) if d else StationDays()
+
+    # Surface water: QCVN 08:2023 classifies the water body (no limits, no violations). Each
+    # final, valid local-day mean updates the station's day; the day's class and VN_WQI are
+    # emitted again with a higher revision (thresholds/water_quality.py).
+    @app.agent(averages_topic, name="classify_water")
+    async def classify_water(stream: Any) -> None:
+        async for events in stream.noack_take(step, within=within):
+            batch = Batch(states)
+            for event in events:
+                avg = event.value
+                if avg.source_id not in water_targets or avg.period != "day":
+                    continue
+                if not (avg.final and avg.valid) or avg.value is None:
+                    continue
+                slot = batch.slot(water_state, avg.source_id, event, load_days, StationDays.to_dict)
+                if slot is None:
+                    continue
+                day = avg.window_start.astimezone(LOCAL_TZ).date().isoformat()
+                out = slot.state.add(day, avg.parameter, avg.value, limit_book.catalogue)
+                batch.set(slot, event, slot.state)
+                if out is not None:
+                    target = water_targets[avg.source_id]
+                    record = to_water_day(avg.source_id, target, out, avg.window_start)
+                    batch.emit(water_topic, avg.source_id, record)
+            await batch.commit(stream, events)
+
     # Outages: the leader sends a tick per registered source to `ticks`, keyed by source, so
     # each tick reaches the worker that owns the source's partition and its tables.
     @app.timer(settings.clock_tick_s, on_leader=True)
@@ -423,6 +478,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.agent(aqi_topic, name="persist_aqi")
     async def persist_aqi(stream: Any) -> None:
         await persist(stream, (write_aqi, to_row.aqi_row))
+
+    @app.agent(water_topic, name="persist_water_quality")
+    async def persist_water_quality(stream: Any) -> None:
+        await persist(stream, (write_water, to_row.water_quality_row))
 
     @app.agent(violations_topic, name="persist_violations")
     async def persist_violations(stream: Any) -> None:
