@@ -8,8 +8,8 @@ hourly ``averages`` (period ``1h``) and the ``readings_daily`` view (local days)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,6 +152,27 @@ class BoardRow:
     open_violations: int
     aqi: int | None  # latest hourly VN_AQI (air stations)
     aqi_at: datetime | None
+    # surface water: the latest day's QCVN 08:2023 class and VN_WQI (water_quality_days)
+    water_day: date | None = None
+    water_class: str | None = None
+    target_class: str | None = None
+    wqi: int | None = None
+    water_alert: bool = False  # the class is worse than the target: a water quality alert
+
+
+@dataclass(frozen=True)
+class WaterDayRow:
+    """A surface-water station's day: class, VN_WQI, and whether it is a water quality alert."""
+
+    source_id: str
+    source_name: str | None
+    day: date
+    water_class: str | None
+    target_class: str | None
+    alert: bool
+    wqi: int | None
+    wqi_meets_minimum: bool
+    skipped: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -421,7 +442,36 @@ async def station_board(
                 aqi_at=aqi_at,
             )
         )
-    return rows
+    latest = {w.source_id: w for w in await latest_water_days(conn)}
+    return [
+        replace(
+            r,
+            water_day=w.day,
+            water_class=w.water_class,
+            target_class=w.target_class,
+            wqi=w.wqi,
+            water_alert=w.alert,
+        )
+        if (w := latest.get(r.source_id))
+        else r
+        for r in rows
+    ]
+
+
+async def latest_water_days(
+    conn: AsyncConnection[Any], *, alerts_only: bool = False
+) -> list[WaterDayRow]:
+    """The newest day of each surface-water station (only those in alert, if asked)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM (SELECT DISTINCT ON (w.source_id) w.source_id, s.name AS source_name,"
+            " w.day, w.water_class, w.target_class, w.alert, w.wqi, w.wqi_meets_minimum,"
+            " w.skipped FROM water_quality_days w LEFT JOIN sources s ON s.id = w.source_id"
+            " ORDER BY w.source_id, w.day DESC) latest"
+            + (" WHERE alert" if alerts_only else "")
+            + " ORDER BY source_id"
+        )
+        return [WaterDayRow(**r) for r in await cur.fetchall()]
 
 
 async def audit_entries(
