@@ -41,6 +41,7 @@ from storage import queries as q
 from streams.metrics import Metrics
 from streams.settings import Settings
 from thresholds.averaging import ewma, savgol_smooth
+from thresholds.water_quality import wqi_category
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,12 @@ class UserUpdate(BaseModel):
 class Health(BaseModel):
     status: str
     database: bool
+
+
+def wqi_colour(value: int | None) -> str:
+    """The VN_WQI band colour (Decision 1460 Table 1; docs/regulations.md §4.3)."""
+    category = wqi_category(value)
+    return category.hex if category else "#cccccc"
 
 
 def _now() -> datetime:
@@ -286,6 +293,7 @@ def create_app(
     templates.env.globals.update(
         aqi_colour=aqi_colour,
         aqi_text_colour=aqi_text_colour,
+        wqi_colour=wqi_colour,
         severity_class=lambda s: SEVERITY_CLASS.get(s, "sev0"),
         severities=list(SEVERITY_CLASS),
         aqi_bands=AQI_BANDS,

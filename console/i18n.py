@@ -98,6 +98,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reconnecting": ("Đang kết nối lại…", "Reconnecting…"),
     "kind_ambient_air": ("Không khí xung quanh", "Ambient air"),
     "kind_surface_water": ("Nước mặt", "Surface water"),
+    "water_class": ("Loại nước (QCVN 08:2023)", "Water class (QCVN 08:2023)"),
+    "wqi": ("VN_WQI", "VN_WQI"),
+    "target_class": ("mục tiêu", "target"),
+    "water_alerts": ("Cảnh báo chất lượng nước mặt", "Surface water quality alerts"),
+    "water_alert": ("Chất lượng nước kém hơn mục tiêu", "Water worse than its target class"),
+    "water_alert_note": (
+        "Cảnh báo của Sở về chất lượng nguồn nước, không phải vi phạm của nguồn thải"
+        " (QCVN 08:2023 phân loại nước mặt).",
+        "A department alert on the water body, not a source violation"
+        " (QCVN 08:2023 classifies surface water).",
+    ),
+    "wqi_below_minimum": (
+        "chưa đủ 3/5 nhóm thông số theo QĐ 1460: chỉ để tham khảo",
+        "fewer than 3 of 5 parameter groups (Decision 1460): for information",
+    ),
     "kind_wastewater": ("Nước thải", "Wastewater"),
     "kind_stack": ("Khí thải", "Stack"),
 }
