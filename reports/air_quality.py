@@ -33,6 +33,7 @@ from reports.i18n import Lang, t
 from reports.method import method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
+from reports.water_quality import build_water_quality
 from stations.parameters import SourceKind
 from stations.registry import Source
 from thresholds.annual import annual_mean, verdict
@@ -42,7 +43,8 @@ from thresholds.limits import resolve_limits
 
 
 class NotAnAirStation(ValueError):
-    """The air quality report was asked for a source that is not an ambient air station."""
+    """The station quality report was asked for a source that is not an ambient air or
+    surface-water station (surface water: ``reports/water_quality.py``)."""
 
 
 def category_name(cat: AqiCategory, lang: Lang) -> str:
@@ -55,6 +57,8 @@ def build_air_quality(
 ) -> Report:
     lang, tz = ctx.lang, ctx.timezone
     source = ctx.registry.get(source_id)
+    if source.kind is SourceKind.SURFACE_WATER:  # the station's quality: class and VN_WQI
+        return build_water_quality(conn, ctx, source, period)
     if source.kind is not SourceKind.AMBIENT_AIR:
         raise NotAnAirStation(
             f"source {source_id} is {source.kind.value}; the air quality report is for "

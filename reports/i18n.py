@@ -21,6 +21,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Báo cáo chất lượng không khí trạm quan trắc",
         "Station air quality report",
     ),
+    "title.water-quality": (
+        "Báo cáo chất lượng nước mặt trạm quan trắc",
+        "Station surface water quality report",
+    ),
     "title.province": ("Tổng hợp toàn tỉnh", "Province summary"),
     "title.export": ("Xuất dữ liệu quan trắc", "Monitoring data export"),
     "title.evidence": ("Hồ sơ chứng cứ vi phạm", "Violation evidence package"),
@@ -44,6 +48,20 @@ _TEXT: dict[str, tuple[str, str]] = {
     "sec.hourly": ("Trung bình 1 giờ", "Hourly averages"),
     "sec.aqi_daily": ("VN_AQI ngày", "Daily VN_AQI"),
     "sec.aqi_categories": ("Số ngày theo mức AQI", "Days per AQI category"),
+    "sec.water_daily": (
+        "Loại nước (QCVN 08:2023) và VN_WQI theo ngày",
+        "Daily water class (QCVN 08:2023) and VN_WQI",
+    ),
+    "sec.water_classes": ("Số ngày theo loại nước", "Days per water class"),
+    "sec.wqi_categories": ("Số ngày theo mức VN_WQI", "Days per VN_WQI band"),
+    "water_class": ("Loại nước", "Water class"),
+    "target_class": ("Loại mục tiêu", "Target class"),
+    "water_alert": ("Cảnh báo chất lượng nước", "Water quality alert"),
+    "wqi": ("VN_WQI", "VN_WQI"),
+    "wqi.below_minimum": (
+        "VN_WQI dưới mức tối thiểu 3/5 nhóm (QĐ 1460): tham khảo",
+        "VN_WQI below the 3-of-5-groups minimum (Decision 1460): for information",
+    ),
     "sec.annual": (
         "Trung bình năm (năm dương lịch, từ trung bình ngày)",
         "Annual means (calendar year, from daily means)",
