@@ -105,6 +105,7 @@ AQI = TableSpec(
     AQI_COLUMNS,
     _AQI_KEY,
     f"ON CONFLICT ({', '.join(_AQI_KEY)}) DO UPDATE SET {_update_all(AQI_COLUMNS, _AQI_KEY)}",
+    last_wins=True,  # a day's AQI is recomputed as its hours arrive: the latest one stands
 )
 
 EVENT_COLUMNS = ("violation_id", "seq", "event", "at", "value", "ratio", "severity", "payload")
