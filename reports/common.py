@@ -17,8 +17,8 @@ from psycopg.rows import dict_row
 
 from reports.periods import ReportPeriod
 from stations.registry import Source
-from thresholds.catalogue import RuleKind
 from thresholds.limits import Limit
+from thresholds.severity import ratio as exceedance_ratio
 
 
 def local(dt: datetime | None, tz: str) -> datetime | None:
@@ -42,16 +42,12 @@ def expected_slots(start: datetime, end: datetime, interval_s: int) -> int:
 
 
 def ratio(limit: Limit, value: float) -> float | None:
-    """How far ``value`` is beyond ``limit`` (>1 exceeds), None when the limit does not apply."""
-    if limit.kind is RuleKind.UPPER and limit.max:
-        return value / limit.max
-    if limit.kind is RuleKind.LOWER and limit.min is not None:
-        return limit.min / value if value > 0 else math.inf
-    if limit.kind is RuleKind.RANGE:
-        hi = value / limit.max if limit.max else 0.0
-        lo = (limit.min / value if value > 0 else math.inf) if limit.min is not None else 0.0
-        return max(hi, lo)
-    return None
+    """How far ``value`` is beyond ``limit`` (>1 exceeds): ``thresholds.severity.ratio``, the one
+    exceedance ratio the violations use too; None when the limit cannot give one (no bound)."""
+    try:
+        return exceedance_ratio(value, limit)
+    except ValueError:
+        return None
 
 
 def exceeds(limit: Limit, value: float) -> bool:
@@ -199,6 +195,24 @@ class ViolationRow:
     peak_ratio: float | None
     severity: str
     legal_basis: str
+    # Decree 45/2022 (docs/regulations.md §8b): None for ambient stations and outages
+    penalty_article: str | None = None
+    penalty_sanction: str | None = None
+    penalty_verified: bool | None = None
+    flow_bracket: str | None = None
+    flow_basis: str | None = None
+    flow_value: float | None = None
+
+    def penalty_text(self) -> str:
+        """``Điều 18 … · 20–<40 m³/ngày (permitted flow 30)``; "" when no band applies."""
+        if not self.penalty_article:
+            return ""
+        text = self.penalty_article
+        if self.flow_bracket:
+            text += f" · {self.flow_bracket}"
+            if self.flow_basis and self.flow_value is not None:
+                text += f" ({self.flow_basis} flow {self.flow_value:g})"
+        return text
 
     def duration_h(self) -> float:
         """Closed: end − start; open: last evidence − start (still running)."""
@@ -208,7 +222,8 @@ class ViolationRow:
 
 _VIOLATION_COLS = (
     "violation_id, kind, source_id, parameter, rule_id, period, state, started_at, ended_at, "
-    'last_at, peak_value, "limit", peak_ratio, severity, legal_basis'
+    'last_at, peak_value, "limit", peak_ratio, severity, legal_basis, penalty_article, '
+    "penalty_sanction, penalty_verified, flow_bracket, flow_basis, flow_value"
 )
 
 

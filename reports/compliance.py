@@ -2,7 +2,8 @@
 
 Sections: summary; completeness per parameter (expected vs received vs valid); limits with legal
 basis; statistics of the averages; exceedances per limit (hours in exceedance, max, mean);
-violations (start, end, duration, peak ratio, severity, acknowledgements); acknowledgements;
+violations (start, end, duration, peak ratio, severity, Decree 45/2022 article and flow bracket
+for wastewater and stacks, acknowledgements); acknowledgements;
 outage hours per month by cause; daily and hourly averages; method.
 """
 
@@ -274,6 +275,8 @@ def violations_section(
         Column("limit_max", F),
         Column("peak_ratio", F),
         Column("severity"),
+        Column("decree_45"),
+        Column("penalty_sanction"),
         Column("acks", N),
         Column("legal_basis"),
     ]
@@ -293,6 +296,8 @@ def violations_section(
             v.limit,
             v.peak_ratio,
             v.severity,
+            v.penalty_text(),  # Decree 45 article, clause, flow bracket; "" for ambient stations
+            v.penalty_sanction or "",
             ack_counts.get(v.violation_id, 0),
             v.legal_basis,
         )

@@ -249,6 +249,10 @@ class Source(_Model):
         description="surface water only: the QCVN 08:2023 class the water body should reach; a "
         "worse daily class raises a water quality alert (docs/regulations.md §4.1)",
     )
+    # The permitted discharge flow (environmental permit): a wastewater outfall's daily volume,
+    # a stack's exhaust gas flow. Decree 45/2022 brackets fines by it (docs/regulations.md §8b).
+    permitted_flow_m3_per_day: float | None = Field(None, gt=0, description="wastewater only")
+    permitted_flow_m3_per_hour: float | None = Field(None, gt=0, description="stacks only")
     note: str = ""
 
     @model_validator(mode="after")
@@ -267,6 +271,10 @@ class Source(_Model):
             problems.append("an emission source needs 'facility' (a facilities[].id)")
         if not self.kind.is_emission and self.facility is not None:
             problems.append("'facility' is for emission sources only")
+        if self.permitted_flow_m3_per_day is not None and self.kind != SourceKind.WASTEWATER:
+            problems.append("'permitted_flow_m3_per_day' is for wastewater sources only")
+        if self.permitted_flow_m3_per_hour is not None and self.kind != SourceKind.STACK:
+            problems.append("'permitted_flow_m3_per_hour' is for stack sources only")
         for i, limit in enumerate(self.limits):
             rule = REGULATION_RULES[limit.regulation]
             if limit.regulation in CLASSIFICATION_ONLY:

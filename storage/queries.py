@@ -109,6 +109,13 @@ class ViolationRow:
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     ack_note: str | None
+    # Decree 45/2022 (docs/regulations.md §8b): NULL for ambient stations and outages
+    penalty_article: str | None = None
+    penalty_sanction: str | None = None
+    penalty_verified: bool | None = None
+    flow_bracket: str | None = None
+    flow_basis: str | None = None
+    flow_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +333,8 @@ _VIOLATION_SELECT = (
     "SELECT v.violation_id, v.kind, v.source_id, s.name AS source_name, s.district,"
     " v.parameter, v.rule_id, v.period, v.state, v.started_at, v.ended_at, v.last_at, v.value,"
     ' v."limit", v.ratio, v.peak_value, v.peak_ratio, v.severity, v.legal_basis, v.last_seq,'
-    " v.acknowledged_at, v.acknowledged_by, v.ack_note"
+    " v.acknowledged_at, v.acknowledged_by, v.ack_note, v.penalty_article, v.penalty_sanction,"
+    " v.penalty_verified, v.flow_bracket, v.flow_basis, v.flow_value"
     " FROM violations v LEFT JOIN sources s ON s.id = v.source_id"
 )
 

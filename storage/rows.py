@@ -126,6 +126,13 @@ def violation_row(e: ViolationEvent) -> Row:
         e.severity,
         e.legal_basis,
         e.seq,
+        # Decree 45/2022 (wastewater and stacks only; NULL for ambient stations and outages)
+        e.penalty_article or None,
+        e.penalty_sanction or None,
+        e.penalty_verified,
+        e.flow_bracket or None,
+        e.flow_basis or None,
+        e.flow_value,
     )
 
 

@@ -132,6 +132,12 @@ VIOLATION_COLUMNS = (
     "severity",
     "legal_basis",
     "last_seq",
+    "penalty_article",
+    "penalty_sanction",
+    "penalty_verified",
+    "flow_bracket",
+    "flow_basis",
+    "flow_value",
 )
 VIOLATIONS = TableSpec(
     "violations",

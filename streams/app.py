@@ -346,7 +346,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                     slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
                     if slot is None:
                         continue
-                    new_state, out = evaluate(slot.state, avg, limit)
+                    penalty = limit_book.penalty_for(avg.source_id, limit.parameter)
+                    new_state, out = evaluate(slot.state, avg, limit, penalty=penalty)
                     batch.set(slot, event, new_state)
                     for e in out:
                         metrics.violation_events.labels(e.event, e.severity).inc()

@@ -10,14 +10,19 @@ from streams.records import Average
 from thresholds.averaging import LOCAL_TZ
 from thresholds.catalogue import Catalogue
 from thresholds.limits import Limit, resolve_limits
+from thresholds.severity import NO_PENALTY, FlowBasis, Penalty, PenaltyBook, default_penalties
 from thresholds.violations import applies
 
 
 class LimitBook:
-    def __init__(self, registry: Registry, catalogue: Catalogue) -> None:
+    def __init__(
+        self, registry: Registry, catalogue: Catalogue, penalties: PenaltyBook | None = None
+    ) -> None:
         self.registry = registry
         self.catalogue = catalogue
+        self.penalties = penalties or default_penalties()
         self._resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+        self.penalty_for = lru_cache(maxsize=4096)(self._penalty_uncached)
 
     def _resolve_uncached(self, source_id: str, day: date) -> tuple[Limit, ...]:
         source = self.registry.find(source_id)
@@ -26,6 +31,23 @@ class LimitBook:
         # QCVN 08:2023 classifies surface water (thresholds/water_quality.py): never a violation
         limits = resolve_limits(source, self.catalogue, day)
         return tuple(lim for lim in limits if lim.regulation not in CLASSIFICATION_ONLY)
+
+    def _penalty_uncached(self, source_id: str, parameter: str) -> Penalty:
+        """The Decree 45/2022 schedule for this source kind and parameter (none for ambient
+        stations) and the flow its fines are bracketed by: the registry's permitted flow (a
+        measured daily flow is not wired in yet; docs/regulations.md §8b)."""
+        source = self.registry.find(source_id)
+        if source is None:
+            return NO_PENALTY
+        schedule = self.penalties.schedule_for(source.kind.value, parameter)
+        if schedule is None:
+            return NO_PENALTY
+        flow = (
+            source.permitted_flow_m3_per_day
+            if source.kind.value == "wastewater"
+            else source.permitted_flow_m3_per_hour
+        )
+        return Penalty(schedule, flow, FlowBasis.PERMITTED if flow is not None else None)
 
     def for_average(self, avg: Average) -> list[Limit]:
         """Limits in force on the local date the window ends in (its last instant)."""

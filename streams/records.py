@@ -207,6 +207,16 @@ class ViolationEvent(faust.Record, serializer="json", isodates=True, date_parser
     ended_at: datetime | None = None
     legal_basis: str = ""
     message: str = ""
+    # Decree 45/2022/NĐ-CP, for sources only (wastewater, stacks; docs/regulations.md §8b): the
+    # article and clause of the band in ``severity``, its sanction text, whether a source
+    # confirms it (None: no schedule applies, e.g. an ambient station), the flow bracket the
+    # fine is chosen by, and the flow used for it ("permitted" from the registry, or "measured").
+    penalty_article: str = ""
+    penalty_sanction: str = ""
+    penalty_verified: bool | None = None
+    flow_bracket: str = ""
+    flow_basis: str = ""
+    flow_value: float | None = None
 
 
 class Rejection(faust.Record, serializer="json", isodates=True, date_parser=ISO):

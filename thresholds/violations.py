@@ -24,7 +24,9 @@ Because episodes are always *derived* (a fold over the retained windows, startin
 ``base``), in-order data and corrections follow the same rules, and the result does not depend on
 the order in which windows arrived.
 
-Severity of an event = the Decree 45 band of the violation's peak ratio so far (``severity.py``).
+Severity of an event = the Decree 45/2022 band of the violation's peak ratio so far, under the
+schedule the caller's ``Penalty`` names (``severity.py``): wastewater and stacks only; without one
+(ambient stations) the event keeps its ratio and has no band, no article.
 Non-final (running hour) averages feed the **early warning** instead. Data **outages** are a
 separate small state machine (``check_outage``).
 """
@@ -42,7 +44,7 @@ from pydantic import BaseModel, ConfigDict
 from streams.records import ViolationEvent
 from thresholds.catalogue import Basis, RuleKind
 from thresholds.limits import Limit
-from thresholds.severity import Severity, ratio, severity
+from thresholds.severity import NO_BAND, NO_PENALTY, Assessment, Penalty, Severity, ratio
 
 
 class EventKind(StrEnum):
@@ -197,8 +199,13 @@ def evaluate(
     limit: Limit,
     *,
     hysteresis: Hysteresis | None = None,
+    penalty: Penalty = NO_PENALTY,
 ) -> tuple[RuleState, list[ViolationEvent]]:
-    """Fold one average into the rule's state; return the new state and the events to publish."""
+    """Fold one average into the rule's state; return the new state and the events to publish.
+
+    ``penalty``: the source's Decree 45/2022 schedule and flow (``LimitBook.penalty_for``); the
+    default, no schedule, is right for ambient stations.
+    """
     hyst = hysteresis or Hysteresis()
     if average.parameter != limit.parameter or average.period != limit.period.value:
         raise ValueError(
@@ -217,7 +224,7 @@ def evaluate(
             f"{average.source_id}/{average.parameter} for rule {limit.rule_id}"
         )
     if not average.final:
-        return _warn(state, average, limit)
+        return _warn(state, average, limit, penalty)
 
     start = _utc(average.window_start)
     if state.frozen_before is not None and start < state.frozen_before:
@@ -236,7 +243,7 @@ def evaluate(
         windows.sort(key=lambda w: w.start)
 
     derived = _derive(state, windows, hyst)
-    events, emitted = _diff(state, derived, record, limit, correction)
+    events, emitted = _diff(state, derived, record, limit, correction, penalty)
     state = state.model_copy(update={"windows": windows, "emitted": emitted})
     return _prune(state, hyst), events
 
@@ -421,6 +428,7 @@ def _diff(
     trigger: WindowRecord,
     limit: Limit,
     correction: bool,
+    penalty: Penalty = NO_PENALTY,
 ) -> tuple[list[ViolationEvent], list[Episode]]:
     """Events that turn the published episodes (``state.emitted``) into ``derived``."""
     old = {e.violation_id: e for e in state.emitted}
@@ -433,7 +441,7 @@ def _diff(
     )
 
     def emit(ep: Episode, kind: EventKind, seq: int, message: str, retracted: bool = False) -> None:
-        events.append(_event(state, ep, kind, seq, trigger, limit, message, retracted))
+        events.append(_event(state, ep, kind, seq, trigger, limit, message, retracted, penalty))
 
     for gone in (e for e in state.emitted if e.violation_id not in new_ids):
         seq = gone.seq + 1
@@ -447,13 +455,13 @@ def _diff(
         before = old.get(ep.violation_id)
         if before is None:
             seq = 0
-            emit(ep, EventKind.OPENED, seq, _describe(ep, trigger, limit))
+            emit(ep, EventKind.OPENED, seq, _describe(ep, trigger, limit, penalty))
             if correction:
                 seq += 1
                 emit(ep, EventKind.CORRECTED, seq, f"opened by {why}")
             if ep.closed_at is not None:
                 seq += 1
-                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit))
+                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit, penalty))
         elif before.published_view() == ep.published_view():
             seq = before.seq
         elif correction:
@@ -462,15 +470,15 @@ def _diff(
             emit(ep, EventKind.CORRECTED, seq, f"{note} {why}")
             if before.closed_at is None and ep.closed_at is not None:
                 seq += 1
-                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit))
+                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit, penalty))
         else:
             seq = before.seq
             if ep.last_exceed_end != before.last_exceed_end:
                 seq += 1
-                emit(ep, EventKind.UPDATED, seq, _describe(ep, trigger, limit))
+                emit(ep, EventKind.UPDATED, seq, _describe(ep, trigger, limit, penalty))
             if before.closed_at is None and ep.closed_at is not None:
                 seq += 1
-                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit))
+                emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit, penalty))
         emitted.append(ep.model_copy(update={"seq": seq}))
     return events, emitted
 
@@ -498,7 +506,7 @@ def _prune(state: RuleState, hyst: Hysteresis) -> RuleState:
 
 
 def _warn(
-    state: RuleState, average: AverageLike, limit: Limit
+    state: RuleState, average: AverageLike, limit: Limit, penalty: Penalty = NO_PENALTY
 ) -> tuple[RuleState, list[ViolationEvent]]:
     """Early warning from a running (non-final) hourly average; once per window and level."""
     if limit.period is not Basis.HOUR or average.value is None or state.open_violation is not None:
@@ -524,7 +532,7 @@ def _warn(
         value=average.value,
         limit=limit.max if limit.kind is not RuleKind.LOWER else limit.min,
         ratio=r,
-        severity=severity(r).value,
+        severity=Severity.NONE.value,
         legal_basis=limit.legal_basis,
         message=(
             f"early warning ({level.value}): running hourly mean {_fmt(average.value)} "
@@ -532,6 +540,7 @@ def _warn(
             f"{limit.bound_text()} {limit.unit}"
         ),
     )
+    event = _with_penalty(event, penalty.assess(r))
     return state.model_copy(update={"warned": {**state.warned, key: level}}), [event]
 
 
@@ -544,9 +553,10 @@ def _event(
     limit: Limit,
     message: str,
     retracted: bool,
+    penalty: Penalty = NO_PENALTY,
 ) -> ViolationEvent:
     closed = kind is EventKind.CLOSED
-    return ViolationEvent(
+    event = ViolationEvent(
         violation_id=ep.violation_id,
         event=kind.value,
         seq=seq,
@@ -559,20 +569,37 @@ def _event(
         value=trigger.value,
         limit=trigger.bound,
         ratio=trigger.ratio,
-        severity=(Severity.NONE if retracted else severity(ep.peak_ratio)).value,
+        severity=Severity.NONE.value,
         peak_value=ep.peak_value,
         peak_ratio=ep.peak_ratio,
         ended_at=(ep.started_at if retracted else ep.last_exceed_end) if closed else None,
         legal_basis=limit.legal_basis,
         message=message,
     )
+    return _with_penalty(event, NO_BAND if retracted else penalty.assess(ep.peak_ratio))
 
 
-def _describe(ep: Episode, trigger: WindowRecord, limit: Limit) -> str:
+def _with_penalty(event: ViolationEvent, a: Assessment) -> ViolationEvent:
+    """The event with the Decree 45/2022 band, article, sanction and flow bracket of ``a``."""
+    event.severity = a.severity.value
+    event.penalty_article = a.article
+    event.penalty_sanction = a.sanction
+    event.penalty_verified = a.verified
+    event.flow_bracket = a.flow_bracket
+    event.flow_basis = a.flow_basis
+    event.flow_value = a.flow_value
+    return event
+
+
+def _describe(
+    ep: Episode, trigger: WindowRecord, limit: Limit, penalty: Penalty = NO_PENALTY
+) -> str:
     hours = (ep.last_exceed_end - ep.started_at) / timedelta(hours=1)
+    band = penalty.assess(ep.peak_ratio).severity
+    shown = "" if band is Severity.NONE else f" ({band.value})"
     return (
         f"{limit.parameter} {_fmt(trigger.value)} {limit.unit} (limit {limit.bound_text()}); "
-        f"peak {_fmt(ep.peak_value)} = {ep.peak_ratio:.2f}× ({severity(ep.peak_ratio).value}); "
+        f"peak {_fmt(ep.peak_value)} = {ep.peak_ratio:.2f}×{shown}; "
         f"duration {hours:g} h"
     )
 

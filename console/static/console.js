@@ -77,7 +77,9 @@ function renderRow(v, table) {
   if (canAck) ackCell.append(ackForm(v.violation_id, table));
   return el("tr", { id: "v-" + v.violation_id, "data-id": v.violation_id,
       class: (SEV_CLASS[v.severity] || "sev0") + " " + v.kind + " " + v.state + " fresh" },
-    el("td", {}, el("span", { class: "sev" }, v.severity)),
+    el("td", {}, el("span", { class: "sev" }, v.severity),
+      v.penalty_article ? el("small", { class: "penalty" },
+        v.penalty_article + (v.flow_bracket ? " · " + v.flow_bracket : "")) : ""),
     el("td", {}, kindText),
     el("td", {}, el("a", { href: "/sources/" + encodeURIComponent(v.source_id) }, v.source_id), " " + (v.source_name || "")),
     el("td", {}, v.district || ""),

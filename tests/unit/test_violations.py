@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from streams.records import Average, ViolationEvent
 from thresholds.catalogue import Basis, RuleKind
 from thresholds.limits import Limit
+from thresholds.severity import FlowBasis, Penalty, default_penalties
 from thresholds.violations import (
     EarlyWarning,
     Hysteresis,
@@ -55,6 +56,10 @@ def make_limit(
 
 
 COD = make_limit()
+# HD-NT-03 is a wastewater outfall: Decree 45/2022 Art. 18 bands, by an (illustrative) flow
+WASTEWATER = Penalty(
+    default_penalties().schedule_for("wastewater", "COD"), 30.0, FlowBasis.PERMITTED
+)
 
 
 def avg(
@@ -91,10 +96,13 @@ def run(
     limit: Limit = COD,
     state: RuleState | None = None,
     hysteresis: Hysteresis | None = None,
+    penalty: Penalty = WASTEWATER,
 ) -> tuple[RuleState | None, list[ViolationEvent]]:
     events: list[ViolationEvent] = []
     for a in averages:
-        state, new = evaluate(state, a, limit, hysteresis=hysteresis or Hysteresis())
+        state, new = evaluate(
+            state, a, limit, hysteresis=hysteresis or Hysteresis(), penalty=penalty
+        )
         events += new
     return state, events
 
@@ -402,3 +410,51 @@ def test_resent_old_data_closes_and_reopens_the_gap() -> None:
     state, events = check_outage(state, T0 + H, T0 + 10 * H, ALLOW)
     assert kinds(events) == ["outage_closed", "outage_opened"]
     assert events[1].violation_id == "HD-NT-03:OUTAGE:20261124T0400Z"
+
+
+# ---- Decree 45/2022 bands only where the decree puts them (docs/regulations.md §8a, §8b) --------
+
+
+def test_wastewater_violation_shows_band_article_and_flow_bracket() -> None:
+    # 180 / 150 = 1.2: Art. 18, 1.1–<1.5× band [S58]; 30 m³/ngày permitted → 20–<40 bracket,
+    # fine VND 5–10 M [S58]
+    _, events = run(series([100, 180, 100, 100]))
+    assert kinds(events) == ["opened", "closed"]
+    for e in events:
+        assert e.severity == "1.1-1.5" and e.ratio is not None
+        assert e.penalty_article.startswith("Nghị định 45/2022/NĐ-CP Điều 18 khoản 2 điểm d")
+        assert e.penalty_sanction == "phạt tiền theo lượng nước thải: 5–10 triệu đồng"
+        assert e.penalty_verified is True
+        assert (e.flow_bracket, e.flow_basis, e.flow_value) == ("20–<40 m³/ngày", "permitted", 30)
+    assert "1.20× (1.1-1.5)" in events[0].message
+
+
+def test_ambient_station_violation_keeps_its_ratio_but_has_no_band() -> None:
+    # QCVN 05:2023 PM2.5 24 h at an ambient air station: a station is not a source (§8a)
+    pm = make_limit(hi=50.0, parameter="PM2.5")
+    _, events = run(
+        [avg(h, v, parameter="PM2.5") for h, v in enumerate([40, 120, 40, 40])],
+        limit=pm,
+        penalty=Penalty(default_penalties().schedule_for("ambient_air", "PM2.5")),
+    )
+    assert kinds(events) == ["opened", "closed"]
+    assert events[0].ratio == pytest.approx(2.4) and events[0].peak_ratio == pytest.approx(2.4)
+    for e in events:
+        assert e.severity == "none"
+        assert (e.penalty_article, e.penalty_sanction, e.penalty_verified) == ("", "", None)
+        assert (e.flow_bracket, e.flow_basis, e.flow_value) == ("", "", None)
+    assert "2.40×;" in events[0].message  # the ratio, no band
+
+
+def test_without_a_penalty_no_band_is_given() -> None:
+    state, events = None, []
+    for a in series([100, 400]):
+        state, new = evaluate(state, a, COD)
+        events += new
+    assert events[0].severity == "none" and events[0].penalty_article == ""
+
+
+def test_retraction_drops_the_band() -> None:
+    state, _ = run(series([100, 160, 145]))
+    _, events = run([avg(1, 120, revision=1)], state=state)
+    assert events[-1].severity == "none" and events[-1].penalty_article == ""
