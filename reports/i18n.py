@@ -123,11 +123,6 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Decree 45/2022: article, clause, flow bracket",
     ),
     "penalty_sanction": ("Hình thức xử phạt (tham khảo)", "Sanction (for information)"),
-    "decree_45": (
-        "NĐ 45/2022: điều, khoản, khung lưu lượng",
-        "Decree 45/2022: article, clause, flow bracket",
-    ),
-    "penalty_sanction": ("Hình thức xử phạt (tham khảo)", "Sanction (for information)"),
     "acks": ("Số lần xác nhận", "Acknowledgements"),
     "username": ("Người xác nhận", "User"),
     "at": ("Thời điểm", "At"),
