@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from stations.parameters import SourceKind
-from stations.registry import LimitSet, load_registry
+from stations.registry import LimitSet, RegulationId, load_registry
 from streams.checks import LimitBook
 from streams.records import Average
 from thresholds.catalogue import Catalogue, load_catalogue
@@ -218,7 +218,9 @@ def test_no_source_limit_comes_from_qcvn_08(catalogue: Catalogue) -> None:
             assert book.for_average(avg) == []
     # a station carrying a QCVN 08 limit set despite the registry's validator (built around it)
     forced = registry.get("HD-NM-01").model_copy(
-        update={"limits": [LimitSet.model_construct(regulation="QCVN_08_2023", column="B")]}
+        update={
+            "limits": [LimitSet.model_construct(regulation=RegulationId.QCVN_08_2023, column="B")]
+        }
     )
     assert resolve_limits(forced, catalogue, date(2026, 10, 1))  # the table itself resolves
     registry._by_id["HD-NM-01"] = forced
