@@ -2,7 +2,10 @@
 
 Limits checked here (cited): QCVN 40:2011/BTNMT Table 1 row 5 (COD), column B, C = 150 mg/L,
 with the registry's Kq = 1.1 and Kf = 0.9 for HD-NT-01: Cmax = 148.5 mg/L on the 1-hour mean.
-Severity bands: Decree 45/2022 Art. 18 (exceedance ratio 1.5–2 → band "1.5-2").
+Severity bands: Decree 45/2022 Art. 18 (exceedance ratio 1.5–2 → band "1.5-2"; that band's text
+and the flow brackets from 200 m³/ngày are UNVERIFIED, docs/regulations.md §8, §8b). HD-NT-01 is a
+wastewater outfall, so its violation shows the article and the flow bracket of its registry
+permitted flow (18 000 m³/ngày, illustrative).
 """
 
 from __future__ import annotations
@@ -138,6 +141,21 @@ def test_exceedance_episode_opens_and_closes_one_violation(
     )[0]
     assert row[0] == "closed"
     assert 200 < row[1] < 300  # the peak hourly mean of the 230 ± noise hours
+    penalty = _db(
+        settings.database_url,
+        "SELECT severity, penalty_article, penalty_sanction, penalty_verified, flow_bracket,"
+        " flow_basis, flow_value FROM violations WHERE violation_id = %s",
+        events[0][2],
+    )[0]
+    assert penalty == (
+        "1.5-2",
+        "Nghị định 45/2022/NĐ-CP Điều 18 khoản 3 (số khoản UNVERIFIED)",
+        "UNVERIFIED (band text not retrieved)",
+        False,
+        "≥200 m³/ngày (UNVERIFIED)",
+        "permitted",
+        18000.0,
+    )
     assert row[2] == t0 + timedelta(hours=2) and row[3] == t0 + timedelta(hours=4)
 
     # Latency: from the 1-h average that opened it to the `opened` event, on the broker's clock.
