@@ -680,3 +680,64 @@ async def test_sse_pushes_new_and_acknowledged_violations(server: str, db: str) 
             assert r.status_code == 200
             v = await asyncio.wait_for(next_event("violation"), 5)
             assert (v["violation_id"], v["acknowledged_by"]) == ("V-NEW", "op")
+
+
+async def test_wastewater_violation_shows_decree_45_band_article_and_flow_bracket(
+    clients: Any, db: str
+) -> None:
+    """Decree 45/2022 Art. 18 (docs/regulations.md §8b, [S58]): 1.2× is the 1.1–<1.5× band, and
+    30 m³/ngày the 20–<40 bracket (VND 5–10 M). Written with the worker's row mapping; the ambient
+    V-PM25 of the fixture has no Decree 45 columns and the page says none applies."""
+    from storage.rows import violation_row
+    from storage.writer import VIOLATION_COLUMNS
+    from streams.records import ViolationEvent
+    from thresholds.severity import FlowBasis, Penalty, default_penalties
+
+    schedule = default_penalties().schedule_for("wastewater", "COD")
+    a = Penalty(schedule, 30.0, FlowBasis.PERMITTED).assess(1.2)
+    started = NOW - timedelta(minutes=90)
+    event = ViolationEvent(
+        violation_id="V-COD",
+        event="opened",
+        seq=0,
+        source_id="HD-NT-01",
+        parameter="COD",
+        rule_id="QCVN_40_2011:B:COD:1h",
+        period="1h",
+        started_at=started,
+        at=started + timedelta(hours=1),
+        value=180.0,
+        limit=150.0,
+        ratio=1.2,
+        severity=a.severity.value,
+        peak_value=180.0,
+        peak_ratio=1.2,
+        penalty_article=a.article,
+        penalty_sanction=a.sanction,
+        penalty_verified=a.verified,
+        flow_bracket=a.flow_bracket,
+        flow_basis=a.flow_basis,
+        flow_value=a.flow_value,
+    )
+    with psycopg.connect(db, autocommit=True) as conn:
+        cols = ", ".join(f'"{c}"' for c in VIOLATION_COLUMNS)
+        marks = ", ".join(["%s"] * len(VIOLATION_COLUMNS))
+        conn.execute(f"INSERT INTO violations ({cols}) VALUES ({marks})", violation_row(event))
+    c, _ = clients["reg"]
+    v = (await c.get("/api/violations/V-COD")).json()["violation"]
+    assert v["severity"] == "1.1-1.5"
+    assert v["penalty_article"].startswith("Nghị định 45/2022/NĐ-CP Điều 18 khoản 2 điểm d")
+    assert v["penalty_sanction"] == "phạt tiền theo lượng nước thải: 5–10 triệu đồng"
+    assert v["penalty_verified"] is True
+    assert (v["flow_bracket"], v["flow_basis"], v["flow_value"]) == (
+        "20–<40 m³/ngày",
+        "permitted",
+        30.0,
+    )
+    page = (await c.get("/violations/V-COD")).text
+    assert "Điều 18 khoản 2 điểm d" in page and "20–&lt;40 m³/ngày" in page
+    listing = (await c.get("/")).text
+    assert "20–&lt;40 m³/ngày" in listing
+    ambient = (await c.get("/api/violations/V-PM25")).json()["violation"]
+    assert ambient["penalty_article"] is None and ambient["flow_bracket"] is None
+    assert 'id="penalty">không áp dụng' in (await c.get("/violations/V-PM25")).text
