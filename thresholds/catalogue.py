@@ -2,9 +2,10 @@
 
 Each ``thresholds/catalogue/<id>.yaml`` holds one regulation *version* (QCVN 05:2013 and
 QCVN 05:2023 are two files). A file names its issuing act, dates, sources (``[S21]`` tags of
-``docs/regulations.md``), column scheme, coefficient formula and the rules; every rule cites its table
-and row. Values the reference marks UNVERIFIED ship with ``verified: false`` and a note, never as
-silent law; cells the sources hide are written with no value (no ``max``/``min``) so the gap shows.
+``docs/regulations.md``), column scheme, coefficient formula and the rules; every rule cites its
+table and row. Values the reference marks UNVERIFIED ship with ``verified: false`` and a note,
+never as silent law; cells the sources hide are written with no value (no ``max``/``min``) so the
+gap shows.
 
 Validation errors name the file, the entry (``rules[4] (COD)``) and the field, and list the allowed
 values, so a typo in a data file is fixed in one look.

@@ -24,6 +24,12 @@ Because episodes are always *derived* (a fold over the retained windows, startin
 ``base``), in-order data and corrections follow the same rules, and the result does not depend on
 the order in which windows arrived.
 
+**Calendar bases** (``day``: QCVN 05:2023 §1.3.8 "trung bình 24 giờ (một ngày đêm)", assessed per
+local calendar day) count each exceeding window as one exceedance: two days over the limit are two
+violations, each opened and closed by its own day, whatever the hours in between. A final
+**rolling** 24-h mean past a daily limit gives an early warning for the day it ends in (once per
+day); rolling means never open a violation of a daily limit.
+
 Severity of an event = the Decree 45/2022 band of the violation's peak ratio so far, under the
 schedule the caller's ``Penalty`` names (``severity.py``): wastewater and stacks only; without one
 (ambient stations) the event keeps its ratio and has no band, no article.
@@ -34,7 +40,7 @@ separate small state machine (``check_outage``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -42,6 +48,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from streams.records import ViolationEvent
+from thresholds.averaging import day_window
 from thresholds.catalogue import Basis, RuleKind
 from thresholds.limits import Limit
 from thresholds.severity import NO_BAND, NO_PENALTY, Assessment, Penalty, Severity, ratio
@@ -82,6 +89,9 @@ class Hysteresis:
     margin: float = 0.05
     clear_windows: int = 2
     horizon: timedelta = timedelta(hours=72)
+    # True for calendar bases (a local day, a year): each exceeding window is one exceedance,
+    # opened and closed by itself, never merged with the next day into one episode.
+    per_window: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
@@ -184,12 +194,22 @@ def violation_id(source_id: str, parameter: str, rule_id: str, started_at: datet
 
 
 def applies(limit: Limit, average: AverageLike) -> bool:
-    """Whether ``evaluate`` should be called with this average for this limit."""
+    """Whether ``evaluate`` should be called with this average for this limit: its own basis,
+    or a final rolling 24-h mean for a daily limit (early warning only)."""
     return (
         limit.checked
         and average.source_id == limit.source_id
         and average.parameter == limit.parameter
-        and average.period == limit.period.value
+        and (average.period == limit.period.value or _rolling_warns(limit, average))
+    )
+
+
+def _rolling_warns(limit: Limit, average: AverageLike) -> bool:
+    return (
+        limit.period is Basis.DAY
+        and average.period == Basis.ROLLING_24H.value
+        and average.final
+        and average.valid
     )
 
 
@@ -207,7 +227,10 @@ def evaluate(
     default, no schedule, is right for ambient stations.
     """
     hyst = hysteresis or Hysteresis()
-    if average.parameter != limit.parameter or average.period != limit.period.value:
+    if limit.period.calendar:
+        hyst = replace(hyst, per_window=True)
+    own_basis = average.period == limit.period.value
+    if average.parameter != limit.parameter or not (own_basis or _rolling_warns(limit, average)):
         raise ValueError(
             f"average {average.source_id}/{average.parameter}/{average.period} does not belong "
             f"to rule {limit.rule_id} ({limit.parameter}, {limit.period.value})"
@@ -223,6 +246,8 @@ def evaluate(
             f"state of {state.source_id}/{state.parameter}/{state.rule_id} given an average of "
             f"{average.source_id}/{average.parameter} for rule {limit.rule_id}"
         )
+    if not own_basis:
+        return _warn_rolling(state, average, limit, penalty)
     if not average.final:
         return _warn(state, average, limit, penalty)
 
@@ -385,6 +410,22 @@ def _fold(
     for w in windows:
         if w.cls is WindowClass.INVALID:
             continue
+        if w.cls is WindowClass.EXCEED and hyst.per_window:
+            assert w.value is not None and w.ratio is not None
+            episodes.append(
+                Episode(
+                    violation_id=violation_id(
+                        state.source_id, state.parameter, state.rule_id, w.start
+                    ),
+                    started_at=w.start,
+                    last_exceed_end=w.end,
+                    peak_value=w.value,
+                    peak_ratio=w.ratio,
+                    peak_bound=w.bound,
+                    closed_at=w.end,  # the day is over: this exceedance is complete
+                )
+            )
+            continue
         if w.cls is WindowClass.EXCEED:
             assert w.value is not None and w.ratio is not None
             if current is None:
@@ -542,6 +583,50 @@ def _warn(
     )
     event = _with_penalty(event, penalty.assess(r))
     return state.model_copy(update={"warned": {**state.warned, key: level}}), [event]
+
+
+def _warn_rolling(
+    state: RuleState, average: AverageLike, limit: Limit, penalty: Penalty = NO_PENALTY
+) -> tuple[RuleState, list[ViolationEvent]]:
+    """Early warning for a daily limit from a final rolling 24-h mean past it: the local day the
+    rolling window ends in may exceed. Once per day; the day's own mean decides the violation."""
+    value = average.value
+    if value is None:
+        return state, []
+    over = (limit.max is not None and limit.kind is not RuleKind.LOWER and value > limit.max) or (
+        limit.min is not None and limit.kind is not RuleKind.UPPER and value < limit.min
+    )
+    day_start = day_window(_utc(average.window_end) - timedelta(microseconds=1))[0]
+    key = day_start.isoformat()
+    if not over or key in state.warned:
+        return state, []
+    r = ratio(value, limit)
+    event = ViolationEvent(
+        violation_id=f"{violation_id(state.source_id, state.parameter, state.rule_id, day_start)}"
+        ":warning",
+        event=EventKind.WARNING.value,
+        seq=0,
+        source_id=state.source_id,
+        parameter=state.parameter,
+        rule_id=state.rule_id,
+        period=limit.period.value,
+        started_at=day_start,
+        at=_utc(average.window_end),
+        value=value,
+        limit=limit.max if limit.kind is not RuleKind.LOWER else limit.min,
+        ratio=r,
+        severity=Severity.NONE.value,
+        legal_basis=limit.legal_basis,
+        message=(
+            f"early warning ({EarlyWarning.LIKELY.value}): rolling 24-h mean {_fmt(value)} "
+            f"{limit.unit} ({_utc(average.window_start):%Y-%m-%d %H:%M}Z – "
+            f"{_utc(average.window_end):%Y-%m-%d %H:%M}Z) past the daily limit "
+            f"{limit.bound_text()} {limit.unit}; the day's own mean decides"
+        ),
+    )
+    event = _with_penalty(event, penalty.assess(r))
+    warned = {**state.warned, key: EarlyWarning.LIKELY}
+    return state.model_copy(update={"warned": warned}), [event]
 
 
 def _event(

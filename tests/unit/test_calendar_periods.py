@@ -141,7 +141,8 @@ def rows(year: int, n: int, value: float) -> list[tuple[date, float | None, bool
 
 
 def test_annual_mean_is_the_mean_of_the_years_valid_daily_means() -> None:
-    daily = rows(2025, 300, 20.0) + [
+    daily = [
+        *rows(2025, 300, 20.0),
         (date(2025, 12, 31), 80.0, True),
         (date(2025, 12, 30), 999.0, False),
     ]

@@ -212,7 +212,8 @@ def test_level_shift_stops_being_a_spike() -> None:
 # --- rules file ------------------------------------------------------------------------------
 def test_shipped_rules_load_and_are_flagged_unverified() -> None:
     book = load_qc_rules()
-    assert book.verified is False  # TT 10/2021 screening rules UNVERIFIED (docs/regulations.md §1.4)
+    # TT 10/2021 screening rules UNVERIFIED (docs/regulations.md §1.4)
+    assert book.verified is False
     pm = book.rules_for(SourceKind.AMBIENT_AIR, Parameter.PM2_5)
     assert pm.physical_min == 0 and pm.flatline.ignore_at_or_below == 0
     assert book.rules_for("wastewater", "FlowOut").flatline.enabled is False

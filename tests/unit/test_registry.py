@@ -96,7 +96,8 @@ def test_automatic_stations_installed_2019_to_2021(registry: Registry) -> None:
     [
         (SourceKind.AMBIENT_AIR, {"SO2", "NO2", "CO", "O3", "PM10", "PM2.5", "Temp", "RH", "WS"}),
         (SourceKind.SURFACE_WATER, {"pH", "DO", "Temp", "COD", "TSS", "NH4"}),
-        # Decree 40/2019 wastewater set (docs/regulations.md §2): inflow, outflow, T, pH, COD, TSS, NH4
+        # Decree 40/2019 wastewater set (docs/regulations.md §2): inflow, outflow, T, pH, COD,
+        # TSS, NH4
         (SourceKind.WASTEWATER, {"FlowIn", "FlowOut", "Temp", "pH", "COD", "TSS", "NH4"}),
         (SourceKind.STACK, {"Flow", "Temp", "P", "O2", "Dust", "SO2", "NOx", "CO"}),
     ],
