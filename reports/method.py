@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from reports.i18n import Lang, t
 from reports.model import Column, Section
 from streams.records import QcFlag
+from thresholds.annual import MIN_DAY_FRACTION
 from thresholds.aqi import DAY_HOURS, DAY_MIN_HOURS, O3_8H_MIN_HOURS
 from thresholds.limits import Limit
 
@@ -71,13 +72,21 @@ def method_rows(
             _pick(
                 lang,
                 "Trung bình 1 giờ: trung bình số học các bản tin hợp lệ trong giờ đồng hồ địa "
-                "phương. Trung bình 8 giờ/24 giờ: trung bình các giá trị 1 giờ kết thúc tại giờ "
-                "đang xét, tính mỗi giờ. Trung bình ngày: ngày lịch địa phương 00:00–24:00. Giá "
-                "trị trung bình lấy từ bảng averages (lần sửa mới nhất).",
+                "phương. Trung bình 8 giờ (QCVN 05:2023 mục 1.3.7): trung bình các giá trị 1 giờ "
+                "của 8 giờ liên tục kết thúc tại giờ đang xét, tính mỗi giờ. Trung bình 24 giờ "
+                "(mục 1.3.8, 'một ngày đêm'): ngày lịch địa phương 00:00–24:00; mỗi ngày vượt là "
+                "một lần vượt. Trung bình 24 giờ trượt chỉ dùng để cảnh báo sớm và hiển thị. "
+                f"Trung bình năm (mục 1.3.9): trung bình các giá trị ngày hợp lệ của năm dương "
+                f"lịch, hợp lệ khi có ≥ {MIN_DAY_FRACTION:.0%} số ngày; chỉ đánh giá khi năm đã "
+                "kết thúc. Giá trị trung bình lấy từ bảng averages (lần sửa mới nhất).",
                 "1-hour mean: arithmetic mean of the valid readings in the local clock hour. "
-                "8-hour/24-hour: mean of the 1-hour means ending with the hour, evaluated hourly. "
-                "Day: local calendar day 00:00–24:00. Averages are read from the averages table "
-                "(latest revision).",
+                "8-hour mean (QCVN 05:2023 §1.3.7): mean of the 1-hour means of the 8 consecutive "
+                "hours ending with the hour, evaluated hourly. 24-hour mean (§1.3.8, 'one "
+                "day-and-night'): the local calendar day 00:00–24:00; each exceeding day is one "
+                "exceedance. Rolling 24-hour means serve early warning and display only. Annual "
+                "mean (§1.3.9): mean of the calendar year's valid daily means, valid with at least"
+                f" {MIN_DAY_FRACTION:.0%} of the days, assessed once the year is over. Averages "
+                "are read from the averages table (latest revision).",
             ),
         ),
         (
@@ -96,12 +105,12 @@ def method_rows(
                 lang,
                 "Một giá trị trung bình hợp lệ vượt khi lớn hơn giới hạn trên hoặc nhỏ hơn giới "
                 "hạn dưới. Tỷ lệ = giá trị / giới hạn trên (giới hạn dưới / giá trị). Số giờ vượt"
-                " = số giá trị vượt (mỗi giá trị 1, 8, 24 giờ được đánh giá mỗi giờ) và 24 giờ "
-                "cho mỗi ngày vượt của giới hạn trung bình ngày.",
+                " = số giá trị vượt (mỗi giá trị 1 giờ, 8 giờ được đánh giá mỗi giờ) và 24 giờ "
+                "cho mỗi ngày vượt của giới hạn trung bình 24 giờ (ngày).",
                 "A valid average exceeds when above the upper or below the lower limit. Ratio = "
                 "value / upper limit (lower limit / value). Hours in exceedance = number of "
-                "exceeding averages (1-, 8- and 24-hour means are evaluated hourly), and 24 hours"
-                " per exceeding day for daily limits.",
+                "exceeding averages (1- and 8-hour means are evaluated hourly), and 24 hours"
+                " per exceeding day for 24-hour (daily) limits.",
             ),
         ),
     ]

@@ -133,3 +133,23 @@ def test_timescaledb_features_when_the_extension_is_present(database_url: str) -
     assert {"readings_daily", "readings_monthly"} <= caggs
     assert {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"} <= jobs
     assert migrate(database_url) == []
+
+
+def test_migration_0006_drops_daily_aqi_rows_not_on_local_midnight(database_url: str) -> None:
+    # Decision 1459/QĐ-TCMT: the day is the hours starting 00:00–23:00 local (UTC+7), so a daily
+    # row starts at 17:00 UTC; rows from the old 01:00-local day (18:00 UTC) are removed.
+    migrate(database_url)
+    sql = (plan(Flavour.PLAIN)[-1].path).read_text()
+    assert "0006" in plan(Flavour.PLAIN)[-1].path.name
+    right = datetime(2026, 11, 30, 17, tzinfo=UTC)
+    with psycopg.connect(database_url) as conn:
+        for kind, start in (("daily", right), ("daily", right + timedelta(hours=1)),
+                            ("hourly", right + timedelta(hours=1))):  # fmt: skip
+            conn.execute(
+                "INSERT INTO aqi (source_id, kind, window_start, sub_indices)"
+                " VALUES ('HD-KK-01', %s, %s, '{}')",
+                (kind, start),
+            )
+        conn.execute(sql)
+        rows = conn.execute("SELECT kind, window_start FROM aqi ORDER BY 1, 2").fetchall()
+    assert rows == [("daily", right), ("hourly", right + timedelta(hours=1))]
