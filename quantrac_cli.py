@@ -85,6 +85,13 @@ def cmd_limits(args: argparse.Namespace) -> int:
         return 2
     limits = resolve_limits(source, load_catalogue(), at)
     print(limits_to_json(limits) if args.json else format_limits(limits))
+    if not args.json and source.target_class is not None:
+        # QCVN 08:2023 classifies the water body; it sets no limit (thresholds/water_quality.py)
+        print(
+            f"{source.id}: surface water, classified per local day by QCVN 08:2023 (classes "
+            f"A–D) and VN_WQI (Decision 1460/QĐ-TCMT); target class {source.target_class}: a "
+            "worse day raises a water quality alert, never a source violation."
+        )
     return 0
 
 
