@@ -410,37 +410,16 @@ def _fold(
     for w in windows:
         if w.cls is WindowClass.INVALID:
             continue
-        if w.cls is WindowClass.EXCEED and hyst.per_window:
-            assert w.value is not None and w.ratio is not None
-            episodes.append(
-                Episode(
-                    violation_id=violation_id(
-                        state.source_id, state.parameter, state.rule_id, w.start
-                    ),
-                    started_at=w.start,
-                    last_exceed_end=w.end,
-                    peak_value=w.value,
-                    peak_ratio=w.ratio,
-                    peak_bound=w.bound,
-                    closed_at=w.end,  # the day is over: this exceedance is complete
-                )
-            )
+        if w.cls is WindowClass.EXCEED and (current is None or hyst.per_window):
+            new = _episode(state, w)
+            if hyst.per_window:  # a calendar window is over: its exceedance is complete
+                episodes.append(new.model_copy(update={"closed_at": w.end}))
+                continue
+            current = new
+            episodes.append(current)
             continue
         if w.cls is WindowClass.EXCEED:
-            assert w.value is not None and w.ratio is not None
-            if current is None:
-                current = Episode(
-                    violation_id=violation_id(
-                        state.source_id, state.parameter, state.rule_id, w.start
-                    ),
-                    started_at=w.start,
-                    last_exceed_end=w.end,
-                    peak_value=w.value,
-                    peak_ratio=w.ratio,
-                    peak_bound=w.bound,
-                )
-                episodes.append(current)
-                continue
+            assert current is not None and w.ratio is not None
             update: dict[str, object] = {"last_exceed_end": w.end, "clear_run": 0}
             if w.ratio > current.peak_ratio:
                 update |= {"peak_value": w.value, "peak_ratio": w.ratio, "peak_bound": w.bound}
@@ -457,6 +436,19 @@ def _fold(
             continue
         episodes[-1] = current
     return episodes, current
+
+
+def _episode(state: RuleState, w: WindowRecord) -> Episode:
+    """A violation opened by the exceeding window ``w``."""
+    assert w.value is not None and w.ratio is not None
+    return Episode(
+        violation_id=violation_id(state.source_id, state.parameter, state.rule_id, w.start),
+        started_at=w.start,
+        last_exceed_end=w.end,
+        peak_value=w.value,
+        peak_ratio=w.ratio,
+        peak_bound=w.bound,
+    )
 
 
 def _derive(state: RuleState, windows: list[WindowRecord], hyst: Hysteresis) -> list[Episode]:
