@@ -158,6 +158,29 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mqtt_acl(args: argparse.Namespace) -> int:
+    from stations.accounts import accounts_path, load_or_create
+    from stations.mqtt_acl import MqttAclError, gateway_login, write_files
+    from stations.registry import load_registry
+
+    settings = _settings()
+    registry = load_registry(settings.registry_path)
+    out = Path(args.out) if args.out else settings.data_dir / "mosquitto"
+    try:
+        gateway = gateway_login(settings.mqtt_url)
+        ids = [s.id for s in registry.sources]
+        accounts, _ = load_or_create(accounts_path(settings.data_dir), ids)
+        paths = write_files(
+            out, registry, accounts, gateway, settings.mqtt_topic_root, readable=args.readable
+        )
+    except MqttAclError as exc:
+        print(f"quantrac mqtt-acl: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from stations.ftp_delivery import run_simulator
     from streams.runtime import services
@@ -239,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("password")
     us.add_argument("role", choices=["operator", "regulator", "admin"])
     add("gateway", cmd_gateway, "receive station data: FTP (Circular 10 files), HTTP, MQTT")
+    acl = add(
+        "mqtt-acl",
+        cmd_mqtt_acl,
+        "Mosquitto password and ACL files: each station writes only under its own topic",
+    )
+    acl.add_argument("--out", help="directory for `passwd` and `acl` (default DATA_DIR/mosquitto)")
+    acl.add_argument(
+        "--readable",
+        action="store_true",
+        help="mode 0644 instead of 0600 for the password file, for a broker running as another "
+        "user (the hashes are salted PBKDF2-SHA512 of random account passwords)",
+    )
     sim = add("simulate", cmd_simulate, "simulated dataloggers for every registered source")
     sim.add_argument(
         "--via",

@@ -23,6 +23,9 @@ class RejectReason(StrEnum):
     SENDER_MISMATCH = "sender_mismatch"  # (gateway) an account delivering for another source
     BAD_JSON = "bad_json"  # not parseable as JSON
     JSON_SCHEMA = "json_schema"  # JSON, but not the documented object / reading shape
+    RATE_LIMITED = "rate_limited"  # (gateway) the account is over its deliveries per minute
+    TOO_MANY_REJECTIONS = "too_many_rejections"  # (gateway) summary of a capped delivery's rest
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # (FTP) over the connections per IP
     # --- one line / one reading ---------------------------------------------------------------
     LINE_TOO_LONG = "line_too_long"  # over circular10.MAX_LINE_CHARS
     FIELD_COUNT = "field_count"  # not 5 TAB-separated fields

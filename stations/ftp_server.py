@@ -92,8 +92,11 @@ class _Authorizer(DummyAuthorizer):
 class _DataChannel(DTPHandler):
     """Binary only, cut at the size limit, and no automatic ``226``."""
 
-    max_bytes = MAX_FILE_BYTES
     _resp: tuple[Any, ...]  # (reply, log function) sent when the channel closes; () = none
+
+    @property
+    def max_bytes(self) -> int:
+        return self.cmd_channel.ingest.limits.max_body_bytes
 
     def enable_receiving(self, type: str, cmd: str) -> None:
         super().enable_receiving("i", cmd)
@@ -136,10 +139,28 @@ class _Handler(FTPHandler):
         if self.authenticated and cmd in UNSUPPORTED:
             self.respond(f"502 {UNSUPPORTED[cmd]} is not supported; STOR whole files.")
             return
+        if (
+            self.authenticated
+            and cmd == "STOR"
+            and not self.ingest.admit(Channel.FTP, self.username)
+        ):
+            limit = self.ingest.limits.deliveries_per_minute
+            self.respond(
+                f"450 {RejectReason.RATE_LIMITED}: over {limit} files a minute; send later."
+            )
+            return
         if self.authenticated and cmd == "STOR" and arg and refuses_name(upload_name(arg)):
             self._dead_letter_name(upload_name(arg))
             return
         super().pre_process_command(line, cmd, arg)
+
+    def handle_max_cons_per_ip(self) -> None:
+        reason = RejectReason.TOO_MANY_CONNECTIONS
+        self.ingest.metrics.rejections.labels(Channel.FTP.value, reason.value).inc()
+        log.warning(
+            "FTP %s: refused, more than %d connections", self.remote_ip, self.server.max_cons_per_ip
+        )
+        super().handle_max_cons_per_ip()
 
     def _dead_letter_name(self, name: str) -> None:
         delivery = self.ingest.receive_file(Channel.FTP, self.username, name, b"")
@@ -222,6 +243,7 @@ class FtpIngest:
         if masquerade_address:
             handler.masquerade_address = masquerade_address
         self._server = _Server((host, port), handler)
+        self._server.max_cons_per_ip = ingest.limits.ftp_max_cons_per_ip
         self.host, self.port = self._server.address[:2]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="ftp-gateway", daemon=True)

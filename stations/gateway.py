@@ -23,8 +23,9 @@ import asyncio
 import base64
 import logging
 import signal
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from stations.circular10 import (
     parse_json,
 )
 from stations.errors import ParseError, RejectReason
+from stations.ingest_limits import IngestLimits, RateLimiter, cap_rejections
 from stations.registry import Registry, load_registry
 from streams.metrics import Metrics
 from streams.records import Channel, RawReading, Rejection, raw_batches
@@ -55,7 +57,6 @@ ARCHIVE_HEADER = "quantrac-archive"
 # Whole-file evidence above this is cut to its first EXCERPT_BYTES (base64 grows it by 4/3 and
 # a Kafka message is capped near 1 MiB); the message names the archived copy instead.
 MAX_EVIDENCE_BYTES = 512 * 1024
-PUBLISH_TIMEOUT_S = 30.0
 
 
 def utc_now() -> datetime:
@@ -80,6 +81,8 @@ class Delivery:
     data: bytes  # what the archive keeps: the whole body, or the head of an oversize one
     received_at: datetime
     result: ParseResult
+    # rejections folded into one too_many_rejections record, by reason (ingest_limits)
+    summarised: Counter[str] = field(default_factory=Counter)
 
     @property
     def source_id(self) -> str | None:
@@ -238,13 +241,14 @@ def judge_oversize(
     account: str | None,
     channel: Channel,
     received_at: datetime,
+    limit: int = MAX_FILE_BYTES,
 ) -> ParseResult:
     """A body cut off at the size limit: one FILE_TOO_LARGE with its first bytes as evidence."""
     result = ParseResult(origin=name, source_id=None)
     result.rejections.append(
         _file_rejection(
             RejectReason.FILE_TOO_LARGE,
-            f"more than {MAX_FILE_BYTES} bytes ({size} received before the transfer was cut; "
+            f"more than {limit} bytes ({size} received before the transfer was cut; "
             f"first {min(len(head), EXCERPT_BYTES)} bytes kept)",
             head[:EXCERPT_BYTES],
             channel=channel,
@@ -263,9 +267,10 @@ def judge_oversize(
 class Publisher:
     """One Kafka producer for both topics; :meth:`publish` returns once the broker acknowledged."""
 
-    def __init__(self, settings: Settings, *, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+    def __init__(self, settings: Settings, *, timeout_s: float | None = None) -> None:
         self.raw_topic = settings.topic(RAW.name)
         self.rejected_topic = settings.topic(REJECTED.name)
+        timeout_s = settings.gateway_publish_timeout_s if timeout_s is None else timeout_s
         self.timeout_s = timeout_s
         self._config = {
             "bootstrap_servers": bootstrap_servers(settings),
@@ -345,9 +350,12 @@ class Ingest:
         future_tolerance_s: float,
         clock: Clock = utc_now,
         loop: asyncio.AbstractEventLoop | None = None,
+        limits: IngestLimits | None = None,
     ) -> None:
         self.registry = registry
         self.archive = archive
+        self.limits = limits or IngestLimits.defaults()
+        self.rate = RateLimiter(self.limits.deliveries_per_minute)
         self.publisher = publisher
         self.metrics = metrics
         self.future_tolerance_s = future_tolerance_s
@@ -367,7 +375,7 @@ class Ingest:
             received_at=at,
             future_tolerance_s=self.future_tolerance_s,
         )
-        return Delivery(channel, account, name, data, at, result)
+        return self._capped(Delivery(channel, account, name, data, at, result))
 
     def receive_json(
         self, channel: Channel, account: str | None, data: bytes, *, origin: str = ""
@@ -383,37 +391,80 @@ class Ingest:
             origin=origin,
         )
         name = f"{channel.value}-{result.origin.replace(':', '-')}.json"
-        return Delivery(channel, account, name, data, at, result)
+        return self._capped(Delivery(channel, account, name, data, at, result))
+
+    def _capped(self, delivery: Delivery) -> Delivery:
+        capped = cap_rejections(delivery.result.rejections, self.limits.max_rejections)
+        if not capped.summarised:
+            return delivery
+        delivery.result.rejections[:] = capped.rejections
+        return replace(delivery, summarised=capped.summarised)
+
+    def admit(self, channel: Channel, account: str) -> bool:
+        """Count a delivery against the account's rate; False (counted, logged) when over it."""
+        if self.rate.admit(account):
+            return True
+        self.metrics.rejections.labels(channel.value, RejectReason.RATE_LIMITED.value).inc()
+        log.warning(
+            "%s %s: over %d deliveries per minute, refused (%s)",
+            channel.value,
+            account,
+            self.limits.deliveries_per_minute,
+            RejectReason.RATE_LIMITED.value,
+        )
+        return False
 
     def receive_oversize(
         self, channel: Channel, account: str | None, name: str, head: bytes, size: int
     ) -> Delivery:
         at = self.clock()
-        result = judge_oversize(name, head, size, account=account, channel=channel, received_at=at)
+        result = judge_oversize(
+            name,
+            head,
+            size,
+            account=account,
+            channel=channel,
+            received_at=at,
+            limit=self.limits.max_body_bytes,
+        )
         return Delivery(channel, account, f"{name}.head", head[:EXCERPT_BYTES], at, result)
 
     async def commit(self, delivery: Delivery) -> Receipt:
-        """Archive, publish, wait for the acknowledgement, count. Raises PublishError."""
-        relative = await asyncio.to_thread(
-            self.archive.store,
-            delivery.name,
-            delivery.data,
-            received_at=delivery.received_at,
-            source_id=delivery.source_id,
-        )
-        result = delivery.result
-        await self.publisher.publish(
-            result.readings,
-            result.rejections,
-            headers=[(ARCHIVE_HEADER, str(relative).encode())],
-        )
+        """Archive, publish, wait for the acknowledgement, count.
+
+        Raises PublishError or OSError (the archive), each counted."""
         channel = delivery.channel.value
+        try:
+            relative = await asyncio.to_thread(
+                self.archive.store,
+                delivery.name,
+                delivery.data,
+                received_at=delivery.received_at,
+                source_id=delivery.source_id,
+            )
+        except OSError:
+            self.metrics.gateway_archive_failures.labels(channel).inc()
+            raise
+        result = delivery.result
+        try:
+            await self.publisher.publish(
+                result.readings,
+                result.rejections,
+                headers=[(ARCHIVE_HEADER, str(relative).encode())],
+            )
+        except PublishError:
+            self.metrics.gateway_publish_failures.labels(channel).inc()
+            raise
         if result.readings:
             self.metrics.readings_received.labels(channel, "accepted").inc(len(result.readings))
-        if result.rejections:
-            self.metrics.readings_received.labels(channel, "rejected").inc(len(result.rejections))
+        # every judged rejection, also those the summary record stands for
+        judged = len(result.rejections) + delivery.summarised.total() - bool(delivery.summarised)
+        if judged:
+            self.metrics.readings_received.labels(channel, "rejected").inc(judged)
         for r in result.rejections:
             self.metrics.rejections.labels(channel, r.reason).inc()
+        for reason, n in delivery.summarised.items():
+            self.metrics.rejections.labels(channel, reason).inc(n)
         log.info(
             "%s %r from %s: %d accepted, %d rejected %s; archived %s",
             channel,
@@ -469,9 +520,7 @@ class Gateway:
         self.host: str = host or str(getattr(settings, "gateway_host", "127.0.0.1"))
         self.ftp_port = settings.gateway_ftp_port if ftp_port is None else ftp_port
         self.http_port = settings.gateway_http_port if http_port is None else http_port
-        self.mqtt_topic_root: str = mqtt_topic_root or str(
-            getattr(settings, "mqtt_topic_root", "quantrac")
-        )
+        self.mqtt_topic_root: str = mqtt_topic_root or settings.mqtt_topic_root
         self.archive = Archive(settings.data_dir / "archive")
         self.publisher = Publisher(settings)
         self.accounts: Accounts | None = None
@@ -501,6 +550,7 @@ class Gateway:
             future_tolerance_s=self.settings.future_tolerance_s,
             clock=self.clock,
             loop=asyncio.get_running_loop(),
+            limits=IngestLimits.from_settings(self.settings),
         )
         try:
             ftp = FtpIngest(

@@ -12,13 +12,16 @@ each sent only after the broker acknowledged what was published:
 400    nothing accepted: the same body, ``rejections`` lists each specific error
 401    no or wrong credentials (``WWW-Authenticate: Basic``)
 403    the body is for another source (dead-lettered as ``sender_mismatch``)
-413    body over ``circular10.MAX_FILE_BYTES`` (dead-lettered as ``file_too_large``)
+413    body over ``QUANTRAC_GATEWAY_MAX_BODY_BYTES`` (dead-lettered as ``file_too_large``)
+429    the account is over ``QUANTRAC_GATEWAY_DELIVERIES_PER_MINUTE`` (counted as
+       ``rate_limited``; nothing archived or published: send again after ``Retry-After``)
 503    the broker did not acknowledge: send again (``Retry-After``)
 =====  =====================================================================================
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from typing import Any
@@ -146,21 +149,41 @@ class HttpIngest:
             )
         return creds[0]
 
-    async def post_json(self, request: web.Request) -> web.Response:
+    def _admitted(self, request: web.Request) -> str:
+        """The authenticated account, if it is within its deliveries per minute."""
         account = self._account(request)
-        body = await read_bounded(request)
+        if not self.ingest.admit(Channel.HTTP, account):
+            limit = self.ingest.limits.deliveries_per_minute
+            raise web.HTTPTooManyRequests(
+                headers={"Retry-After": "60"},
+                text=f'{{"error": "{RejectReason.RATE_LIMITED}: over {limit} deliveries a '
+                'minute; send again later"}',
+                content_type="application/json",
+            )
+        return account
+
+    # Parsing runs in a thread: a 1 MB body of bad lines takes seconds, and the event loop
+    # meanwhile serves the other stations (and answers the MQTT and FTP doors' commits).
+
+    async def post_json(self, request: web.Request) -> web.Response:
+        account = self._admitted(request)
+        body = await read_bounded(request, self.ingest.limits.max_body_bytes)
         if not body.complete:
             return await self._oversize(account, "ingest.json", body)
-        delivery = self.ingest.receive_json(Channel.HTTP, account, body.data)
+        delivery = await asyncio.to_thread(
+            self.ingest.receive_json, Channel.HTTP, account, body.data
+        )
         return await self._commit(delivery)
 
     async def post_file(self, request: web.Request) -> web.Response:
-        account = self._account(request)
+        account = self._admitted(request)
         name = request.match_info["name"]
-        body = await read_bounded(request)
+        body = await read_bounded(request, self.ingest.limits.max_body_bytes)
         if not body.complete:
             return await self._oversize(account, name, body)
-        delivery = self.ingest.receive_file(Channel.HTTP, account, name, body.data)
+        delivery = await asyncio.to_thread(
+            self.ingest.receive_file, Channel.HTTP, account, name, body.data
+        )
         return await self._commit(delivery)
 
     async def _oversize(self, account: str, name: str, body: _Body) -> web.Response:

@@ -33,6 +33,20 @@ class Metrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.gateway_publish_failures = Counter(
+            "quantrac_gateway_publish_failures_total",
+            "Deliveries the broker did not acknowledge in time, by channel; the sender was not "
+            "acknowledged (FTP 451, HTTP 503, MQTT retried), so it is sent again.",
+            ["channel"],
+            registry=registry,
+        )
+        self.gateway_archive_failures = Counter(
+            "quantrac_gateway_archive_failures_total",
+            "Deliveries the gateway could not archive (disk full, permissions), by channel; "
+            "nothing was published and the sender was not acknowledged.",
+            ["channel"],
+            registry=registry,
+        )
         self.qc_flags = Counter(
             "quantrac_qc_flags_total",
             "Readings judged by the validate agent, by parameter and QC flag.",

@@ -61,8 +61,42 @@ class Settings(BaseSettings):
     console_port: int = Field(8080, description="Alert console HTTP port.")
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")
+    # Ingest limits (stations/ingest_limits.py): what one station account may cost the gateway.
+    gateway_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=1024 * 1024,  # a Kafka message is capped near 1 MiB; evidence must fit in one
+        description="Largest body one delivery may have (FTP file, HTTP body, MQTT message); "
+        "larger is refused as file_too_large (FTP 552, HTTP 413).",
+    )
+    gateway_deliveries_per_minute: int = Field(
+        600,
+        ge=1,
+        description="Deliveries one account may make in any 60 s; more are refused as "
+        "rate_limited (FTP 450, HTTP 429; MQTT: counted, acknowledged, not published).",
+    )
+    gateway_max_rejections: int = Field(
+        100,
+        ge=1,
+        description="Rejection records published per delivery; the rest become one "
+        "too_many_rejections record (counts by reason, first and last line).",
+    )
+    gateway_ftp_max_cons_per_ip: int = Field(
+        100,
+        ge=1,
+        description="Simultaneous FTP connections from one IP address (stations behind one NAT "
+        "share it; the simulator holds one per source from 127.0.0.1).",
+    )
+    gateway_publish_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the broker's acknowledgement of a delivery."
+    )
     mqtt_url: str | None = Field(
-        None, description="MQTT broker, e.g. mqtt://127.0.0.1:1883. Unset: no MQTT ingest."
+        None,
+        description="MQTT broker, e.g. mqtt://gateway:PASSWORD@127.0.0.1:1883 (the gateway's "
+        "login, also written by `quantrac mqtt-acl`). Unset: no MQTT ingest.",
+    )
+    mqtt_topic_root: str = Field(
+        "quantrac", description="MQTT topics are <root>/<source id>/readings."
     )
     registry_path: Path | None = Field(
         None, description="Station/source registry file. Unset: the one shipped in stations/."

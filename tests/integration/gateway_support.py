@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -20,12 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
 
-from stations.accounts import Accounts
+from stations.accounts import Accounts, accounts_path, load_or_create
 from stations.gateway import Gateway, fresh_metrics
+from stations.mqtt_acl import GatewayLogin, write_files
 from stations.registry import Registry, load_registry
+from streams.embedded import free_port, wait_for_port
 from streams.settings import Settings
 from streams.topics import bootstrap_servers, ensure_topics
 
@@ -223,3 +230,92 @@ def reading(
         "channel": channel,
         "origin": origin,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# a private Mosquitto with per-station credentials and the ACL `quantrac mqtt-acl` writes
+
+
+@dataclass
+class SecuredBroker:
+    url: str  # the gateway's login
+    port: int
+    accounts: Accounts
+
+    def station(self, source_id: str, password: str | None = None) -> mqtt.Client:
+        """A connected MQTT 5 client logged in as ``source_id`` (its account's password)."""
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{source_id}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(source_id, password or self.accounts.password(source_id))
+        return client
+
+
+def connack(client: mqtt.Client, port: int) -> mqtt.ReasonCode:
+    """Connect and return the broker's CONNACK reason code."""
+    answer: list[mqtt.ReasonCode] = []
+    got = threading.Event()
+
+    def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: mqtt.ReasonCode, props: Any) -> None:
+        answer.append(rc)
+        got.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert got.wait(10), "no CONNACK"
+    return answer[0]
+
+
+def publish_v5(client: mqtt.Client, topic: str, payload: bytes) -> mqtt.ReasonCode:
+    """Publish at QoS 1 and return the PUBACK's reason code (MQTT 5 says why it was refused)."""
+    codes: dict[int, mqtt.ReasonCode] = {}
+    done = threading.Condition()
+
+    def on_publish(c: mqtt.Client, u: Any, mid: int, rc: mqtt.ReasonCode, props: Any) -> None:
+        with done:
+            codes[mid] = rc
+            done.notify_all()
+
+    client.on_publish = on_publish
+    info = client.publish(topic, payload, qos=1)
+    with done:
+        assert done.wait_for(lambda: info.mid in codes, 10), "no PUBACK"
+    return codes[info.mid]
+
+
+@pytest.fixture
+def secured_broker(gw_settings: Settings, registry: Registry) -> Iterator[SecuredBroker]:
+    """Mosquitto with ``allow_anonymous false`` and the files `quantrac mqtt-acl` writes."""
+    binary = shutil.which("mosquitto")
+    if binary is None:
+        why = "mosquitto is not installed (Debian package mosquitto)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why} (CI=true: a missing service is a failure)")
+        pytest.skip(why)
+    data_dir = gw_settings.data_dir
+    accounts, _ = load_or_create(accounts_path(data_dir), [s.id for s in registry.sources])
+    gateway = GatewayLogin("quantrac-gateway", "gw-" + uuid.uuid4().hex)
+    root = gw_settings.mqtt_topic_root
+    pw_file, acl = write_files(data_dir / "mosquitto", registry, accounts, gateway, root)
+    port = free_port()
+    conf = data_dir / "mosquitto" / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"password_file {pw_file}\n"
+        f"acl_file {acl}\n"
+        "persistence false\n"
+        "user root\n",  # started as root it would switch to `mosquitto`, who cannot read tmp
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_for_port("127.0.0.1", port, 10)
+        url = f"mqtt://{gateway.user}:{gateway.password}@127.0.0.1:{port}"
+        yield SecuredBroker(url, port, accounts)
+    finally:
+        proc.terminate()
+        proc.wait(10)
