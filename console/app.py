@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 import psycopg
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,6 +41,7 @@ from reports.api import build_router
 from storage import queries as q
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.tls import cert_and_key
 from thresholds.averaging import ewma, savgol_smooth
 from thresholds.water_quality import wqi_category
 
@@ -740,20 +742,32 @@ def create_app(
     return app
 
 
-def run_console(settings: Settings, *, host: str = "127.0.0.1") -> None:
-    """Migrate the database, then serve the console on ``settings.console_port``."""
-    import uvicorn
+def console_server(settings: Settings, *, host: str = "127.0.0.1") -> uvicorn.Server:
+    """The console on ``settings.console_port``: HTTPS with Secure cookies when a certificate
+    and key are set (``settings.tls_cert_file``/``tls_key_file``), plain HTTP otherwise."""
+    pair = cert_and_key(settings)
+    config = uvicorn.Config(
+        create_app(settings, secure_cookies=pair is not None),
+        host=host,
+        port=settings.console_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=3,
+        ssl_certfile=str(pair[0]) if pair else None,
+        ssl_keyfile=str(pair[1]) if pair else None,
+    )
+    return uvicorn.Server(config)
 
+
+def run_console(settings: Settings, *, host: str = "127.0.0.1") -> None:
+    """Migrate the database, then serve the console (:func:`console_server`)."""
     from storage.migrate import migrate
 
     if not settings.database_url:
         raise ValueError("console needs settings.database_url (wrap in streams.runtime.services)")
     migrate(settings.database_url)
-    log.info("console at http://%s:%d/", host, settings.console_port)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=settings.console_port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=3,
-    )
+    server = console_server(settings, host=host)
+    scheme = "https" if settings.tls_on else "http"
+    log.info("console at %s://%s:%d/", scheme, host, settings.console_port)
+    server.run()
+    if not server.started:  # as uvicorn.run: a failed start (port taken, bad certificate)
+        raise SystemExit(3)

@@ -14,7 +14,8 @@ Planning is pure and deterministic by seed (:func:`plan_files`):
 
 Delivery (:func:`simulate`) walks a simulated clock: ``backfill_hours`` behind now, advancing
 ``speed`` × real time (``speed <= 0``: catch up at once) and never beyond now, so no file is
-sent before its time. FTP uploads use ``ftplib`` with the account passwords in
+sent before its time. FTP uploads use ``ftplib`` (FTPS, verifying the gateway's certificate,
+when ``QUANTRAC_GATEWAY_FTP_TLS`` is not ``off``) with the account passwords in
 ``data_dir/ftp_users.json`` (created by the gateway); a ``4xx`` reply or a lost connection is
 retried later, a ``5xx`` (rejected file) is logged and counted, never retried.
 """
@@ -30,6 +31,7 @@ import logging
 import math
 import random
 import signal
+import ssl
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +49,7 @@ from stations.sim_registry import series_for
 from stations.simulator import Series, align
 from streams.records import Channel, RawReading
 from streams.settings import Settings
+from streams.tls import client_context
 from streams.topics import RAW, bootstrap_servers
 
 log = logging.getLogger(__name__)
@@ -228,21 +231,35 @@ class Outcome(StrEnum):
 
 
 class FtpUploader:
-    """One persistent FTP session per source, as a datalogger keeps (reconnects on error)."""
+    """One persistent FTP session per source, as a datalogger keeps (reconnects on error).
 
-    def __init__(self, host: str, port: int, accounts: Accounts, timeout_s: float = 30) -> None:
+    With ``tls`` (a verifying client context) each session is FTPS: AUTH TLS before the login,
+    then PROT P, so the password and every file travel encrypted."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        accounts: Accounts,
+        timeout_s: float = 30,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.accounts = accounts
         self.timeout_s = timeout_s
+        self.tls = tls
         self._sessions: dict[str, ftplib.FTP] = {}
 
     def _session(self, source_id: str) -> ftplib.FTP:
         ftp = self._sessions.get(source_id)
         if ftp is None:
-            ftp = ftplib.FTP()
+            ftp = ftplib.FTP() if self.tls is None else ftplib.FTP_TLS(context=self.tls)
             ftp.connect(self.host, self.port, timeout=self.timeout_s)
-            ftp.login(source_id, self.accounts.password(source_id))
+            ftp.login(source_id, self.accounts.password(source_id))  # FTP_TLS: AUTH TLS first
+            if isinstance(ftp, ftplib.FTP_TLS):
+                ftp.prot_p()
             self._sessions[source_id] = ftp
         return ftp
 
@@ -488,7 +505,10 @@ async def _sender(
         raise ValueError(f"via must be 'ftp' or 'kafka', not {via!r}")
     accounts = await asyncio.to_thread(wait_for, accounts_path(settings.data_dir), 60)
     host = str(getattr(settings, "gateway_ftp_host", "127.0.0.1"))
-    return _FtpSender(FtpUploader(host, settings.gateway_ftp_port, accounts), stats, workers)
+    # FTPS whenever the gateway offers it (the demo runs both from the same settings)
+    tls = client_context(settings) if settings.gateway_ftp_tls != "off" else None
+    uploader = FtpUploader(host, settings.gateway_ftp_port, accounts, tls=tls)
+    return _FtpSender(uploader, stats, workers)
 
 
 def run_simulator(

@@ -12,6 +12,10 @@ Names that hold a path (``../x``, ``a/b``, ``.htaccess``…) are refused before 
 (``552``, FILE_TOO_LARGE with the first bytes as evidence): memory use stays one socket buffer.
 Transfers are always binary, so the archive holds exactly the bytes the station sent.
 
+FTPS (``QUANTRAC_GATEWAY_FTP_TLS``): ``explicit`` offers AUTH TLS on the same port (stations
+without TLS still deliver); ``required`` answers ``550`` to a login before AUTH TLS and to a data
+connection before PROT P, counted in ``quantrac_tls_refusals_total``.
+
 pyftpdlib is synchronous: the server runs in its own thread with one thread per connection
 (``ThreadedFTPServer``), and each connection hands its file to the asyncio publisher with
 ``asyncio.run_coroutine_threadsafe`` and waits for the acknowledgement.
@@ -22,10 +26,11 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
-from pyftpdlib.handlers import DTPHandler, FTPHandler
+from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from stations.accounts import Accounts
@@ -33,6 +38,7 @@ from stations.circular10 import EXCERPT_BYTES, MAX_FILE_BYTES, parse_filename
 from stations.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
 from stations.gateway import Ingest, PublishError, Receipt
 from streams.records import Channel
+from streams.tls import TlsConfigError
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +216,66 @@ class _Handler(FTPHandler):
             path.unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# FTPS (explicit: AUTH TLS on the same port). pyftpdlib's TLS classes wrap the ones above.
+
+FtpTls = Literal["off", "explicit", "required"]
+
+
+class _TlsDataChannel(TLS_DTPHandler, _DataChannel):
+    """The bounded binary channel, encrypted once the client sent ``PROT P``."""
+
+    def handle_failed_ssl_handshake(self) -> None:
+        self.cmd_channel.count_tls_refusal("handshake_failed", "data channel")
+        super().handle_failed_ssl_handshake()
+
+
+class _TlsHandler(TLS_FTPHandler, _Handler):
+    """A connection that may (``explicit``) or must (``required``) switch to TLS before login.
+
+    pyftpdlib answers ``550`` to USER before AUTH TLS, and to PASV/PORT before PROT P, when
+    ``tls_control_required``/``tls_data_required``; this class counts those refusals.
+    """
+
+    dtp_handler = _TlsDataChannel
+
+    def count_tls_refusal(self, reason: str, what: str) -> None:
+        self.ingest.metrics.tls_refusals.labels(Channel.FTP.value, reason).inc()
+        log.info("FTP %s:%s: refused, %s (%s)", self.remote_ip, self.remote_port, reason, what)
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        # the conditions under which TLS_FTPHandler.process_command refuses (USER only: one
+        # refused login counts once)
+        if cmd == "USER" and self.tls_control_required and not self._ssl_established:
+            self.count_tls_refusal("plain_login", f"USER {args[0] if args else ''}")
+        elif cmd in {"PASV", "EPSV", "PORT", "EPRT"} and self.tls_data_required and not self._prot:
+            self.count_tls_refusal("plain_data", f"{cmd} by {self.username or '?'}")
+        super().process_command(cmd, *args, **kwargs)
+
+    def handle_failed_ssl_handshake(self) -> None:
+        self.count_tls_refusal("handshake_failed", "control channel")
+        super().handle_failed_ssl_handshake()
+
+    def on_login(self, username: str) -> None:
+        if not self._ssl_established:  # explicit mode: who still has to move to FTPS
+            log.info("FTP %s logged in without TLS from %s", username, self.remote_ip)
+        super().on_login(username)
+
+
+def ftps_context(cert: Path, key: Path) -> SSL.Context:
+    """The pyOpenSSL server context pyftpdlib needs: TLS 1.2 or later, no compression."""
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION)
+    try:
+        ctx.use_certificate_chain_file(str(cert))
+        ctx.use_privatekey_file(str(key))
+        ctx.check_privatekey()
+    except SSL.Error as exc:
+        raise TlsConfigError(f"{cert} / {key}: not a usable certificate and key: {exc}") from exc
+    return ctx
+
+
 class _Server(ThreadedFTPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # pyftpdlib keeps these on the class: give each server its own
@@ -231,12 +297,22 @@ class FtpIngest:
         port: int,
         passive_ports: str | None = None,
         masquerade_address: str | None = None,
+        tls: FtpTls = "off",
+        cert_and_key: tuple[Path, Path] | None = None,
     ) -> None:
-        handler: type[_Handler] = type(
-            "GatewayFtpHandler",
-            (_Handler,),
-            {"ingest": ingest, "authorizer": _Authorizer(accounts, root)},
-        )
+        attrs: dict[str, Any] = {"ingest": ingest, "authorizer": _Authorizer(accounts, root)}
+        base: type[_Handler] = _Handler
+        if tls != "off":
+            if cert_and_key is None:
+                raise TlsConfigError(f"FTPS {tls} needs a certificate and a key")
+            base = _TlsHandler
+            required = tls == "required"
+            attrs |= {
+                "ssl_context": ftps_context(*cert_and_key),
+                "tls_control_required": required,
+                "tls_data_required": required,
+            }
+        handler: type[_Handler] = type("GatewayFtpHandler", (base,), attrs)
         if passive_ports:
             lo, _, hi = passive_ports.partition("-")
             handler.passive_ports = range(int(lo), int(hi or lo) + 1)

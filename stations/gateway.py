@@ -48,6 +48,7 @@ from stations.registry import Registry, load_registry
 from streams.metrics import Metrics
 from streams.records import Channel, RawReading, Rejection, raw_batches
 from streams.settings import Settings
+from streams.tls import cert_and_key, server_context
 from streams.topics import RAW, REJECTED, bootstrap_servers
 
 log = logging.getLogger(__name__)
@@ -561,11 +562,20 @@ class Gateway:
                 port=self.ftp_port,
                 passive_ports=getattr(self.settings, "gateway_ftp_passive_ports", None),
                 masquerade_address=getattr(self.settings, "gateway_ftp_masquerade", None),
+                tls=self.settings.gateway_ftp_tls,
+                cert_and_key=cert_and_key(self.settings),
             )
             ftp.start()
             self._ftp = ftp
             self.ftp_port = ftp.port
-            http = HttpIngest(self.ingest, self.accounts, self.metrics, self.host, self.http_port)
+            http = HttpIngest(
+                self.ingest,
+                self.accounts,
+                self.metrics,
+                self.host,
+                self.http_port,
+                ssl_context=server_context(self.settings),
+            )
             await http.start()
             self._http = http
             self.http_port = http.port

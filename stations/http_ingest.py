@@ -1,4 +1,5 @@
-"""The HTTP door (aiohttp, on the gateway's event loop).
+"""The HTTP door (aiohttp, on the gateway's event loop); HTTPS when a certificate and key are set
+(``QUANTRAC_TLS_CERT_FILE``/``QUANTRAC_TLS_KEY_FILE``), so the Basic credentials travel encrypted.
 
 - ``POST /ingest`` — the JSON form (``circular10.parse_json``);
 - ``POST /ingest/file/{name}`` — a Circular 10 file as the body, its file name in the path;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -107,9 +109,17 @@ async def read_bounded(request: web.Request, limit: int = MAX_FILE_BYTES) -> _Bo
 
 class HttpIngest:
     def __init__(
-        self, ingest: Ingest, accounts: Accounts, metrics: Metrics, host: str, port: int
+        self,
+        ingest: Ingest,
+        accounts: Accounts,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,  # HTTPS (streams.tls.server_context)
     ) -> None:
         self.ingest = ingest
+        self.ssl_context = ssl_context
         self.accounts = accounts
         self.metrics = metrics
         self.host = host
@@ -128,7 +138,7 @@ class HttpIngest:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         if self.port == 0 and server is not None:

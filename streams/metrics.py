@@ -47,6 +47,13 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self.tls_refusals = Counter(
+            "quantrac_tls_refusals_total",
+            "Gateway connections refused for TLS: plain_login, plain_data (FTPS required), "
+            "handshake_failed.",
+            ["channel", "reason"],
+            registry=registry,
+        )
         self.qc_flags = Counter(
             "quantrac_qc_flags_total",
             "Readings judged by the validate agent, by parameter and QC flag.",

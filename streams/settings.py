@@ -7,8 +7,9 @@ embedded PostgreSQL under ``data_dir``. Every option is documented in ``deploy/e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +62,17 @@ class Settings(BaseSettings):
     console_port: int = Field(8080, description="Alert console HTTP port.")
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain, server first). With tls_key_file: the console and "
+        "the gateway's HTTP ingest serve HTTPS, and FTPS can be enabled (gateway_ftp_tls).",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    gateway_ftp_tls: Literal["off", "explicit", "required"] = Field(
+        "off",
+        description="FTPS (explicit, AUTH TLS): off; explicit = offered; required = plain-text "
+        "logins and data connections refused. Needs tls_cert_file and tls_key_file.",
+    )
     # Ingest limits (stations/ingest_limits.py): what one station account may cost the gateway.
     gateway_max_body_bytes: int = Field(
         1024 * 1024,
@@ -102,6 +114,23 @@ class Settings(BaseSettings):
         None, description="Station/source registry file. Unset: the one shipped in stations/."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        """A certificate without its key (or FTPS without either) is refused at start-up."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("QUANTRAC_TLS_CERT_FILE and QUANTRAC_TLS_KEY_FILE go together")
+        if self.gateway_ftp_tls != "off" and self.tls_cert_file is None:
+            raise ValueError(
+                f"QUANTRAC_GATEWAY_FTP_TLS={self.gateway_ftp_tls} needs QUANTRAC_TLS_CERT_FILE "
+                "and QUANTRAC_TLS_KEY_FILE"
+            )
+        return self
+
+    @property
+    def tls_on(self) -> bool:
+        """HTTPS for the console and the HTTP ingest (a certificate and its key are set)."""
+        return self.tls_cert_file is not None
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -24,15 +24,17 @@ import uvicorn
 from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
-from console.app import create_app
+from console.app import console_server, create_app
 from console.auth import THROTTLE_FAILURES, UserError, cli_add_user, create_user
 from console.charts import aqi_colour
 from storage import queries as q
 from storage.migrate import migrate
 from streams.embedded import free_port
 from streams.settings import Settings
+from tests.integration.tls_support import TlsFiles, tls_files
 
 pytestmark = pytest.mark.integration
+__all__ = ["tls_files"]  # fixture used by name
 
 PASSWORD = "correct horse battery"
 USERS = {"op": "operator", "reg": "regulator", "adm": "admin"}
@@ -741,3 +743,53 @@ async def test_wastewater_violation_shows_decree_45_band_article_and_flow_bracke
     ambient = (await c.get("/api/violations/V-PM25")).json()["violation"]
     assert ambient["penalty_article"] is None and ambient["flow_bracket"] is None
     assert 'id="penalty">không áp dụng' in (await c.get("/violations/V-PM25")).text
+
+
+# --- HTTPS ---------------------------------------------------------------------------------
+
+
+def test_console_serves_https_with_secure_cookies(
+    db: str, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    """``quantrac console``'s server with a certificate and key: HTTPS only, verified against
+    the generated certificate (host name ``localhost``), session cookies marked Secure."""
+    port = free_port()
+    settings = Settings(
+        database_url=db,
+        data_dir=tmp_path,
+        console_port=port,
+        tls_cert_file=tls_files.cert,
+        tls_key_file=tls_files.key,
+        log_level="WARNING",
+    )
+    srv = console_server(settings, host="127.0.0.1")
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "console did not start"
+        time.sleep(0.05)
+    try:
+        base = f"https://localhost:{port}"
+        with httpx.Client(base_url=base, verify=tls_files.client_context(), timeout=10) as c:
+            health = c.get("/healthz")
+            form = c.get("/login")
+            token = c.cookies.get("qt_login_csrf")
+            login = c.post(
+                "/login", data={"username": "op", "password": PASSWORD, "csrf_token": token}
+            )
+            me = c.get("/api/me")
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the HTTPS port
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+    assert health.status_code == 200 and health.json() == {"status": "ok", "database": True}
+    assert "; secure" in form.headers["set-cookie"].lower()
+    assert login.status_code == 303
+    session_cookie = next(
+        h for h in login.headers.get_list("set-cookie") if h.startswith("qt_session=")
+    )
+    assert "; secure" in session_cookie.lower()
+    assert me.json()["username"] == "op"
