@@ -40,6 +40,9 @@ class RejectReason(StrEnum):
     ANCIENT_TIMESTAMP = "ancient_timestamp"  # earlier than now − horizon
     BAD_STATUS = "bad_status"  # not 00 / 01 / 02
     DUPLICATE_LINE = "duplicate_line"  # same parameter and time already in this file/message
+    # --- a record a worker stage could not process or store (streams/errors.py) -----------------
+    PROCESSING_ERROR = "processing_error"  # the stage raised on it (worker)
+    STORAGE_ERROR = "storage_error"  # PostgreSQL refused its row (worker)
 
 
 FILE_LEVEL_REASONS: frozenset[RejectReason] = frozenset(

@@ -9,6 +9,7 @@ from datetime import date
 
 from psycopg.types.json import Jsonb
 
+from storage.text import ORIGIN, PROSE, PROSE_MAX, db_json, db_text, db_text_or_none
 from storage.writer import Row
 from streams.records import (
     AqiRecord,
@@ -19,33 +20,35 @@ from streams.records import (
     WaterQualityDay,
 )
 
+# Every text field goes through storage.text (escaped, bounded): see its docstring for why.
+
 
 def reading_row(r: QcReading) -> Row:
     return (
-        r.source_id,
-        r.parameter,
+        db_text(r.source_id),
+        db_text(r.parameter),
         r.measured_at,
         r.value,
-        r.unit,
-        r.status,
-        r.flag,
+        db_text(r.unit),
+        db_text(r.status),
+        db_text(r.flag),
         r.raw_value,
-        r.raw_unit,
+        db_text(r.raw_unit),
         r.received_at,
-        r.channel,
-        r.origin,
+        db_text(r.channel),
+        db_text(r.origin, ORIGIN),
     )
 
 
 def average_row(a: Average) -> Row:
     return (
-        a.source_id,
-        a.parameter,
-        a.period,
+        db_text(a.source_id),
+        db_text(a.parameter),
+        db_text(a.period),
         a.window_start,
         a.window_end,
         a.value,
-        a.unit,
+        db_text(a.unit),
         a.samples,
         a.expected,
         a.completeness,
@@ -56,32 +59,32 @@ def average_row(a: Average) -> Row:
 
 def aqi_row(a: AqiRecord) -> Row:
     return (
-        a.source_id,
-        a.kind,
+        db_text(a.source_id),
+        db_text(a.kind),
         a.window_start,
         a.aqi,
-        a.category,
-        a.dominant,
-        Jsonb(a.sub_indices),
+        db_text_or_none(a.category),
+        db_text_or_none(a.dominant),
+        Jsonb(db_json(a.sub_indices)),
     )
 
 
 def water_quality_row(w: WaterQualityDay) -> Row:
     return (
-        w.source_id,
+        db_text(w.source_id),
         date.fromisoformat(w.day),
         w.day_start,
-        w.water_class,
-        w.target_class,
+        db_text_or_none(w.water_class),
+        db_text_or_none(w.target_class),
         w.alert,
         w.wqi,
         w.wqi_meets_minimum,
-        Jsonb(w.wqi_groups),
-        w.wqi_note,
-        Jsonb(w.means),
-        Jsonb(w.classes),
-        Jsonb(w.skipped),
-        Jsonb(w.over_table1),
+        Jsonb(db_json(w.wqi_groups)),
+        db_text(w.wqi_note, PROSE_MAX, PROSE),
+        Jsonb(db_json(w.means)),
+        Jsonb(db_json(w.classes)),
+        Jsonb(db_json(w.skipped)),
+        Jsonb(db_json(w.over_table1)),
         w.revision,
     )
 
@@ -89,7 +92,16 @@ def water_quality_row(w: WaterQualityDay) -> Row:
 def event_row(e: ViolationEvent) -> Row:
     payload = json.loads(e.dumps(serializer="json"))
     payload.pop("__faust", None)
-    return (e.violation_id, e.seq, e.event, e.at, e.value, e.ratio, e.severity, Jsonb(payload))
+    return (
+        db_text(e.violation_id),
+        e.seq,
+        db_text(e.event),
+        e.at,
+        e.value,
+        e.ratio,
+        db_text(e.severity),
+        Jsonb(db_json(payload)),
+    )
 
 
 def violation_row(e: ViolationEvent) -> Row:
@@ -108,12 +120,12 @@ def violation_row(e: ViolationEvent) -> Row:
     )
     closed = e.event in ("closed", "outage_closed", "warning")
     return (
-        e.violation_id,
+        db_text(e.violation_id),
         kind,
-        e.source_id,
-        e.parameter,
-        e.rule_id,
-        e.period,
+        db_text(e.source_id),
+        db_text(e.parameter),
+        db_text(e.rule_id),
+        db_text(e.period),
         "closed" if closed else "open",
         e.started_at,
         e.ended_at,
@@ -123,15 +135,15 @@ def violation_row(e: ViolationEvent) -> Row:
         e.ratio,
         e.peak_value,
         e.peak_ratio,
-        e.severity,
-        e.legal_basis,
+        db_text(e.severity),
+        db_text(e.legal_basis, PROSE_MAX, PROSE),
         e.seq,
         # Decree 45/2022 (wastewater and stacks only; NULL for ambient stations and outages)
-        e.penalty_article or None,
-        e.penalty_sanction or None,
+        db_text_or_none(e.penalty_article or None),
+        db_text_or_none(e.penalty_sanction or None, PROSE_MAX, PROSE),
         e.penalty_verified,
-        e.flow_bracket or None,
-        e.flow_basis or None,
+        db_text_or_none(e.flow_bracket or None),
+        db_text_or_none(e.flow_basis or None),
         e.flow_value,
     )
 
@@ -139,21 +151,21 @@ def violation_row(e: ViolationEvent) -> Row:
 def rejection_id(r: Rejection) -> str:
     h = hashlib.sha256()
     for part in (r.channel, r.origin, str(r.line), r.reason, r.original_b64):
-        h.update(part.encode())
+        h.update(part.encode("utf-8", "surrogatepass"))  # a name's undecodable bytes, too
         h.update(b"\0")
     return h.hexdigest()[:32]
 
 
 def rejection_row(r: Rejection) -> Row:
     return (
-        rejection_id(r),
-        r.reason,
-        r.message,
-        r.channel,
-        r.source_id,
-        r.origin,
+        rejection_id(r),  # of the fields as received: two origins that escape alike stay two
+        db_text(r.reason),
+        db_text(r.message, PROSE_MAX, PROSE),
+        db_text(r.channel),
+        db_text_or_none(r.source_id),
+        db_text(r.origin, ORIGIN),
         r.line,
-        r.field,
-        base64.b64decode(r.original_b64),
+        db_text_or_none(r.field),
+        base64.b64decode(r.original_b64),  # the exact bytes, never escaped
         r.received_at,
     )

@@ -24,6 +24,29 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the link, not of the rows: keep the batch, wait, try again.
+
+    Class 54 (program limit exceeded, e.g. a key too large for its index) is an
+    OperationalError in psycopg but is the row's fault: retrying it would stall forever."""
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        return not (exc.sqlstate or "").startswith("54")
+    return False
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A failure some row of the batch causes, whatever the link: PostgreSQL's classes 22
+    (data exception: NUL, out of range, bad syntax), 23 (integrity) and 54 (too large), and
+    what psycopg refuses before sending (a value it cannot adapt or encode)."""
+    if is_transient(exc):
+        return False
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError | psycopg.OperationalError):
+        return True
+    return isinstance(exc, ValueError | TypeError | OverflowError)  # UnicodeEncodeError too
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """How one kind of record lands in its table."""
@@ -230,13 +253,9 @@ class BatchWriter:
             started = time.perf_counter()
             try:
                 changed = await self._write_once(batch)
-            except (
-                psycopg.OperationalError,
-                psycopg.errors.AdminShutdown,
-                psycopg.errors.CannotConnectNow,
-                OSError,
-            ) as exc:
-                # Connection-class failures are transient: keep the batch, wait, try again.
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # the rows' fault: the caller decides (streams/errors.py)
                 if self._on_error:
                     self._on_error(self.spec.table, exc)
                 log.warning(

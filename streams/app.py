@@ -6,6 +6,7 @@ Agents are thin: read, call a pure function, send or write. The pure functions l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import generate_latest
 
+from stations.errors import RejectReason
 from stations.parameters import SourceKind
 from stations.registry import load_registry
 from storage import rows as to_row
@@ -26,6 +28,7 @@ from streams.batch import Batch, LiveStates
 from streams.checks import LimitBook, outage_allowance
 from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
+from streams.errors import DeadLetters, RecordSchema, write_rows
 from streams.metrics import FaustSensors, Metrics
 from streams.records import (
     MAX_BATCH_READINGS,
@@ -117,8 +120,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     app.transport.Consumer = GuardedConsumer  # type: ignore[misc]  # this app's transport only
 
     def topic(spec: topics.TopicSpec, value_type: type[faust.Record]) -> Any:
+        # RecordSchema: a value that is not the record arrives as Undecodable (streams/errors.py)
         return app.topic(
-            settings.topic(spec.name), value_type=value_type, partitions=settings.topic_partitions
+            settings.topic(spec.name),
+            schema=RecordSchema(value_type),
+            partitions=settings.topic_partitions,
         )
 
     # Bytes: validate_readings decodes them itself and dead-letters what is not a RawBatch.
@@ -141,6 +147,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     aqi_topic = topic(topics.AQI, AqiRecord)
     water_topic = topic(topics.WATER_QUALITY, WaterQualityDay)
     ticks_topic = topic(topics.TICKS, Tick)
+    # Every stage's records that cannot be processed or stored: dead letter, metric, go on.
+    dead = DeadLetters(rejected_topic, metrics.processing_errors)
 
     db = Database(settings.database_url)
 
@@ -238,8 +246,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def validate_readings(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch, now = Batch(states), datetime.now(UTC)
-            judged: list[QcReading] = []
-            by_source: dict[str, list[QcReading]] = {}
+            judged: list[tuple[Any, int, QcReading]] = []
             delivered: list[tuple[Any, int, RawReading]] = []
             for event in events:
                 m = event.message
@@ -255,39 +262,55 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
                     continue
                 delivered += [(event, i, r) for i, r in enumerate(decoded)]
             for event, index, r in delivered:
-                key = f"{r.source_id}|{r.parameter}"
-                slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
-                if slot is None:
-                    continue  # applied before a restart; its output was confirmed then
-                position = event.message.offset * POSITION_STRIDE + index
-                result = validator.check(r, slot.state, now, position)
-                if not isinstance(result, QcReading):  # a Rejection
-                    metrics.rejections.labels(result.channel, result.reason).inc()
-                    batch.emit(rejected_topic, r.source_id, result)
+                with dead.guard("validate_readings", batch, event, line=index + 1):
+                    key = f"{r.source_id}|{r.parameter}"
+                    slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
+                    if slot is None:
+                        continue  # applied before a restart; its output was confirmed then
+                    position = event.message.offset * POSITION_STRIDE + index
+                    result = validator.check(r, slot.state, now, position)
+                    if not isinstance(result, QcReading):  # a Rejection
+                        metrics.rejections.labels(result.channel, result.reason).inc()
+                        batch.emit(rejected_topic, r.source_id, result)
+                        continue
+                    batch.set(slot, event, slot.state)
+                    judged.append((event, index, result))
+                    if result.flag == QcFlag.VALID:
+                        t = result.measured_at.timestamp()
+                        seen = batch.slot(last_valid, r.source_id, event, same, same)
+                        if seen is not None and (seen.state is None or t >= seen.state + 60):
+                            batch.set(seen, event, t)  # one write per source per minute at most
+                            metrics.last_reading.labels(r.source_id).set(t)
+                    observe_latency("validated", r.received_at)
+            # Readings are stored here, before the raw offsets can be committed: the raw topic
+            # has this one consumer, so "stored, then acked" holds without depending on how
+            # Faust combines the acks of several agents reading one topic. A reading the
+            # database refuses is dead-lettered and not passed on.
+            refused = await write_rows(write_readings, [to_row.reading_row(q) for *_, q in judged])
+            stored: list[QcReading] = []
+            by_source: dict[str, list[QcReading]] = {}
+            for (event, index, q), error in zip(judged, refused, strict=True):
+                if error is not None:
+                    rej = dead.rejection(
+                        "validate_readings",
+                        event,
+                        RejectReason.STORAGE_ERROR,
+                        error,
+                        line=index + 1,
+                        source_id=q.source_id,
+                    )
+                    batch.emit(rejected_topic, q.source_id, rej)
                     continue
-                batch.set(slot, event, slot.state)
-                judged.append(result)
-                by_source.setdefault(r.source_id, []).append(result)
-                if result.flag == QcFlag.VALID:
-                    t = result.measured_at.timestamp()
-                    seen = batch.slot(last_valid, r.source_id, event, same, same)
-                    if seen is not None and (seen.state is None or t >= seen.state + 60):
-                        batch.set(seen, event, t)  # one write per source per minute at most
-                        metrics.last_reading.labels(r.source_id).set(t)
-                observe_latency("validated", r.received_at)
+                stored.append(q)
+                by_source.setdefault(q.source_id, []).append(q)
+                observe_latency("stored", q.received_at)
             # counted per batch: a labels() lookup per reading was 4 % of the worker's CPU
-            for (parameter, flag), n in Counter((q.parameter, q.flag) for q in judged).items():
+            for (parameter, flag), n in Counter((q.parameter, q.flag) for q in stored).items():
                 metrics.qc_flags.labels(parameter, flag).inc(n)
             for source_id, mine in by_source.items():
                 for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
                     chunk = mine[i : i + MAX_BATCH_READINGS]
                     batch.emit(valid_topic, source_id, QcBatch(source_id, chunk).dumps())
-            # Readings are stored here, before the raw offsets can be committed: the raw topic
-            # has this one consumer, so "stored, then acked" holds without depending on how
-            # Faust combines the acks of several agents reading one topic.
-            await write_readings([to_row.reading_row(q) for q in judged])
-            for q in judged:
-                observe_latency("stored", q.received_at)
             await batch.commit(stream, events)
 
     @app.agent(valid_topic, name="average_readings")
@@ -312,23 +335,26 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             for event, r in inputs:
                 if r.flag != QcFlag.VALID:
                     continue  # stored with its flag by validate_readings; never averaged
-                key = f"{r.source_id}|{r.parameter}"
-                slot = batch.slot(window_state, key, event, new_windows(key), SeriesWindows.to_dict)
-                if slot is None:
-                    continue
-                if 0 <= r.position <= slot.state.last_input:
-                    continue  # a copy the validate stage emitted again after a crash
-                outs = slot.state.add(r.measured_at, r.value)
-                slot.state.last_input = max(slot.state.last_input, r.position)
-                batch.set(slot, event, slot.state)
-                for out in outs:
-                    avg = to_average(r, out)
-                    if not out.final:
-                        running[key] = avg  # only a batch's last one matters (early warnings)
+                with dead.guard("average_readings", batch, event):
+                    key = f"{r.source_id}|{r.parameter}"
+                    slot = batch.slot(
+                        window_state, key, event, new_windows(key), SeriesWindows.to_dict
+                    )
+                    if slot is None:
                         continue
-                    emitted[(avg.period, str(avg.valid).lower())] += 1
-                    batch.emit(averages_topic, r.source_id, avg)
-                observe_latency("averaged", r.received_at)
+                    if 0 <= r.position <= slot.state.last_input:
+                        continue  # a copy the validate stage emitted again after a crash
+                    outs = slot.state.add(r.measured_at, r.value)
+                    slot.state.last_input = max(slot.state.last_input, r.position)
+                    batch.set(slot, event, slot.state)
+                    for out in outs:
+                        avg = to_average(r, out)
+                        if not out.final:
+                            running[key] = avg  # only a batch's last one matters (warnings)
+                            continue
+                        emitted[(avg.period, str(avg.valid).lower())] += 1
+                        batch.emit(averages_topic, r.source_id, avg)
+                    observe_latency("averaged", r.received_at)
             for avg in running.values():
                 batch.emit(averages_topic, avg.source_id, avg)
             for (period, valid), n in emitted.items():
@@ -339,53 +365,55 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def check_thresholds(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch = Batch(states)
-            for event in events:
-                avg: Average = event.value
-                for limit in limit_book.for_average(avg):
-                    key = f"{avg.source_id}|{limit.rule_id}"
-                    slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
-                    if slot is None:
-                        continue
-                    penalty = limit_book.penalty_for(avg.source_id, limit.parameter)
-                    new_state, out = evaluate(slot.state, avg, limit, penalty=penalty)
-                    batch.set(slot, event, new_state)
-                    for e in out:
-                        metrics.violation_events.labels(e.event, e.severity).inc()
-                        batch.emit(violations_topic, e.violation_id, e)
-                    if out:
-                        observe_latency("violation", avg.window_end)
+            for event in dead.decoded("check_thresholds", batch, events):
+                with dead.guard("check_thresholds", batch, event):
+                    avg: Average = event.value
+                    for limit in limit_book.for_average(avg):
+                        key = f"{avg.source_id}|{limit.rule_id}"
+                        slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
+                        if slot is None:
+                            continue
+                        penalty = limit_book.penalty_for(avg.source_id, limit.parameter)
+                        new_state, out = evaluate(slot.state, avg, limit, penalty=penalty)
+                        batch.set(slot, event, new_state)
+                        for e in out:
+                            metrics.violation_events.labels(e.event, e.severity).inc()
+                            batch.emit(violations_topic, e.violation_id, e)
+                        if out:
+                            observe_latency("violation", avg.window_end)
             await batch.commit(stream, events)
 
     @app.agent(averages_topic, name="compute_aqi")
     async def compute_aqi(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch = Batch(states)
-            for event in events:
+            for event in dead.decoded("compute_aqi", batch, events):
                 avg = event.value
                 if avg.source_id not in air_stations or not avg.final:
                     continue
-                slot = batch.slot(aqi_state, avg.source_id, event, load_aqi, StationAqi.to_dict)
-                if slot is None:
-                    continue
-                outs = slot.state.add(
-                    avg.parameter, avg.period, avg.window_start, avg.value, avg.valid
-                )
-                batch.set(slot, event, slot.state)
-                for out in outs:
-                    res = out.result
-                    batch.emit(
-                        aqi_topic,
-                        avg.source_id,
-                        AqiRecord(
-                            source_id=avg.source_id,
-                            kind=out.kind,
-                            window_start=out.window_start,
-                            aqi=res.aqi,
-                            category=res.category.value if res.category else None,
-                            dominant=res.dominant.value if res.dominant else None,
-                            sub_indices=res.sub_indices,
-                        ),
+                with dead.guard("compute_aqi", batch, event):
+                    slot = batch.slot(aqi_state, avg.source_id, event, load_aqi, StationAqi.to_dict)
+                    if slot is None:
+                        continue
+                    outs = slot.state.add(
+                        avg.parameter, avg.period, avg.window_start, avg.value, avg.valid
                     )
+                    batch.set(slot, event, slot.state)
+                    for out in outs:
+                        res = out.result
+                        batch.emit(
+                            aqi_topic,
+                            avg.source_id,
+                            AqiRecord(
+                                source_id=avg.source_id,
+                                kind=out.kind,
+                                window_start=out.window_start,
+                                aqi=res.aqi,
+                                category=res.category.value if res.category else None,
+                                dominant=res.dominant.value if res.dominant else None,
+                                sub_indices=res.sub_indices,
+                            ),
+                        )
             await batch.commit(stream, events)
 
     def load_days(d: Any) -> StationDays:
@@ -398,22 +426,24 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def classify_water(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch = Batch(states)
-            for event in events:
+            for event in dead.decoded("classify_water", batch, events):
                 avg = event.value
                 if avg.source_id not in water_targets or avg.period != "day":
                     continue
                 if not (avg.final and avg.valid) or avg.value is None:
                     continue
-                slot = batch.slot(water_state, avg.source_id, event, load_days, StationDays.to_dict)
-                if slot is None:
-                    continue
-                day = avg.window_start.astimezone(LOCAL_TZ).date().isoformat()
-                out = slot.state.add(day, avg.parameter, avg.value, limit_book.catalogue)
-                batch.set(slot, event, slot.state)
-                if out is not None:
-                    target = water_targets[avg.source_id]
-                    record = to_water_day(avg.source_id, target, out, avg.window_start)
-                    batch.emit(water_topic, avg.source_id, record)
+                with dead.guard("classify_water", batch, event):
+                    load, dump = load_days, StationDays.to_dict
+                    slot = batch.slot(water_state, avg.source_id, event, load, dump)
+                    if slot is None:
+                        continue
+                    day = avg.window_start.astimezone(LOCAL_TZ).date().isoformat()
+                    out = slot.state.add(day, avg.parameter, avg.value, limit_book.catalogue)
+                    batch.set(slot, event, slot.state)
+                    if out is not None:
+                        target = water_targets[avg.source_id]
+                        record = to_water_day(avg.source_id, target, out, avg.window_start)
+                        batch.emit(water_topic, avg.source_id, record)
             await batch.commit(stream, events)
 
     # Outages: the leader sends a tick per registered source to `ticks`, keyed by source, so
@@ -428,71 +458,97 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     async def watch_outages(stream: Any) -> None:
         async for events in stream.noack_take(step, within=within):
             batch = Batch(states)
-            for event in events:
+            for event in dead.decoded("watch_outages", batch, events):
                 tick: Tick = event.value
                 source = registry.find(tick.source_id)
                 if source is None:
                     continue
-                slot = batch.slot(outage_state, tick.source_id, event, same, same)
-                if slot is None:
-                    continue
-                current = (
-                    OutageState.from_json(slot.state)
-                    if slot.state
-                    else OutageState(source_id=tick.source_id, watch_since=tick.at)
-                )
-                seen = last_valid.get(tick.source_id)
-                last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
-                allowance = outage_allowance(
-                    source, settings.outage_min_s, settings.outage_intervals
-                )
-                new_state, out = check_outage(current, last, tick.at, allowance)
-                batch.set(slot, event, new_state.to_json())
-                for e in out:
-                    metrics.violation_events.labels(e.event, e.severity).inc()
-                    batch.emit(violations_topic, e.violation_id, e)
+                with dead.guard("watch_outages", batch, event):
+                    slot = batch.slot(outage_state, tick.source_id, event, same, same)
+                    if slot is None:
+                        continue
+                    current = (
+                        OutageState.from_json(slot.state)
+                        if slot.state
+                        else OutageState(source_id=tick.source_id, watch_since=tick.at)
+                    )
+                    seen = last_valid.get(tick.source_id)
+                    last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
+                    allowance = outage_allowance(
+                        source, settings.outage_min_s, settings.outage_intervals
+                    )
+                    new_state, out = check_outage(current, last, tick.at, allowance)
+                    batch.set(slot, event, new_state.to_json())
+                    for e in out:
+                        metrics.violation_events.labels(e.event, e.severity).inc()
+                        batch.emit(violations_topic, e.violation_id, e)
             await batch.commit(stream, events)
+
+    async def to_dead_letter(dead_letters: Sequence[tuple[str, Rejection]]) -> None:
+        pending = [await rejected_topic.send(key=k, value=r) for k, r in dead_letters]
+        await asyncio.gather(*pending)  # confirmed before the events are acked
+
+    async def store_dead_letter(dead_letters: Sequence[tuple[str, Rejection]]) -> None:
+        # persist_rejections' own: back onto its topic would loop; its fields are safe to store
+        await write_rejections([to_row.rejection_row(r) for _, r in dead_letters])
 
     async def persist(
         stream: Any,
         *writes: tuple[Callable[..., Any], Callable[[Any], Row]],
         keep: Callable[[Any], bool] = lambda _: True,
+        stage: str,
+        dead_letter: Callable[[Sequence[tuple[str, Rejection]]], Any] = to_dead_letter,
     ) -> None:
         """Write each batch, then ack its events: offsets are committed only after the DB commit.
 
         ``noack_take`` leaves acking to us; Faust's ``take`` would ack in a ``finally``, so a
-        shutdown in the middle of a failed write would commit offsets of unwritten rows.
+        shutdown in the middle of a failed write would commit offsets of unwritten rows. A
+        record the database refuses is dead-lettered (confirmed) before the ack
+        (streams/errors.py).
         """
         rows, wait = settings.persist_batch_rows, settings.persist_batch_seconds
         async for events in stream.noack_take(rows, within=wait):
-            values = [e.value for e in events if keep(e.value)]
-            for write, row in writes:
-                await write([row(v) for v in values])
+            await dead.persist(stage, events, writes, keep, dead_letter)
             for event in events:
                 await stream.ack(event)
 
     @app.agent(averages_topic, name="persist_averages")
     async def persist_averages(stream: Any) -> None:
         # Running-hour averages (final=False) feed early warnings only; they are not stored.
-        await persist(stream, (write_averages, to_row.average_row), keep=lambda a: a.final)
+        await persist(
+            stream,
+            (write_averages, to_row.average_row),
+            keep=lambda a: a.final,
+            stage="persist_averages",
+        )
 
     @app.agent(aqi_topic, name="persist_aqi")
     async def persist_aqi(stream: Any) -> None:
-        await persist(stream, (write_aqi, to_row.aqi_row))
+        await persist(stream, (write_aqi, to_row.aqi_row), stage="persist_aqi")
 
     @app.agent(water_topic, name="persist_water_quality")
     async def persist_water_quality(stream: Any) -> None:
-        await persist(stream, (write_water, to_row.water_quality_row))
+        await persist(
+            stream, (write_water, to_row.water_quality_row), stage="persist_water_quality"
+        )
 
     @app.agent(violations_topic, name="persist_violations")
     async def persist_violations(stream: Any) -> None:
         await persist(
-            stream, (write_events, to_row.event_row), (write_violations, to_row.violation_row)
+            stream,
+            (write_events, to_row.event_row),
+            (write_violations, to_row.violation_row),
+            stage="persist_violations",
         )
 
     @app.agent(rejected_topic, name="persist_rejections")
     async def persist_rejections(stream: Any) -> None:
-        await persist(stream, (write_rejections, to_row.rejection_row))
+        await persist(
+            stream,
+            (write_rejections, to_row.rejection_row),
+            stage="persist_rejections",
+            dead_letter=store_dead_letter,
+        )
 
     # Faust's own sensors (messages, events, table operations, commits, rebalances, offsets)
     # go to the same registry, so /metrics shows them beside ours, prefixed faust_.

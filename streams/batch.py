@@ -55,6 +55,7 @@ class Batch:
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._out: list[tuple[Any, str, Any]] = []
         self._live: LiveStates = {} if live is None else live
+        self._touched: list[_Slot] = []  # slots taken since begin(): see abandon()
 
     def slot(
         self,
@@ -88,7 +89,21 @@ class Batch:
             self._slots[ident] = slot
         if event.message.offset <= slot.applied:
             return None
+        self._touched.append(slot)
         return slot
+
+    def begin(self) -> None:
+        """One event's processing starts (streams/errors.py guards it)."""
+        self._touched.clear()
+
+    def abandon(self) -> None:
+        """That event failed: forget the states it took and had not yet ``set``, so one it
+        changed in place before raising is loaded afresh. A state an earlier event of the batch
+        had set stays, with that event's offset and outputs."""
+        for slot in self._touched:
+            if not slot.dirty:
+                self._slots.pop((slot.table.name, slot.key), None)
+        self._touched.clear()
 
     def set(self, slot: _Slot, event: Any, state: Any) -> None:
         """Record that ``state`` is the slot's state after applying ``event``."""

@@ -137,6 +137,14 @@ class Metrics:
             ["table"],
             registry=registry,
         )
+        self.processing_errors = Counter(
+            "quantrac_processing_errors_total",
+            "Records a worker stage could not decode, process or store, by stage (agent) and "
+            "error (json_schema, processing_error, storage_error); each was dead-lettered to "
+            "readings.rejected and the stream went on (streams/errors.py).",
+            ["stage", "error"],
+            registry=registry,
+        )
 
     def init_sources(self, source_ids: Iterable[str], parameters: Iterable[str] = ()) -> None:
         """Create every bounded label set up front, so a series exists before its first event."""

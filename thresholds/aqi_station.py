@@ -20,6 +20,7 @@ their parameter closes them):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -84,6 +85,8 @@ class StationAqi:
         series = target.setdefault(parameter, {})
         removed = False
         if valid and value is not None:
+            if not (math.isfinite(value) and value >= 0):  # refused before it enters the state
+                raise ValueError(f"{parameter}: concentration must be a number >= 0, got {value}")
             series[hour] = value
         else:
             removed = series.pop(hour, None) is not None

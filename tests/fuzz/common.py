@@ -25,10 +25,12 @@ Import this module inside ``atheris.instrument_imports()``: it imports the code 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,7 +49,7 @@ from stations.gateway import MAX_EVIDENCE_BYTES
 from stations.parameters import Parameter
 from stations.registry import load_registry
 from stations.units import convert
-from streams.records import DeviceStatus, RawReading, Rejection
+from streams.records import DeviceStatus, QcFlag, QcReading, RawReading, Rejection
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent / "corpus" / "circular10"
@@ -367,3 +369,86 @@ def _bounded(original_b64: str) -> bytes:
     if len(original_b64) > (MAX_EVIDENCE_BYTES * 4) // 3 + 4:
         return original[:EXCERPT_BYTES]
     return original
+
+
+# ---------------------------------------------------------------------------------------------
+# storable: what a harness produced goes through the worker's row builders and BatchWriter into
+# a migrated PostgreSQL (QUANTRAC_FUZZ_DATABASE_URL; tests/fuzz/test_fuzz.py passes one), so a
+# text PostgreSQL refuses (a NUL, a lone surrogate from a file name) is a finding, not a stall.
+# Rows are written every STORE_EVERY inputs (one transaction per input cost 10× the speed); a
+# refused batch is written row by row to find the refused row, and the finding names the input
+# that produced it (libFuzzer's saved input may be a later one).
+
+DATABASE_ENV = "QUANTRAC_FUZZ_DATABASE_URL"
+STORE_EVERY = 64
+
+
+class Storage:
+    def __init__(self, url: str) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        from storage import writer
+
+        self.loop = asyncio.new_event_loop()
+        # no flush to disk per commit: what is refused does not depend on it, the speed does
+        options = {"options": "-c synchronous_commit=off"}
+        pool = AsyncConnectionPool(url, min_size=1, max_size=1, open=False, kwargs=options)
+        self.loop.run_until_complete(pool.open())
+        self.readings = writer.BatchWriter(pool, writer.READINGS, retry_max_s=1.0)
+        self.rejections = writer.BatchWriter(pool, writer.REJECTIONS, retry_max_s=1.0)
+        self.pending: list[tuple[bytes, list[Any], list[Any]]] = []
+
+    def add(self, data: bytes, result: ParseResult) -> None:
+        from storage import rows
+
+        qc = [
+            QcReading(
+                source_id=r.source_id,
+                parameter=r.parameter,
+                value=r.value,
+                unit=r.unit,
+                measured_at=r.measured_at,
+                status=r.status,
+                received_at=r.received_at,
+                channel=r.channel,
+                origin=r.origin,
+                flag=QcFlag.VALID.value,
+                raw_value=r.value,
+                raw_unit=r.unit,
+            )
+            for r in result.readings
+        ]
+        readings = [rows.reading_row(q) for q in qc]
+        rejections = [rows.rejection_row(r) for r in result.rejections]
+        self.pending.append((data, readings, rejections))
+        if len(self.pending) >= STORE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Raises AssertionError naming the input whose row PostgreSQL (or psycopg) refused."""
+        from streams.errors import write_rows
+
+        pending, self.pending = self.pending, []
+        for index, table in ((1, self.readings), (2, self.rejections)):
+            owned = [(data, row) for data, *tables in pending for row in tables[index - 1]]
+            if not owned:
+                continue
+            errors = self.loop.run_until_complete(write_rows(table.write, [r for _, r in owned]))
+            for (data, row), error in zip(owned, errors, strict=True):
+                if error is not None:
+                    raise AssertionError(
+                        f"{table.spec.table} refused {row!r}: {error!r}; input (base64): "
+                        f"{base64.b64encode(data).decode()}"
+                    )
+
+
+_storage: list[Storage | None] = []
+
+
+def check_storable(data: bytes, result: ParseResult) -> None:
+    """``result``'s readings and rejections can be stored (a no-op without a database)."""
+    if not _storage:
+        url = os.environ.get(DATABASE_ENV)
+        _storage.append(Storage(url) if url else None)
+    if _storage[0] is not None:
+        _storage[0].add(data, result)

@@ -35,6 +35,7 @@ def TestOneInput(data: bytes) -> None:
     )
     claimed = common.identity_owner(case.name)
     common.check_judged(parsed, judged, case.body, account=case.account, claimed=claimed)
+    common.check_storable(data, judged)  # what the gateway would publish
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ def TestOneInput(data: bytes) -> None:
             future_tolerance_s=common.TOLERANCE_S,
         )
         common.check_judged(parsed, judged, body, account=case.account, claimed=parsed.source_id)
+        common.check_storable(data, judged)  # what the gateway would publish
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,9 @@ the first finding) for at most ``QUANTRAC_FUZZ_SECONDS`` (default 12) seconds or
 Circular 10 corpus (read in place) and the seeds of :data:`tests.fuzz.common.SEEDS`. The working
 directory and the corpus libFuzzer grows are the test's ``tmp_path``; a crash, hang or broken
 contract fails the test with the fuzzer's output and the offending input in base64. Locally,
-without atheris, the tests skip; in CI (``CI=true``) they fail.
+without atheris, the tests skip; in CI (``CI=true``) they fail. What the file and JSON harnesses
+produce is also written to a migrated PostgreSQL through the worker's row builders and writer
+(:func:`tests.fuzz.common.check_storable`): a row PostgreSQL refuses is a finding.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.common import CORPUS, DICTIONARY, SEEDS
+from storage.migrate import migrate
+from tests.fuzz.common import CORPUS, DATABASE_ENV, DICTIONARY, SEEDS
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESSES = ("fuzz_file", "fuzz_json", "fuzz_http")
@@ -54,8 +57,9 @@ def _findings(artifacts: Path) -> str:
 
 
 @pytest.mark.parametrize("harness", HARNESSES)
-def test_fuzz(harness: str, tmp_path: Path) -> None:
+def test_fuzz(harness: str, tmp_path: Path, database_url: str) -> None:
     _require_atheris()
+    migrate(database_url)
     corpus = tmp_path / "corpus"  # first directory: libFuzzer writes what it finds there
     corpus.mkdir()
     for i, seed in enumerate(SEEDS[harness]):
@@ -78,7 +82,7 @@ def test_fuzz(harness: str, tmp_path: Path) -> None:
         str(CORPUS),  # read only: nothing is written into the repository
     ]
     path = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), DATABASE_ENV: database_url}
     try:
         proc = subprocess.run(
             command,
