@@ -143,6 +143,7 @@ def reading_row(r: RawReading) -> tuple[Any, ...]:
         r.received_at,
         r.channel,
         r.origin,
+        None,  # archive_path
     )
 
 

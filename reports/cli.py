@@ -19,7 +19,16 @@ from pathlib import Path
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
-from reports.service import Format, ReportRequest, check_request, connect, write_report
+from reports.periods import PeriodError
+from reports.service import (
+    Format,
+    ReportRequest,
+    ReportRequestError,
+    check_request,
+    connect,
+    report_period,
+    write_report,
+)
 from streams.settings import Settings
 
 
@@ -59,6 +68,12 @@ def run_report(settings: Settings, argv: Sequence[str]) -> Path:
     args = parser().parse_args(list(argv))
     req = request_from_args(args)
     check_request(req)  # fail before starting a database
+    ctx = ReportContext.from_settings(settings, req.lang)
+    if req.kind is not ReportKind.EVIDENCE:
+        try:
+            report_period(ctx, req)  # the same check write_report makes, before the database
+        except PeriodError as exc:
+            raise ReportRequestError(str(exc)) from exc
     path: Path = args.output or Path(req.filename())
     with ExitStack() as stack:
         url = settings.database_url
@@ -67,7 +82,6 @@ def run_report(settings: Settings, argv: Sequence[str]) -> Path:
 
             url = stack.enter_context(EmbeddedPostgres(settings.data_dir / "pg")).uri
         conn = stack.enter_context(connect(url))
-        ctx = ReportContext.from_settings(settings, req.lang)
         tmp = path.with_name(path.name + ".part")
         with open(tmp, "wb") as out:
             write_report(conn, ctx, req, out, settings.data_dir / "archive")

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from reports.periods import ReportPeriod
 from stations.registry import Source
+from streams.settings import Settings
 from thresholds.limits import Limit
 from thresholds.severity import ratio as exceedance_ratio
 
@@ -291,6 +292,9 @@ class ReportContext:
     timezone: str
     lang: Any  # reports.i18n.Lang
     now: datetime
+    # longest report periods (reports/periods.py: check_bounds); Settings' defaults
+    report_max_days: int = Settings.model_fields["report_max_days"].default
+    export_max_days: int = Settings.model_fields["export_max_days"].default
 
     @classmethod
     def from_settings(
@@ -307,6 +311,8 @@ class ReportContext:
             timezone=settings.timezone,
             lang=Lang(lang),
             now=now or now_utc(),
+            report_max_days=settings.report_max_days,
+            export_max_days=settings.export_max_days,
         )
 
 

@@ -7,10 +7,17 @@ Contents:
 - ``readings.csv``: the parameter's readings around the episode with device status and QC flag;
 - ``averages.csv``: the parameter's averages (all periods) around the episode;
 - ``events.csv`` and ``acknowledgements.csv``: the violation's history;
-- ``originals/``: the original station files — archived files found under the archive directory by
-  the readings' origin names, and rejected inputs (exact bytes) of the source in the window;
-  ``originals/index.csv`` lists every origin and whether its bytes are included;
+- ``originals/``: the original station files — each reading's archived file, taken only from the
+  ``archive_path`` stored with it and only when that path lies in the violation's own source
+  folder of the archive (:func:`archived_original`), and rejected inputs (exact bytes, from the
+  database) of the source in the window; ``originals/index.csv`` lists every origin, its
+  archive path, and whether its bytes are included or why not;
 - ``manifest.json``: SHA-256 and size of every other file.
+
+Nothing is looked up by file name: a body another account delivered under a station's file name
+sits in that account's folder (or in the gateway's quarantine, outside the archive root), never in
+the station's. The ZIP's entries carry the package's ``generated_at`` as their time, so the same
+data and time give the same bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -29,7 +38,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from reports.common import ReportContext, ViolationRow, fetch_acks, fetch_events, fetch_violation
-from reports.render_csv import BOM
+from reports.render_csv import BOM, inert
 from storage.writer import AVERAGE_COLUMNS, READING_COLUMNS
 from thresholds.limits import resolve_limits
 
@@ -51,15 +60,22 @@ def evidence_window(v: ViolationRow) -> tuple[datetime, datetime]:
     return v.started_at - margin, (v.ended_at or v.last_at) + margin
 
 
+def _cell(v: Any) -> Any:
+    """Numbers as they are, times in ISO 8601, text made inert (no formulas: render_csv)."""
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return inert(v) if isinstance(v, str) else v
+
+
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
     buf.write(BOM)
     w = csv.writer(buf)
     w.writerow(header)
     for row in rows:
-        w.writerow(
-            ["" if v is None else (v.isoformat() if isinstance(v, datetime) else v) for v in row]
-        )
+        w.writerow([_cell(v) for v in row])
     return buf.getvalue().encode("utf-8")
 
 
@@ -71,15 +87,54 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[:120] or "file"
 
 
-def find_archived(archive_dir: Path | None, origin: str) -> Path | None:
-    """The archived copy of a station file, looked up by its base name (None if not archived)."""
-    if archive_dir is None or not archive_dir.is_dir() or not origin:
-        return None
-    base = PurePosixPath(origin).name
-    direct = archive_dir / origin.lstrip("/")
-    if direct.is_file():
-        return direct
-    return next((p for p in archive_dir.rglob(base) if p.is_file()), None)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class NotIncluded(ValueError):
+    """Why an original is listed in the index without its bytes (the message is the reason)."""
+
+
+def archive_member(archive_path: str | None, source_id: str) -> PurePosixPath:
+    """``archive_path`` as ``<local date>/<source_id>/<name>``, or NotIncluded (pure).
+
+    Only the gateway's layout of ``source_id``'s own folder passes: no absolute path, no ``..``
+    or ``.``, no other source's folder, no deeper or shallower path."""
+    if not archive_path:
+        raise NotIncluded("not archived (no archive path stored)")
+    path = PurePosixPath(archive_path)
+    parts = path.parts
+    if str(path) != archive_path or path.is_absolute() or "\\" in archive_path or len(parts) != 3:
+        raise NotIncluded(f"archive path {archive_path!r} is not <date>/<source>/<file>")
+    day, folder, _ = parts
+    if not _DAY.match(day) or ".." in parts:
+        raise NotIncluded(f"archive path {archive_path!r} is not <date>/<source>/<file>")
+    if folder != source_id:
+        raise NotIncluded(f"archive path {archive_path!r} is not in {source_id}'s folder")
+    return path
+
+
+def archived_original(archive_dir: Path | None, archive_path: str | None, source_id: str) -> bytes:
+    """The bytes of ``source_id``'s archived original at ``archive_path``, or NotIncluded.
+
+    The path must pass :func:`archive_member` and, with every symbolic link resolved, still name
+    a regular file directly in ``<archive root>/<date>/<source_id>/``."""
+    member = archive_member(archive_path, source_id)
+    if archive_dir is None or not archive_dir.is_dir():
+        raise NotIncluded("no archive directory configured")
+    root = archive_dir.resolve()
+    folder = root / member.parts[0] / member.parts[1]
+    try:
+        target = (root / member).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        raise NotIncluded(f"{member} is missing from the archive") from None
+    if target.parent != folder or not target.is_file():
+        raise NotIncluded(f"{member} resolves outside {source_id}'s archive folder")
+    try:  # O_NOFOLLOW: a link swapped in after the check is refused, not followed
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise NotIncluded(f"{member} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def build_evidence(
@@ -153,25 +208,31 @@ def build_evidence(
         ["username", "at", "note"], [(a.username, a.at, a.note) for a in acks]
     )
 
-    index: list[tuple[str, str, str]] = []
-    for origin in sorted({r[9] for r in readings}):
-        found = find_archived(archive_dir, origin)
-        if found is not None:
-            name = f"originals/archive/{_safe_name(found.name)}"
-            files[name] = found.read_bytes()
-            index.append((origin, "archive", name))
-        else:
-            index.append((origin, "not archived", ""))
+    index: list[tuple[str, str, str, str]] = []
+    at_origin, at_path = reading_cols.index("origin"), reading_cols.index("archive_path")
+    for origin, archive_path in sorted(
+        {(r[at_origin], r[at_path]) for r in readings}, key=lambda o: (o[0], o[1] or "")
+    ):
+        try:
+            data = archived_original(archive_dir, archive_path, v.source_id)
+        except NotIncluded as why:
+            index.append((origin, archive_path or "", f"not included: {why}", ""))
+            continue
+        archived_on, _, file_name = PurePosixPath(archive_path or "").parts
+        name = f"originals/archive/{archived_on}/{_safe_name(file_name)}"
+        files[name] = data
+        index.append((origin, archive_path or "", "archive", name))
     rejected = conn.execute(
-        "SELECT rejection_id, reason, origin, original FROM rejections WHERE source_id = %s"
-        " AND received_at >= %s AND received_at < %s ORDER BY received_at, rejection_id",
+        "SELECT rejection_id, reason, origin, original, archive_path FROM rejections"
+        " WHERE source_id = %s AND received_at >= %s AND received_at < %s"
+        " ORDER BY received_at, rejection_id",
         (v.source_id, start, end),
     ).fetchall()
-    for rid, reason, origin, original in rejected:
+    for rid, reason, origin, original, archive_path in rejected:
         name = f"originals/rejected/{_safe_name(rid)}_{_safe_name(PurePosixPath(origin).name)}"
         files[name] = bytes(original)
-        index.append((origin, f"rejected: {reason}", name))
-    files["originals/index.csv"] = _csv(["origin", "status", "file"], index)
+        index.append((origin, archive_path or "", f"rejected: {reason}", name))
+    files["originals/index.csv"] = _csv(["origin", "archive_path", "status", "file"], index)
 
     manifest = {
         "violation_id": v.violation_id,
@@ -182,8 +243,11 @@ def build_evidence(
             for n, b in files.items()
         ],
     }
+    stamp = ctx.now.astimezone(ZoneInfo(ctx.timezone)).timetuple()[:6]
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr(MANIFEST, _json(manifest))
+        for name, data in [*files.items(), (MANIFEST, _json(manifest))]:
+            info = zipfile.ZipInfo(name, date_time=stamp)  # not the wall clock: reproducible
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
     return [*files, MANIFEST]

@@ -3,18 +3,34 @@
 A period is a half-open interval of local calendar time (Asia/Ho_Chi_Minh by default) — the way a
 regulator counts months and days — carried as aware datetimes, UTC for SQL. Date ranges are
 inclusive of both days as written ("1..15" means up to the end of the 15th).
+
+A well-formed period is then checked against what can be reported (:func:`check_bounds`,
+:func:`check_regulations`): not wholly before the data's first year (the registry's earliest
+station installation) or after the current year, not longer than the report kind's maximum
+(``report_max_days``, ``export_max_days``), and not outside the dates the source's regulations
+apply. Each refusal is a :class:`PeriodOutOfRange` with a message saying which bound (HTTP 400,
+CLI exit 2), never a failure deeper in a report builder.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from thresholds.catalogue import Regulation
 
 
 class PeriodError(ValueError):
     """A period text that cannot be parsed; the message shows the accepted forms."""
+
+
+class PeriodOutOfRange(PeriodError):
+    """A well-formed period no report can be made for; the message names the bound."""
 
 
 FORMS = "YYYY, YYYY-MM, YYYY-Qn, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD"
@@ -85,6 +101,15 @@ def _day(text: str, whole: str) -> date:
 
 def parse_period(text: str, tz: str = "Asia/Ho_Chi_Minh") -> ReportPeriod:
     """Parse a period text into local calendar days; raises PeriodError naming the forms."""
+    try:
+        return _parse(text, tz)
+    except PeriodError:
+        raise
+    except (ValueError, OverflowError) as exc:  # year 0000, or a month after 9999-12
+        raise PeriodError(f"period {text!r}: {exc}") from None
+
+
+def _parse(text: str, tz: str) -> ReportPeriod:
     s = text.strip()
     if m := _YEAR.match(s):
         y = int(m[1])
@@ -109,3 +134,46 @@ def parse_period(text: str, tz: str = "Asia/Ho_Chi_Minh") -> ReportPeriod:
             raise PeriodError(f"period {text!r}: the range ends before it starts")
         return ReportPeriod(s, a, b, tz)
     raise PeriodError(f"period {text!r} not understood; use {FORMS}")
+
+
+def check_bounds(
+    period: ReportPeriod, *, first_year: int, today: date, max_days: int, setting: str
+) -> None:
+    """Refuse a period wholly outside the data's years or longer than ``max_days``.
+
+    ``first_year``: the first year anything can have been measured; ``today``: the local date
+    (a period starting after this year has no data yet); ``setting``: the option that sets
+    ``max_days``, named in the message."""
+    if period.last_day.year < first_year:
+        raise PeriodOutOfRange(
+            f"period {period.label!r} ends before {first_year}, the first year with data "
+            "(the earliest station installation in the registry)"
+        )
+    if period.first_day.year > today.year:
+        raise PeriodOutOfRange(
+            f"period {period.label!r} starts after the current year ({today.year}): no data yet"
+        )
+    if period.days > max_days:
+        raise PeriodOutOfRange(
+            f"period {period.label!r} is {period.days} days; this report covers at most "
+            f"{max_days} days ({setting}): ask for shorter periods"
+        )
+
+
+def check_regulations(
+    period: ReportPeriod, source_id: str, regulations: Iterable[Regulation]
+) -> None:
+    """Refuse a period that starts before, or ends after, a regulation ``source_id`` is held to
+    applies: its limits cannot be stated for those days (the report would have no basis)."""
+    for reg in regulations:
+        if reg.effective_from is not None and period.first_day < reg.effective_from:
+            raise PeriodOutOfRange(
+                f"period {period.label!r} starts before {reg.code} existed: {source_id} is held "
+                f"to it from {reg.effective_from.isoformat()}; start the period on or after it"
+            )
+        if not reg.in_force(period.last_day):
+            last = reg.last_day.isoformat() if reg.last_day else "its end"
+            raise PeriodOutOfRange(
+                f"period {period.label!r} ends after {reg.code}, which {source_id} is held "
+                f"to, stopped applying ({last})"
+            )

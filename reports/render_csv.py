@@ -4,6 +4,12 @@ Layout: the report's identity as key/value lines, then each section as a marker 
 ``== <section title> ==``, its header row, its rows and a blank line. Rows are written as they
 come, so a streamed export stays streamed. Floats keep 6 decimals (trailing zeros dropped);
 times are local (the zone is on the identity lines).
+
+Formula injection (OWASP "CSV Injection"): a text cell starting with ``= + - @``, a tab or a
+carriage return would be run as a formula by the spreadsheet a regulator opens the file in (an
+acknowledgement note ``=HYPERLINK(...)`` became a live link). Such text is written with a single
+quote in front (:func:`inert`), which spreadsheets show as text; numbers, negative ones included,
+are written as numbers. The XLSX renderer writes the same cells as typed string cells instead.
 """
 
 from __future__ import annotations
@@ -20,6 +26,17 @@ from reports.model import Report
 
 BOM = "\ufeff"
 SECTION_MARK = "== {} =="
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_like(text: str) -> bool:
+    """Text a spreadsheet would take for a formula (one rule for CSV and XLSX)."""
+    return text.startswith(FORMULA_START)
+
+
+def inert(text: str) -> str:
+    """A CSV text cell that a spreadsheet shows and never runs: a leading ``'`` if formula-like."""
+    return "'" + text if formula_like(text) else text
 
 
 def format_cell(value: Any, lang: Lang) -> str:
@@ -37,6 +54,12 @@ def format_cell(value: Any, lang: Lang) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def csv_cell(value: Any, lang: Lang) -> str:
+    """:func:`format_cell` for CSV: numbers stay numbers, any text is made :func:`inert`."""
+    text = format_cell(value, lang)
+    return text if isinstance(value, int | float) else inert(text)
 
 
 def identity_rows(report: Report, lang: Lang) -> list[tuple[str, str]]:
@@ -57,13 +80,13 @@ def render_csv(report: Report, out: BinaryIO, lang: Lang = Lang.VI) -> None:
     try:
         text.write(BOM)
         w = csv.writer(text)
-        w.writerows(identity_rows(report, lang))
+        w.writerows([inert(k), inert(v)] for k, v in identity_rows(report, lang))
         w.writerow([])
         for section in report.sections:
             w.writerow([SECTION_MARK.format(t(section.key, lang))])
-            w.writerow(header(section.columns, lang))
+            w.writerow([inert(h) for h in header(section.columns, lang)])
             for row in section.rows:
-                w.writerow([format_cell(v, lang) for v in row])
+                w.writerow([csv_cell(v, lang) for v in row])
             w.writerow([])
         text.flush()
     finally:

@@ -4,7 +4,9 @@ header row. Write-only sheets stream rows to disk, so big exports keep memory fl
 The first sheet holds the report's identity (title, subject, period, time zone); every other sheet
 has its header in row 1 (frozen) and data from row 2. Times are naive local times with a date
 format; floats are stored at full precision; infinities (a lower limit against a zero reading)
-are written as text.
+are written as text. Text that looks like a formula (``render_csv.formula_like``: ``= + - @``,
+tab, CR) is a string cell with Excel's quote prefix, never a formula: openpyxl would otherwise
+store any string starting with ``=`` as one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from reports.i18n import Lang, t
 from reports.model import CellType, Report
-from reports.render_csv import header, identity_rows
+from reports.render_csv import formula_like, header, identity_rows
 
 _BAD = re.compile(r"[\[\]:*?/\\]")
 FORMATS = {
@@ -49,6 +51,19 @@ def _value(value: Any) -> Any:
     return str(value)
 
 
+def _cell(ws: WriteOnlyWorksheet, value: Any, *, bold: Font | None = None) -> Any:
+    """``value`` as appended to ``ws``; formula-like text as a typed string cell."""
+    if not (isinstance(value, str) and formula_like(value)) and bold is None:
+        return value
+    c = WriteOnlyCell(ws, value)
+    if isinstance(value, str) and formula_like(value):
+        c.data_type = "s"  # openpyxl made it "f" (a formula) if it starts with "="
+        c.quotePrefix = True  # and Excel keeps it text when someone edits the cell
+    if bold is not None:
+        c.font = bold
+    return c
+
+
 def render_xlsx(report: Report, out: BinaryIO, lang: Lang = Lang.VI) -> None:
     wb = Workbook(write_only=True)
     used: set[str] = set()
@@ -56,19 +71,12 @@ def render_xlsx(report: Report, out: BinaryIO, lang: Lang = Lang.VI) -> None:
 
     info: WriteOnlyWorksheet = wb.create_sheet(sheet_title(t("subject", lang), used))
     for k, v in identity_rows(report, lang):
-        c = WriteOnlyCell(info, k)
-        c.font = bold
-        info.append([c, v])
+        info.append([_cell(info, k, bold=bold), _cell(info, v)])
 
     for section in report.sections:
         ws: WriteOnlyWorksheet = wb.create_sheet(sheet_title(t(section.key, lang), used))
         ws.freeze_panes = "A2"
-        cells = []
-        for text in header(section.columns, lang):
-            c = WriteOnlyCell(ws, text)
-            c.font = bold
-            cells.append(c)
-        ws.append(cells)
+        ws.append([_cell(ws, text, bold=bold) for text in header(section.columns, lang)])
         fmts = [FORMATS.get(col.type) for col in section.columns]
         for row in section.rows:
             out_row: list[Any] = []
@@ -78,6 +86,6 @@ def render_xlsx(report: Report, out: BinaryIO, lang: Lang = Lang.VI) -> None:
                     c.number_format = fmt
                     out_row.append(c)
                 else:
-                    out_row.append(_value(v))
+                    out_row.append(_cell(ws, _value(v)))
             ws.append(out_row)
     wb.save(out)

@@ -15,13 +15,13 @@ from typing import Any, BinaryIO
 import psycopg
 
 from reports.air_quality import build_air_quality
-from reports.common import ReportContext
+from reports.common import ReportContext, local_day
 from reports.compliance import build_compliance
 from reports.evidence import build_evidence
 from reports.export import build_export, resolve_sources
 from reports.i18n import Lang
 from reports.model import Report, ReportKind
-from reports.periods import ReportPeriod, parse_period
+from reports.periods import ReportPeriod, check_bounds, check_regulations, parse_period
 from reports.province import build_province
 from reports.render_csv import render_csv
 from reports.render_pdf import render_pdf
@@ -82,6 +82,28 @@ def check_request(req: ReportRequest) -> None:
         raise ReportRequestError("export: raw data goes to csv or xlsx, not pdf")
 
 
+def report_period(ctx: ReportContext, req: ReportRequest) -> ReportPeriod:
+    """The request's period, parsed and checked against what can be reported: raises
+    PeriodError (PeriodOutOfRange) with the reason, before any builder runs."""
+    if req.period is None:
+        raise ReportRequestError(f"{req.kind}: give the period (--period), e.g. 2026-10")
+    period = parse_period(req.period, ctx.timezone)
+    export = req.kind is ReportKind.EXPORT
+    check_bounds(
+        period,
+        first_year=min(s.installed for s in ctx.registry.sources).year,
+        today=local_day(ctx.now, ctx.timezone),
+        max_days=ctx.export_max_days if export else ctx.report_max_days,
+        setting="QUANTRAC_EXPORT_MAX_DAYS" if export else "QUANTRAC_REPORT_MAX_DAYS",
+    )
+    if req.kind in (ReportKind.COMPLIANCE, ReportKind.AIR_QUALITY):
+        source = ctx.registry.find(req.sources[0])
+        if source is not None:  # an unknown source is the builder's to report
+            regulations = [ctx.catalogue[str(ls.regulation)] for ls in source.limits]
+            check_regulations(period, source.id, regulations)
+    return period
+
+
 Builder = Callable[[psycopg.Connection[Any], ReportContext, ReportRequest, ReportPeriod], Report]
 
 BUILDERS: dict[ReportKind, Builder] = {
@@ -105,8 +127,7 @@ def write_report(
         assert req.violation is not None
         build_evidence(conn, ctx, req.violation, out, archive_dir)
         return
-    assert req.period is not None
-    period = parse_period(req.period, ctx.timezone)
+    period = report_period(ctx, req)
     report = BUILDERS[req.kind](conn, ctx, req, period)
     if req.fmt is Format.CSV:
         render_csv(report, out, req.lang)

@@ -5,10 +5,13 @@ path, :class:`Ingest`:
 
 1. **judge** (pure): parse the Circular 10 file or JSON body, and refuse the whole of it with
    ``SENDER_MISMATCH`` when the authenticated account delivers for another source;
-2. **archive** the original bytes under ``data_dir/archive/<local date>/<source>/<name>``;
+2. **archive** the original bytes under ``data_dir/archive/<local date>/<source>/<name>``, or,
+   for a refused body (:func:`refusal`: another source's data, no or an unregistered sender),
+   in the same layout under ``data_dir/quarantine/``, which evidence packages never read;
 3. **publish** the readings to ``readings.raw`` as one ``RawBatch`` message (keyed by source
-   id) and each rejection to ``readings.rejected`` (the archive path rides along as the
-   ``quantrac-archive`` header) and wait for the broker's acknowledgement;
+   id) and each rejection to ``readings.rejected``, each record carrying its ``archive_path``
+   (None when quarantined; the path also rides along as the ``quantrac-archive`` or
+   ``quantrac-quarantine`` header) and wait for the broker's acknowledgement;
 4. only then answer the sender (FTP 226, HTTP 202, MQTT PUBACK). A crash before step 4 leaves
    the sender without an acknowledgement, so it sends again: nothing is lost.
 
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ARCHIVE_HEADER = "quantrac-archive"
+QUARANTINE_HEADER = "quantrac-quarantine"
 # Whole-file evidence above this is cut to its first EXCERPT_BYTES (base64 grows it by 4/3 and
 # a Kafka message is capped near 1 MiB); the message names the archived copy instead.
 MAX_EVIDENCE_BYTES = 512 * 1024
@@ -97,9 +101,10 @@ class Receipt:
 
     source_id: str | None
     origin: str
-    archive: Path  # relative to the archive root
+    archive: Path  # relative to the archive root (the quarantine root when ``quarantined``)
     accepted: int
     rejections: list[Rejection] = field(default_factory=list)
+    quarantined: bool = False
 
     @property
     def rejected(self) -> int:
@@ -261,6 +266,21 @@ def judge_oversize(
     return result
 
 
+def refusal(delivery: Delivery, registry: Registry) -> str | None:
+    """Why a body goes to the quarantine, not the archive (None: it is archived).
+
+    The archive is the evidence store: ``<date>/<source>/`` must hold only what that source's
+    own authenticated account delivered, so a body sent as another source (or by no registered
+    sender) never lands where an evidence package could take it for a station's original."""
+    if any(r.reason == RejectReason.SENDER_MISMATCH for r in delivery.result.rejections):
+        return RejectReason.SENDER_MISMATCH.value
+    if delivery.account is None:
+        return "unauthenticated"
+    if registry.find(delivery.account) is None:
+        return "unregistered_account"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # publishing
 
@@ -348,6 +368,7 @@ class Ingest:
         publisher: Publisher,
         metrics: Metrics,
         *,
+        quarantine: Archive,
         future_tolerance_s: float,
         clock: Clock = utc_now,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -355,6 +376,7 @@ class Ingest:
     ) -> None:
         self.registry = registry
         self.archive = archive
+        self.quarantine = quarantine
         self.limits = limits or IngestLimits.defaults()
         self.rate = RateLimiter(self.limits.deliveries_per_minute)
         self.publisher = publisher
@@ -431,13 +453,15 @@ class Ingest:
         return Delivery(channel, account, f"{name}.head", head[:EXCERPT_BYTES], at, result)
 
     async def commit(self, delivery: Delivery) -> Receipt:
-        """Archive, publish, wait for the acknowledgement, count.
+        """Archive (or quarantine), publish, wait for the acknowledgement, count.
 
         Raises PublishError or OSError (the archive), each counted."""
+        refused = refusal(delivery, self.registry)
+        store = self.archive if refused is None else self.quarantine
         channel = delivery.channel.value
         try:
             relative = await asyncio.to_thread(
-                self.archive.store,
+                store.store,
                 delivery.name,
                 delivery.data,
                 received_at=delivery.received_at,
@@ -447,11 +471,15 @@ class Ingest:
             self.metrics.gateway_archive_failures.labels(channel).inc()
             raise
         result = delivery.result
+        archive_path = relative.as_posix() if refused is None else None
+        for record in [*result.readings, *result.rejections]:
+            record.archive_path = archive_path
+        header = ARCHIVE_HEADER if refused is None else QUARANTINE_HEADER
         try:
             await self.publisher.publish(
                 result.readings,
                 result.rejections,
-                headers=[(ARCHIVE_HEADER, str(relative).encode())],
+                headers=[(header, relative.as_posix().encode())],
             )
         except PublishError:
             self.metrics.gateway_publish_failures.labels(channel).inc()
@@ -467,13 +495,14 @@ class Ingest:
         for reason, n in delivery.summarised.items():
             self.metrics.rejections.labels(channel, reason).inc(n)
         log.info(
-            "%s %r from %s: %d accepted, %d rejected %s; archived %s",
+            "%s %r from %s: %d accepted, %d rejected %s; %s %s",
             channel,
             result.origin,
             delivery.account or delivery.source_id or "?",
             len(result.readings),
             len(result.rejections),
             sorted({r.reason for r in result.rejections}) if result.rejections else "",
+            "archived" if refused is None else f"quarantined ({refused})",
             relative,
         )
         return Receipt(
@@ -482,6 +511,7 @@ class Ingest:
             archive=relative,
             accepted=len(result.readings),
             rejections=list(result.rejections),
+            quarantined=refused is not None,
         )
 
     def commit_blocking(self, delivery: Delivery) -> Receipt:
@@ -523,6 +553,7 @@ class Gateway:
         self.http_port = settings.gateway_http_port if http_port is None else http_port
         self.mqtt_topic_root: str = mqtt_topic_root or settings.mqtt_topic_root
         self.archive = Archive(settings.data_dir / "archive")
+        self.quarantine = Archive(settings.data_dir / "quarantine")
         self.publisher = Publisher(settings)
         self.accounts: Accounts | None = None
         self.ingest: Ingest | None = None
@@ -548,6 +579,7 @@ class Gateway:
             self.archive,
             self.publisher,
             self.metrics,
+            quarantine=self.quarantine,
             future_tolerance_s=self.settings.future_tolerance_s,
             clock=self.clock,
             loop=asyncio.get_running_loop(),

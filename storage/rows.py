@@ -37,6 +37,7 @@ def reading_row(r: QcReading) -> Row:
         r.received_at,
         db_text(r.channel),
         db_text(r.origin, ORIGIN),
+        db_text_or_none(r.archive_path, ORIGIN),
     )
 
 
@@ -168,4 +169,5 @@ def rejection_row(r: Rejection) -> Row:
         db_text_or_none(r.field),
         base64.b64decode(r.original_b64),  # the exact bytes, never escaped
         r.received_at,
+        db_text_or_none(r.archive_path, ORIGIN),
     )

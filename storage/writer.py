@@ -92,6 +92,7 @@ READING_COLUMNS = (
     "received_at",
     "channel",
     "origin",
+    "archive_path",
 )
 READINGS = TableSpec(
     "readings", READING_COLUMNS, ("source_id", "parameter", "measured_at"), "ON CONFLICT DO NOTHING"
@@ -211,6 +212,7 @@ REJECTION_COLUMNS = (
     "field",
     "original",
     "received_at",
+    "archive_path",
 )
 REJECTIONS = TableSpec("rejections", REJECTION_COLUMNS, ("rejection_id",), "ON CONFLICT DO NOTHING")
 

@@ -73,6 +73,10 @@ class RawReading(faust.Record, serializer="json", isodates=True, date_parser=ISO
     received_at: datetime  # UTC
     channel: str  # a Channel value
     origin: str  # file name or message id, for the evidence trail
+    # where the gateway archived the delivery, relative to the archive root
+    # (``<local date>/<source id>/<name>``); None when it was not archived (simulator, feeds,
+    # older messages). Evidence packages read originals only from here (reports/evidence.py).
+    archive_path: str | None = None
 
 
 # A raw reading's position: its message's offset on readings.raw × POSITION_STRIDE + its index
@@ -125,6 +129,7 @@ class QcReading:
     raw_value: float
     raw_unit: str
     position: int = -1  # on readings.raw (see POSITION_STRIDE): state ignores a re-emitted copy
+    archive_path: str | None = None  # the RawReading's
 
     def to_data(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _QC_FIELDS}
@@ -231,6 +236,7 @@ class Rejection(faust.Record, serializer="json", isodates=True, date_parser=ISO)
     origin: str = ""
     line: int | None = None
     field: str | None = None
+    archive_path: str | None = None  # as RawReading.archive_path; None for a quarantined body
 
 
 class AqiRecord(faust.Record, serializer="json", isodates=True, date_parser=ISO):

@@ -31,6 +31,8 @@ def _shape_error(r: RawReading) -> str | None:
             return f"{name} must be a string, got {getattr(r, name)!r}"
     if isinstance(r.value, bool) or not isinstance(r.value, int | float):
         return f"value must be a number, got {r.value!r}"
+    if r.archive_path is not None and not isinstance(r.archive_path, str):
+        return f"archive_path must be a string or null, got {r.archive_path!r}"
     for name in ("measured_at", "received_at"):
         t = getattr(r, name)
         if not isinstance(t, datetime) or t.utcoffset() is None:
@@ -122,6 +124,7 @@ class Validator:
             source_id=r.source_id,
             origin=r.origin,
             field=field,
+            archive_path=r.archive_path,
         )
 
     def check(
@@ -179,4 +182,5 @@ class Validator:
             raw_value=r.value,
             raw_unit=r.unit,
             position=position,
+            archive_path=r.archive_path,
         )

@@ -18,7 +18,9 @@ Checked per request: the answer is one of 202/400/401/403/413 (never an exceptio
 401 exactly when the credentials do not check, and then nothing is published; otherwise every
 published reading and rejection is filed under the authenticated account (no one can deliver
 readings for another source), the answer's counts are what was published, every record
-survives the JSON round trip to Kafka, and the archive path stays in the account's folder.
+survives the JSON round trip to Kafka, and the archive path stays in the account's folder; a
+body refused as another source's goes to the quarantine, and only an archived body's records
+carry its path.
 """
 
 from __future__ import annotations
@@ -113,12 +115,14 @@ class InlineExecutor(ThreadPoolExecutor):
 LOOP = asyncio.new_event_loop()
 LOOP.set_default_executor(InlineExecutor())
 ARCHIVE = MemoryArchive()
+QUARANTINE = MemoryArchive()
 PUBLISHER = Recorder()
 INGEST = Ingest(
     common.REGISTRY,
     ARCHIVE,
     PUBLISHER,
     fresh_metrics(),
+    quarantine=QUARANTINE,
     future_tolerance_s=common.TOLERANCE_S,
     clock=lambda: common.NOW,
     loop=LOOP,
@@ -224,6 +228,7 @@ def TestOneInput(data: bytes) -> None:
     PUBLISHER.readings.clear()
     PUBLISHER.rejections.clear()
     ARCHIVE.paths.clear()
+    QUARANTINE.paths.clear()
     status, answer_headers, answer = LOOP.run_until_complete(_call(handler, request))
 
     auth = headers.get("Authorization")
@@ -231,7 +236,8 @@ def TestOneInput(data: bytes) -> None:
     if creds is None or not HTTP.accounts.check(*creds):
         assert status == 401, (status, answer)
         assert answer_headers.get("WWW-Authenticate") == REALM
-        assert not ARCHIVE.paths and not PUBLISHER.readings and not PUBLISHER.rejections
+        assert not ARCHIVE.paths and not QUARANTINE.paths
+        assert not PUBLISHER.readings and not PUBLISHER.rejections
         return
     account = creds[0]
     assert status in ANSWERS, (status, answer)
@@ -250,7 +256,11 @@ def TestOneInput(data: bytes) -> None:
     if declared is not None and declared > MAX_FILE_BYTES:
         assert status == 413 and receipt["rejected"] == 1, (status, receipt)
         assert published[1][0].reason == RejectReason.FILE_TOO_LARGE
-    (path,) = ARCHIVE.paths
+    (path,) = ARCHIVE.paths + QUARANTINE.paths
+    refused = any(r.reason == RejectReason.SENDER_MISMATCH for r in published[1])
+    assert bool(QUARANTINE.paths) == refused, (QUARANTINE.paths, published[1])
+    stored = None if refused else path.as_posix()
+    assert all(r.archive_path == stored for r in [*published[0], *published[1]]), stored
     assert not path.is_absolute() and ".." not in path.parts and len(path.parts) == 3, path
     assert path.parts[1] == account, (path, account)
 

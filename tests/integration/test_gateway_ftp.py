@@ -78,9 +78,11 @@ def test_upload_publishes_exactly_the_records_and_archives_the_file(
     assert first_reply == "226 Transfer complete: 2 readings accepted, 0 lines rejected."
     assert second_reply == "226 Transfer complete: 1 readings accepted, 1 lines rejected."
     assert sorted((m.value for m in raw), key=lambda v: (v["origin"], v["parameter"])) == [
-        reading("HD-KK-01", "PM2.5", 31.2, "ug/m3", AIR),
-        reading("HD-KK-01", "SO2", 12.5, "µg/Nm3", AIR),
-        reading("HD-KK-01", "SO2", 12.5, "µg/Nm3", second),
+        reading("HD-KK-01", "PM2.5", 31.2, "ug/m3", AIR, archive_path=f"2026-11-24/HD-KK-01/{AIR}"),
+        reading("HD-KK-01", "SO2", 12.5, "µg/Nm3", AIR, archive_path=f"2026-11-24/HD-KK-01/{AIR}"),
+        reading(
+            "HD-KK-01", "SO2", 12.5, "µg/Nm3", second, archive_path=f"2026-11-24/HD-KK-01/{second}"
+        ),
     ]
     assert {m.key for m in raw} == {"HD-KK-01"}
     (dead,) = rejected
@@ -125,7 +127,10 @@ def test_another_sources_file_is_refused_whole_and_counted(
     assert dead.original == data
     assert raw == []
     assert counted == 1
-    assert (gw_settings.data_dir / "archive" / "2026-11-24" / "HD-NT-03" / AIR).exists()
+    # kept, but in the quarantine: never in the archive evidence packages read (issue 16)
+    assert dead.value["archive_path"] is None
+    assert (gw_settings.data_dir / "quarantine" / "2026-11-24" / "HD-NT-03" / AIR).exists()
+    assert not (gw_settings.data_dir / "archive").exists()
 
 
 def _account(registry: Registry, name: str) -> str:

@@ -87,6 +87,11 @@ def test_json_accepted_partly_and_fully_rejected(gw_settings: Settings, registry
     origin = ok.json()["origin"]
     assert origin.startswith("json:")
     got = sorted((m.value for m in raw), key=lambda v: (v["measured_at"], v["parameter"]))
+
+    def archived(origin: str) -> str:  # each body's archive file, carried by its readings
+        return f"2026-11-24/HD-KK-01/http-{origin.replace(':', '-')}.json"
+
+    at = archived(origin)
     assert got == [
         reading(
             "HD-KK-01",
@@ -96,9 +101,12 @@ def test_json_accepted_partly_and_fully_rejected(gw_settings: Settings, registry
             partly.json()["origin"],
             channel="http",
             measured_at="2026-11-24T03:00:00Z",
+            archive_path=archived(partly.json()["origin"]),
         ),
-        reading("HD-KK-01", "NO2", 41.0, "µg/Nm3", origin, channel="http", status="01"),
-        reading("HD-KK-01", "SO2", 12.5, "µg/Nm3", origin, channel="http"),
+        reading(
+            "HD-KK-01", "NO2", 41.0, "µg/Nm3", origin, channel="http", status="01", archive_path=at
+        ),
+        reading("HD-KK-01", "SO2", 12.5, "µg/Nm3", origin, channel="http", archive_path=at),
     ]
     assert sorted((m.value["reason"], m.key) for m in rejected) == [
         ("bad_json", "HD-KK-01"),  # the sender is known even when the body names no one

@@ -116,8 +116,15 @@ def test_mqtt_readings_and_sender_mismatch(
 
     (only,) = raw
     assert only.key == "HD-KK-01"
+    name = f"mqtt-{only.value['origin'].replace(':', '-')}.json"
     assert only.value == reading(
-        "HD-KK-01", "SO2", 12.5, "µg/Nm3", only.value["origin"], channel="mqtt"
+        "HD-KK-01",
+        "SO2",
+        12.5,
+        "µg/Nm3",
+        only.value["origin"],
+        channel="mqtt",
+        archive_path=f"2026-11-24/HD-KK-01/{name}",
     )
     assert only.value["origin"].startswith("json:")
     assert sorted((m.key, m.value["reason"]) for m in rejected) == [
@@ -127,6 +134,9 @@ def test_mqtt_readings_and_sender_mismatch(
     assert counted == 1
     archived = settings.data_dir / "archive" / "2026-11-24" / "HD-KK-01"
     assert [p.read_bytes() for p in archived.iterdir()] == [good]
+    # HD-KK-02's message as HD-KK-01 is kept apart from the archive evidence reads (issue 16)
+    forged = settings.data_dir / "quarantine" / "2026-11-24" / "HD-KK-02"
+    assert [p.read_bytes() for p in forged.iterdir()] == [good]
 
 
 def test_mqtt_is_off_without_a_url(gw_settings: Settings, registry: Registry) -> None:

@@ -15,8 +15,11 @@ import hashlib
 import io
 import json
 import math
+import os
+import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -848,16 +851,32 @@ def test_pdf_renders_non_empty_pages(
 
 def test_evidence_package(database_url: str, tmp_path: Path) -> None:
     ds = insert_dataset(database_url)
-    archive = tmp_path / "archive" / "2026" / "10"
-    archive.mkdir(parents=True)
+    root = tmp_path / "archive"
+    folder = root / "2026-10-25" / NT
+    folder.mkdir(parents=True)
     archived_name = origin_of(NT, EPISODE[0])
     archived = b"COD\t200.0\tmg/L\t20261025080000\t00\r\n"
-    (archive / archived_name).write_bytes(archived)
-    data = render(
-        database_url,
-        ReportRequest(ReportKind.EVIDENCE, Format.ZIP, violation=COD_VID),
-        tmp_path / "archive",
-    )
+    (folder / archived_name).write_bytes(archived)
+    # originals the package must not take: another source's folder, a path climbing out, a
+    # link out of the folder, a file stored under a name no reading points at
+    other = root / "2026-10-25" / KK
+    other.mkdir(parents=True)
+    (other / "kk.txt").write_bytes(b"KK's file")
+    (folder / "link.txt").symlink_to(other / "kk.txt")
+    (folder / origin_of(NT, EPISODE[0] + STEP)).write_bytes(b"named like a reading's origin")
+    paths = {
+        archived_name: f"2026-10-25/{NT}/{archived_name}",
+        origin_of(NT, EPISODE[0] + 2 * STEP): f"2026-10-25/{KK}/kk.txt",
+        origin_of(NT, EPISODE[0] + 3 * STEP): f"2026-10-25/{NT}/../{KK}/kk.txt",
+        origin_of(NT, EPISODE[0] + 4 * STEP): f"2026-10-25/{NT}/link.txt",
+        origin_of(NT, EPISODE[0] + 5 * STEP): f"2026-10-25/{NT}/gone.txt",
+    }
+    with psycopg.connect(database_url) as conn:
+        for origin, path in paths.items():
+            conn.execute("UPDATE readings SET archive_path = %s WHERE origin = %s", (path, origin))
+    req = ReportRequest(ReportKind.EVIDENCE, Format.ZIP, violation=COD_VID)
+    data = render(database_url, req, root)
+    assert render(database_url, req, root) == data  # same data, same time: the same bytes
     zf = zipfile.ZipFile(io.BytesIO(data))
     names = set(zf.namelist())
     assert {
@@ -869,11 +888,29 @@ def test_evidence_package(database_url: str, tmp_path: Path) -> None:
         "acknowledgements.csv",
         "originals/index.csv",
         "manifest.json",
-        f"originals/archive/{archived_name}",
+        f"originals/archive/2026-10-25/{archived_name}",
     } <= names
-    assert zf.read(f"originals/archive/{archived_name}") == archived
+    assert zf.read(f"originals/archive/2026-10-25/{archived_name}") == archived
+    assert [n for n in names if n.startswith("originals/archive/")] == [
+        f"originals/archive/2026-10-25/{archived_name}"
+    ]
     rejected = [n for n in names if n.startswith("originals/rejected/")]
     assert len(rejected) == 1 and zf.read(rejected[0]) == REJECTED_BYTES
+    index = {
+        r["origin"]: (r["archive_path"], r["status"])
+        for r in csv.DictReader(io.StringIO(zf.read("originals/index.csv").decode("utf-8-sig")))
+    }
+    out = [origin_of(NT, EPISODE[0] + i * STEP) for i in range(1, 6)]
+    assert index[archived_name] == (paths[archived_name], "archive")
+    assert index[out[0]] == ("", "not included: not archived (no archive path stored)")
+    assert (
+        index[out[1]][1] == f"not included: archive path {paths[out[1]]!r} is not in {NT}'s folder"
+    )
+    assert index[out[2]][1].endswith("is not <date>/<source>/<file>")
+    assert (
+        index[out[3]][1] == f"not included: {paths[out[3]]} resolves outside {NT}'s archive folder"
+    )
+    assert index[out[4]][1] == f"not included: {paths[out[4]]} is missing from the archive"
 
     manifest = json.loads(zf.read("manifest.json"))
     listed = {f["name"]: f for f in manifest["files"]}
@@ -937,3 +974,108 @@ def test_cli_and_api(database_url: str, tmp_path: Path) -> None:
     assert r.status_code == 200 and r.content[:2] == b"PK"
     r = client.get("/api/reports/evidence", params={"violation": "nope"})
     assert r.status_code == 404
+
+
+HOSTILE_NOTE = '=HYPERLINK("http://x","y")'
+
+
+def test_formula_like_text_is_written_as_text_numbers_stay_numbers(database_url: str) -> None:
+    insert_dataset(database_url)
+    notes = [HOSTILE_NOTE, "+1 555", "-gọi lại", "@SUM(A1)", "\tx", "\rx", "ghi chú thường"]
+    with psycopg.connect(database_url) as conn:
+        for i, note in enumerate(notes):
+            conn.execute(
+                "INSERT INTO acknowledgements (violation_id, username, note, at)"
+                " VALUES (%s, 'reg', %s, %s)",
+                (COD_VID, note, datetime(2026, 10, 27, 9, i, tzinfo=TZ)),
+            )
+        # a negative reading in the export (a temperature below zero is a number, not a formula)
+        conn.execute(
+            "UPDATE readings SET value = -3.5 WHERE source_id = %s AND parameter = 'pH'"
+            " AND measured_at = %s",
+            (NT, MONTH_START.astimezone(UTC)),
+        )
+    req = ReportRequest(ReportKind.COMPLIANCE, Format.CSV, Lang.EN, "2026-10", (NT,))
+    acks = Sheets(render(database_url, req), Format.CSV, Lang.EN).rows("sec.acknowledgements")
+    written = [a["note"] for a in acks]
+    assert written[2:] == ["'" + n for n in notes[:-1]] + [notes[-1]]
+    xreq = ReportRequest(ReportKind.COMPLIANCE, Format.XLSX, Lang.EN, "2026-10", (NT,))
+    wb = openpyxl.load_workbook(io.BytesIO(render(database_url, xreq)))
+    cells = {c.value: c for ws in wb.worksheets for row in ws.iter_rows() for c in row}
+    for note in notes:
+        cell = cells[note.replace("\r", "\n")]  # XML reads a bare CR back as LF
+        assert cell.data_type == "s", (note, cell.data_type)
+    assert cells[HOSTILE_NOTE].quotePrefix
+    assert not any(c.data_type == "f" for c in cells.values())
+
+    period = "2026-10-01..2026-10-01"
+    ereq = ReportRequest(ReportKind.EXPORT, Format.CSV, Lang.EN, period, (NT,))
+    rows = Sheets(render(database_url, ereq), Format.CSV, Lang.EN).rows("sec.readings")
+    ph = [r["value"] for r in rows if r["parameter"] == "pH"]
+    assert "-3.5" in ph and not any(v.startswith("'") for v in ph)
+    xreq = ReportRequest(ReportKind.EXPORT, Format.XLSX, Lang.EN, period, (NT,))
+    wb = openpyxl.load_workbook(io.BytesIO(render(database_url, xreq)))
+    negative = [c for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value == -3.5]
+    assert negative and all(c.data_type == "n" for c in negative)
+
+
+@pytest.mark.parametrize(
+    ("kind", "source", "period", "message"),
+    [
+        ("compliance", NT, "2017", "ends before 2018, the first year with data"),
+        ("province", None, "2099-01", "starts after the current year"),
+        ("air-quality", KK, "2023-01", "starts before QCVN 05:2023/BTNMT existed"),
+        ("compliance", KK, "2023-09-01..2023-09-30", "held to it from 2023-09-12"),
+        ("province", None, "2025-01-01..2026-10-31", "at most 366 days"),
+        ("export", NT, "2026", "365 days; this report covers at most 92 days"),
+        ("compliance", NT, "0000", "year 0 is out of range"),
+        ("export", NT, "9999-12", "out of range"),
+        ("export", NT, "2026-02-30", "is not a calendar date"),
+    ],
+)
+def test_periods_no_report_can_cover_get_400_and_exit_2(
+    database_url: str, tmp_path: Path, kind: str, source: str | None, period: str, message: str
+) -> None:
+    migrate(database_url)
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    app = FastAPI()
+    app.include_router(build_router(settings))
+    params = {"period": period, **({"source": source} if source else {})}
+    r = TestClient(app).get(f"/api/reports/{kind}", params=params)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["detail"], r.text
+
+    from reports.service import ReportRequestError
+
+    argv = [kind, "--period", period, *(["--source", source] if source else [])]
+    with pytest.raises(ReportRequestError, match=re.escape(message)):
+        run_report(settings.model_copy(update={"database_url": "postgresql://unused"}), argv)
+    # the command itself: the message on stderr, exit status 2, no database started
+    done = subprocess.run(
+        [sys.executable, "-m", "quantrac_cli", "report", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QUANTRAC_DATA_DIR": str(tmp_path / "cli")},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and not (tmp_path / "cli" / "pg").exists()
+
+
+def test_a_year_report_and_a_quarter_export_are_within_the_maximums(
+    database_url: str, tmp_path: Path
+) -> None:
+    insert_dataset(database_url)
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    app = FastAPI()
+    app.include_router(build_router(settings))
+    client = TestClient(app)
+    r = client.get("/api/reports/province", params={"period": "2024"})  # 366 days, leap year
+    assert r.status_code == 200, r.text
+    r = client.get("/api/reports/export", params={"period": "2026-Q4", "source": NT})
+    assert r.status_code == 200, r.text
+    narrow = settings.model_copy(update={"report_max_days": 31})
+    app = FastAPI()
+    app.include_router(build_router(narrow))
+    r = TestClient(app).get("/api/reports/compliance", params={"period": "2026-Q4", "source": NT})
+    assert r.status_code == 400 and "at most 31 days (QUANTRAC_REPORT_MAX_DAYS)" in r.text

@@ -59,6 +59,7 @@ def _reading_rows(n: int, value: float = 1.0) -> list[Row]:
             T0,
             "sim",
             f"f{i}",
+            None,
         )
         for i in range(n)
     ]
@@ -139,8 +140,8 @@ def test_migration_0006_drops_daily_aqi_rows_not_on_local_midnight(database_url:
     # Decision 1459/QĐ-TCMT: the day is the hours starting 00:00–23:00 local (UTC+7), so a daily
     # row starts at 17:00 UTC; rows from the old 01:00-local day (18:00 UTC) are removed.
     migrate(database_url)
-    sql = (plan(Flavour.PLAIN)[-1].path).read_text()
-    assert "0006" in plan(Flavour.PLAIN)[-1].path.name
+    (m0006,) = [m for m in plan(Flavour.PLAIN) if m.version == 6]
+    sql = m0006.path.read_text()
     right = datetime(2026, 11, 30, 17, tzinfo=UTC)
     with psycopg.connect(database_url) as conn:
         for kind, start in (("daily", right), ("daily", right + timedelta(hours=1)),
