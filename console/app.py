@@ -33,7 +33,10 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
 from console import auth
-from console.charts import AQI_BANDS, Line, aqi_colour, aqi_text_colour, line_chart
+from console.bands import aqi_class, wqi_class
+from console.bands import stylesheet as band_stylesheet
+from console.charts import AQI_BANDS, Line, line_chart
+from console.headers import security_headers
 from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
@@ -43,7 +46,6 @@ from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tls import cert_and_key
 from thresholds.averaging import ewma, savgol_smooth
-from thresholds.water_quality import wqi_category
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +87,6 @@ class UserUpdate(BaseModel):
 class Health(BaseModel):
     status: str
     database: bool
-
-
-def wqi_colour(value: int | None) -> str:
-    """The VN_WQI band colour (Decision 1460 Table 1; docs/regulations.md §4.3)."""
-    category = wqi_category(value)
-    return category.hex if category else "#cccccc"
 
 
 def _now() -> datetime:
@@ -256,6 +252,23 @@ def create_app(
         response: Response = await call_next(request)
         return response
 
+    @app.middleware("http")
+    async def add_security_headers(request: Request, call_next: Any) -> Response:
+        """CSP, frame denial, nosniff, referrer policy; HSTS over TLS (console/headers.py)."""
+        response: Response = await call_next(request)
+        over_tls = settings.console_behind_tls or request.url.scheme == "https"
+        response.headers.update(security_headers(request.url.path, over_tls=over_tls))
+        return response
+
+    @app.get("/bands.css", include_in_schema=False)
+    async def bands_css() -> Response:
+        """The AQI and WQI band colours as CSS classes (console/bands.py): no inline styles."""
+        return Response(
+            band_stylesheet(),
+            media_type="text/css; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     @app.exception_handler(psycopg.errors.DataError)
     async def bad_data(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
         return JSONResponse({"detail": f"invalid value: {exc.sqlstate}"}, status_code=400)
@@ -293,9 +306,8 @@ def create_app(
     templates.env.filters["age"] = age_text
     templates.env.filters["num"] = fmt_num
     templates.env.globals.update(
-        aqi_colour=aqi_colour,
-        aqi_text_colour=aqi_text_colour,
-        wqi_colour=wqi_colour,
+        aqi_class=aqi_class,
+        wqi_class=wqi_class,
         severity_class=lambda s: SEVERITY_CLASS.get(s, "sev0"),
         severities=list(SEVERITY_CLASS),
         aqi_bands=AQI_BANDS,
@@ -452,7 +464,9 @@ def create_app(
         responses={401: {}, 403: {}, 404: {}},
     )
     async def api_ack(violation_id: str, body: AckRequest, conn: ConnDep, session: AckUser) -> Any:
-        """Acknowledge a violation with a note (operator, admin); audited."""
+        """Acknowledge a violation with a note (operator, admin); audited. Every
+        acknowledgement is kept (``acknowledgements`` of the violation's detail); the violation's
+        ``acknowledged_by/at`` and ``ack_note`` stay those of the first."""
         user = session.user.username
         note = body.note.strip()
         if not note:
@@ -473,7 +487,7 @@ def create_app(
             )
             await conn.execute(
                 "UPDATE violations SET acknowledged_at = %s, acknowledged_by = %s,"
-                " ack_note = %s WHERE violation_id = %s",
+                " ack_note = %s WHERE violation_id = %s AND acknowledged_at IS NULL",
                 (now, user, note, violation_id),
             )
             await auth.audit(
@@ -486,11 +500,40 @@ def create_app(
         found = await q.violations_by_id(conn, [violation_id])
         return found[0]
 
-    @app.get("/api/events", tags=["violations"], response_class=StreamingResponse)
-    async def api_events(request: Request, session: ApiUser) -> StreamingResponse:
-        """Server-Sent Events: ``event: violation`` with the violation's JSON on each change."""
+    @app.get(
+        "/api/events",
+        tags=["violations"],
+        response_class=StreamingResponse,
+        responses={401: {}},
+    )
+    async def api_events(request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``event: violation`` with the violation's JSON on each change.
+
+        The session is checked again at every keepalive and before each batch of events; when
+        it is gone (logout, expiry, user disabled) the stream sends ``event: session_ended`` and
+        closes. No pooled connection is held while the stream is open."""
+        token = request.cookies.get(auth.SESSION_COOKIE)
+        pool: AsyncConnectionPool = request.app.state.pool
+
+        async def current() -> auth.Session | None:
+            async with pool.connection() as conn:
+                return await auth.session_for(conn, token, _now())
+
+        session = await current()
+        if session is None:
+            raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Cookie"})
+        username = session.user.username
+
+        async def session_valid() -> bool:
+            now_session = await current()
+            return now_session is not None and now_session.user.username == username
+
         return StreamingResponse(
-            event_stream(request.app.state.feed),
+            event_stream(
+                request.app.state.feed,
+                session_valid,
+                keepalive_s=settings.console_sse_keepalive_s,
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -577,10 +620,16 @@ def create_app(
     async def api_board(conn: ConnDep, session: ApiUser) -> Any:
         return await q.station_board(conn, _now(), settings.timezone)
 
-    @app.get("/api/audit", response_model=list[q.AuditEntry], tags=["audit"])
+    @app.get(
+        "/api/audit",
+        response_model=list[q.AuditEntry],
+        tags=["audit"],
+        responses={401: {}, 403: {}},
+    )
     async def api_audit(
-        conn: ConnDep, session: ApiUser, target: str | None = None, limit: int = 200
+        conn: ConnDep, session: AdminUser, target: str | None = None, limit: int = 200
     ) -> Any:
+        """The audit log (logins, acknowledgements, user changes): admins only."""
         return await q.audit_entries(conn, target=target, limit=limit)
 
     # --- users (admin) ---------------------------------------------------------------------
@@ -647,7 +696,10 @@ def create_app(
             limit=v.limit,
             tz=settings.timezone,
         )
-        audit_rows = await q.audit_entries(conn, target=f"violation:{violation_id}")
+        is_admin = session.user.role is auth.Role.ADMIN  # the audit log is theirs alone
+        audit_rows = (
+            await q.audit_entries(conn, target=f"violation:{violation_id}") if is_admin else []
+        )
         return render(
             request,
             "violation.html",
@@ -730,6 +782,8 @@ def create_app(
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     async def audit_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:
+        if session.user.role is not auth.Role.ADMIN:
+            return render(request, "error.html", session, 403, message="forbidden")
         rows = await q.audit_entries(conn, limit=500)
         return render(request, "audit.html", session, rows=rows)
 

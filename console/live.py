@@ -5,6 +5,10 @@ open, were seen at the previous poll, or changed in the last ten minutes, and co
 (last_seq, state, acknowledged_at) with what it saw before. Changed rows go to every subscriber
 queue; a browser's ``EventSource`` receives them as ``event: violation`` messages. A slow or
 gone browser only loses its own queue (bounded), never blocks the poller.
+
+A stream outlives the request that opened it, so it asks again whether its session is still
+valid at every keepalive and before each batch of events: a user disabled, logged out or expired
+gets an ``event: session_ended`` and the stream closes, with no further event sent.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from storage.queries import ViolationRow, violations_by_id
@@ -24,7 +29,10 @@ from storage.queries import ViolationRow, violations_by_id
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
-KEEPALIVE_S = 15.0
+SESSION_ENDED = b"event: session_ended\ndata: {}\n\n"
+
+#: True while the stream's session is valid; may raise psycopg.Error (database unreachable).
+SessionCheck = Callable[[], Awaitable[bool]]
 
 Fingerprint = tuple[int, str, datetime | None]
 
@@ -135,22 +143,41 @@ class ViolationFeed:
 
 
 async def event_stream(
-    feed: ViolationFeed, *, keepalive_s: float = KEEPALIVE_S, max_events: int | None = None
+    feed: ViolationFeed,
+    session_valid: SessionCheck,
+    *,
+    keepalive_s: float,
+    max_events: int | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE body for one browser: a hello, then one message per changed violation."""
+    """The SSE body for one browser: a hello, then one message per changed violation, for as
+    long as ``session_valid()`` says yes (asked at each keepalive and before each batch)."""
     q = feed.subscribe()
     sent = 0
     try:
         yield b"retry: 2000\n\n" + sse_message("hello", json.dumps({"polls": feed.polls}))
         while max_events is None or sent < max_events:
-            try:
-                v = await asyncio.wait_for(q.get(), timeout=keepalive_s)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if v is None:  # the console is shutting down
+            batch: list[ViolationRow | None] = []
+            with contextlib.suppress(TimeoutError):  # a timeout is a keepalive: check all the same
+                batch.append(await asyncio.wait_for(q.get(), timeout=keepalive_s))
+            while not q.empty():  # what is already queued goes out under the same check
+                batch.append(q.get_nowait())
+            rows = [v for v in batch if v is not None]
+            if len(rows) < len(batch):  # None: the console is shutting down
                 return
-            yield sse_message("violation", to_json(v), f"{v.violation_id}:{v.last_seq}")
-            sent += 1
+            try:
+                valid = await session_valid()
+            except psycopg.Error:  # cannot tell: close (fail closed); the browser reconnects
+                log.warning("SSE session check failed; closing the stream", exc_info=True)
+                return
+            if not valid:
+                yield SESSION_ENDED
+                return
+            if not rows:
+                yield b": keepalive\n\n"
+            for v in rows:
+                yield sse_message("violation", to_json(v), f"{v.violation_id}:{v.last_seq}")
+                sent += 1
+                if max_events is not None and sent >= max_events:
+                    return
     finally:
         feed.unsubscribe(q)

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address the worker's web server binds (0.0.0.0 in containers)."
     )
     console_port: int = Field(8080, description="Alert console HTTP port.")
+    console_behind_tls: bool = Field(
+        False,
+        description="A reverse proxy serves the console over HTTPS: send HSTS (it is sent "
+        "anyway on requests that arrive over TLS).",
+    )
+    console_sse_keepalive_s: float = Field(
+        15.0,
+        gt=0,
+        description="Keepalive of the live alert stream; each one re-checks the session.",
+    )
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")
     tls_cert_file: Path | None = Field(

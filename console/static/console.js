@@ -113,6 +113,11 @@ function startLive(table) {
   const src = new EventSource("/api/events");
   src.addEventListener("hello", () => status.classList.remove("down"));
   src.addEventListener("violation", (ev) => upsert(JSON.parse(ev.data), table));
+  // the server ended the stream because the session is gone (logged out, expired, disabled)
+  src.addEventListener("session_ended", () => {
+    src.close();
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  });
   src.onerror = () => status.classList.add("down");
 }
 
@@ -128,6 +133,12 @@ document.addEventListener("submit", async (ev) => {
       const table = document.getElementById("alerts");
       if (table) upsert(v, table);
     } catch (e) { alert(e.message); }
+  } else if (form.id === "report-form") {
+    // the kind is in the path, not the query (CSP: this lives here, not inline in the page)
+    const kind = document.getElementById("report-kind");
+    form.action = "/api/reports/" + kind.value;
+    kind.disabled = true;
+    setTimeout(() => { kind.disabled = false; }, 0);
   } else if (form.id === "new-user") {
     ev.preventDefault();
     const err = document.getElementById("user-error");

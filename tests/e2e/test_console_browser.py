@@ -1,7 +1,9 @@
 """The console in headless Chromium (Debian's ``chromium`` + ``chromedriver``, via Selenium).
 
 An operator logs in, a violation appears without reload, gets acknowledged with a note, and the
-note shows in the audit trail; a regulator sees no acknowledge button. Screenshots of every page
+note shows in the violation's history and, for an admin, in the audit trail (the operator may not
+read it); a regulator sees no acknowledge button. Every page runs under the console's strict
+Content-Security-Policy: the browser's log must hold no CSP violation. Screenshots of every page
 land in the test's tmp dir. The first tests insert the violation into the table the pipeline
 writes (the console's polling + SSE path); the last one produces readings to Kafka and runs a
 real worker, so the alert comes through the whole pipeline.
@@ -62,6 +64,7 @@ def browser() -> Iterator[WebDriver]:
     opts.binary_location = CHROMIUM
     for flag in FLAGS:
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
         yield driver
@@ -75,6 +78,16 @@ def log_in(driver: WebDriver, base: str, username: str) -> None:
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login-submit").click()
     WebDriverWait(driver, 5).until(ec.presence_of_element_located((By.ID, "who")))
+
+
+def csp_violations(driver: WebDriver) -> list[str]:
+    """What the browser refused under the Content-Security-Policy since the last call."""
+    assert isinstance(driver, webdriver.Chrome)  # the browser log is Chromium's
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if "Content Security Policy" in e["message"] or "Refused to" in e["message"]
+    ]
 
 
 def shot(driver: WebDriver, folder: Path, name: str) -> None:
@@ -107,6 +120,11 @@ def test_operator_sees_live_alert_and_acknowledges(
         lambda d: "Đã gọi nhà máy" in d.find_element(By.ID, "v-V-E2E").text
     )
     shot(browser, tmp_path, "03-acknowledged")
+    assert csp_violations(browser) == []
+    browser.get(f"{server}/audit")  # the audit log is the admins' alone
+    assert browser.find_elements(By.ID, "audit") == []
+    browser.find_element(By.ID, "logout").click()
+    log_in(browser, server, "adm")
     browser.get(f"{server}/audit")
     audit = browser.find_element(By.ID, "audit").text
     assert "acknowledge" in audit and "Đã gọi nhà máy, kiểm tra thiết bị" in audit
@@ -121,6 +139,12 @@ def test_operator_sees_live_alert_and_acknowledges(
         assert browser.find_elements(By.ID, "who"), path
         if path.startswith("/violations/"):  # the episode chart draws the limit
             assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.limit")
+            acks = browser.find_element(By.ID, "acks").text
+            assert "op" in acks and "Đã gọi nhà máy, kiểm tra thiết bị" in acks
+        if path == "/board":  # the AQI band colour comes from /bands.css, not a style attribute
+            aqi = browser.find_element(By.CSS_SELECTOR, "span.aqi")
+            assert aqi.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
+        assert csp_violations(browser) == [], path
         shot(browser, tmp_path, name)
     assert len(list(tmp_path.glob("*.png"))) == 8
 

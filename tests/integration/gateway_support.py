@@ -44,6 +44,7 @@ AIR = "HD_TTQT_KHI001_20261124100500.txt"  # HD-KK-01
 STACK = "HD_NDPL_KHI001_20261124100500.txt"  # HD-KT-01
 OUTFALL = "HD_KCNDA_NTH001_20261124100500.txt"  # HD-NT-03
 CORPUS = Path(__file__).parent.parent / "corpus" / "circular10"
+MOSQUITTO_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 
 
 @pytest.fixture(scope="module")
@@ -288,9 +289,31 @@ def publish_v5(client: mqtt.Client, topic: str, payload: bytes) -> mqtt.ReasonCo
     return codes[info.mid]
 
 
+def shipped_mosquitto_conf(port: int, auth_dir: Path, data_dir: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf with its port and container paths moved to this machine
+    (each rewrite must hit exactly one line: a renamed directive fails instead of vanishing)."""
+    rewrites = {
+        "listener 1883": f"listener {port} 127.0.0.1",
+        "password_file /mosquitto/auth/passwd": f"password_file {auth_dir / 'passwd'}",
+        "acl_file /mosquitto/auth/acl": f"acl_file {auth_dir / 'acl'}",
+        "persistence_location /mosquitto/data/": f"persistence_location {data_dir}/",
+    }
+    lines = MOSQUITTO_CONF.read_text(encoding="utf-8").splitlines()
+    for old, new in rewrites.items():
+        hits = [i for i, line in enumerate(lines) if line.strip() == old]
+        assert len(hits) == 1, f"{MOSQUITTO_CONF.name}: want one line {old!r}, got {len(hits)}"
+        lines[hits[0]] = new
+    out = "\n".join(lines) + "\n"
+    assert "/mosquitto/" not in out.replace(str(auth_dir), "").replace(str(data_dir), "")
+    # Started as root, Mosquitto would switch to the `mosquitto` user, who cannot enter pytest's
+    # 0700 temporary directories (in the image it runs as that user and owns its directories).
+    return out + "user root\n"
+
+
 @pytest.fixture
 def secured_broker(gw_settings: Settings, registry: Registry) -> Iterator[SecuredBroker]:
-    """Mosquitto with ``allow_anonymous false`` and the files `quantrac mqtt-acl` writes."""
+    """Mosquitto on the shipped deploy/mosquitto/mosquitto.conf (``allow_anonymous false``,
+    client id = user name) with the files `quantrac mqtt-acl` writes."""
     binary = shutil.which("mosquitto")
     if binary is None:
         why = "mosquitto is not installed (Debian package mosquitto)"
@@ -303,17 +326,13 @@ def secured_broker(gw_settings: Settings, registry: Registry) -> Iterator[Secure
     root = gw_settings.mqtt_topic_root
     pw_file, acl = write_files(data_dir / "mosquitto", registry, accounts, gateway, root)
     port = free_port()
+    assert (pw_file.parent, acl.parent) == (data_dir / "mosquitto",) * 2
+    store = data_dir / "mosquitto" / "store"
+    store.mkdir()
     conf = data_dir / "mosquitto" / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous false\n"
-        f"password_file {pw_file}\n"
-        f"acl_file {acl}\n"
-        "persistence false\n"
-        "user root\n",  # started as root it would switch to `mosquitto`, who cannot read tmp
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    conf.write_text(shipped_mosquitto_conf(port, pw_file.parent, store), encoding="utf-8")
+    with open(data_dir / "mosquitto" / "mosquitto.log", "wb") as log:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port("127.0.0.1", port, 10)
         url = f"mqtt://{gateway.user}:{gateway.password}@127.0.0.1:{port}"

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from console.app import console_server, create_app
 from console.auth import THROTTLE_FAILURES, UserError, cli_add_user, create_user
+from console.bands import stylesheet as band_stylesheet
 from console.charts import aqi_colour
 from storage import queries as q
 from storage.migrate import migrate
@@ -586,8 +587,13 @@ async def test_violation_page_draws_limit_and_history(clients: Any) -> None:
 
 
 async def test_board_page_uses_official_aqi_colour(clients: Any) -> None:
-    text = (await clients["reg"][0].get("/board")).text
-    assert "background:rgb(255,126,0)" in text  # AQI 123
+    c = clients["reg"][0]
+    text = (await c.get("/board")).text
+    assert '<span class="aqi aqi-unhealthy_sensitive">123</span>' in text  # AQI 123
+    css = await c.get("/bands.css")
+    assert css.headers["content-type"].startswith("text/css")
+    assert ".aqi-unhealthy_sensitive { background: rgb(255,126,0); color: #000; }" in css.text
+    assert css.text == band_stylesheet()
 
 
 # Decision 1459/QĐ-TCMT (2019), Table: VN_AQI ranges and colours (RGB)
@@ -636,6 +642,13 @@ def test_station_status(age_s: float | None, interval_s: int, status: q.StationS
 
 @pytest.fixture
 def server(app: FastAPI) -> Iterator[str]:
+    with serving(app) as base:
+        yield base
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port (SSE needs a real socket)."""
     port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -646,9 +659,11 @@ def server(app: FastAPI) -> Iterator[str]:
     while not srv.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 async def test_sse_pushes_new_and_acknowledged_violations(server: str, db: str) -> None:
@@ -793,3 +808,91 @@ def test_console_serves_https_with_secure_cookies(
     )
     assert "; secure" in session_cookie.lower()
     assert me.json()["username"] == "op"
+
+
+# --- audit log and acknowledgement history ---------------------------------------------------
+
+
+async def test_audit_log_is_for_admins_only(clients: Any) -> None:
+    """Issue 16: the audit trail (who logged in from where, who changed users) is admin-only."""
+    for who in ("op", "reg"):
+        c, _ = clients[who]
+        assert (await c.get("/api/audit")).status_code == 403, who
+        assert (await c.get("/api/audit", params={"target": "violation:V-PM25"})).status_code == 403
+        page = await c.get("/audit")
+        assert page.status_code == 403 and 'id="audit"' not in page.text, who
+        alerts = (await c.get("/")).text
+        assert 'href="/audit"' not in alerts, who  # no menu entry either
+        detail = (await c.get("/violations/V-PM25")).text
+        assert 'id="audit"' not in detail and 'id="acks"' in detail, who
+    adm, _ = clients["adm"]
+    entries = (await adm.get("/api/audit")).json()
+    assert {"login"} <= {e["action"] for e in entries}
+    assert 'id="audit"' in (await adm.get("/audit")).text
+    assert 'href="/audit"' in (await adm.get("/")).text
+    assert 'id="audit"' in (await adm.get("/violations/V-PM25")).text
+
+
+async def test_second_acknowledgement_keeps_the_first_acknowledger(clients: Any, db: str) -> None:
+    """Issue 16: a later acknowledgement is added to the history; the violation's
+    acknowledged_by/at and note stay the first one's, in the API, the page and the database."""
+    op, op_csrf = clients["op"]
+    adm, adm_csrf = clients["adm"]
+    first = await op.post(
+        "/api/violations/V-PM25/ack",
+        json={"note": "gọi nhà máy"},
+        headers={"X-CSRF-Token": op_csrf},
+    )
+    assert first.status_code == 200, first.text
+    second = await adm.post(
+        "/api/violations/V-PM25/ack",
+        json={"note": "đã kiểm tra lại"},
+        headers={"X-CSRF-Token": adm_csrf},
+    )
+    assert second.status_code == 200, second.text
+    for answer in (first.json(), second.json()):
+        assert (answer["acknowledged_by"], answer["ack_note"]) == ("op", "gọi nhà máy")
+    assert second.json()["acknowledged_at"] == first.json()["acknowledged_at"]
+    detail = (await adm.get("/api/violations/V-PM25")).json()
+    assert detail["violation"]["acknowledged_by"] == "op"
+    assert [(a["username"], a["note"]) for a in detail["acknowledgements"]] == [
+        ("op", "gọi nhà máy"),
+        ("adm", "đã kiểm tra lại"),
+    ]
+    page = (await op.get("/violations/V-PM25")).text
+    acks = page[page.index('id="acks"') : page.index("</table>", page.index('id="acks"'))]
+    assert acks.index("gọi nhà máy") < acks.index("đã kiểm tra lại")
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT acknowledged_by, ack_note FROM violations WHERE violation_id = 'V-PM25'"
+        ).fetchone()
+        n = conn.execute("SELECT count(*) FROM acknowledgements").fetchone()
+    assert row == ("op", "gọi nhà máy") and n == (2,)
+    assert [r[0] for r in audit_rows(db, "acknowledge")] == ["op", "adm"]
+
+
+def test_migration_0009_restores_the_first_acknowledger(db: str) -> None:
+    """Rows written before the fix carry the last acknowledger: 0009 puts the first one back
+    from the history (re-applied here over such a row)."""
+    first, later = NOW - timedelta(minutes=50), NOW - timedelta(minutes=20)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for user, note, at in [("op", "first", first), ("adm", "later", later)]:
+            conn.execute(
+                "INSERT INTO acknowledgements (violation_id, username, note, at)"
+                " VALUES ('V-DUST', %s, %s, %s)",
+                (user, note, at),
+            )
+        conn.execute(  # what the console used to leave behind
+            "UPDATE violations SET acknowledged_at = %s, acknowledged_by = 'adm',"
+            " ack_note = 'later' WHERE violation_id = 'V-DUST'",
+            (later,),
+        )
+        conn.execute("DELETE FROM schema_migrations WHERE version = 9")
+    assert [m.version for m in migrate(db)] == [9]
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT violation_id, acknowledged_at, acknowledged_by, ack_note FROM violations"
+            " ORDER BY violation_id"
+        ).fetchall()
+    assert ("V-DUST", first, "op", "first") in rows
+    assert [r for r in rows if r[0] != "V-DUST" and r[2] is not None] == []  # others untouched

@@ -17,12 +17,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from stations.mqtt_acl import ACL_FILE, PASSWORD_FILE
 from streams.metrics import Metrics
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -266,7 +269,7 @@ def test_compose_service_is_complete(name: str) -> None:
             assert (DEPLOY / source).exists(), f"{name}: bind mount {source} is missing"
         else:
             assert source in compose()["volumes"], f"{name}: volume {source} is not declared"
-    if name != "migrate":
+    if service.get("restart") != "no":  # one-shots (migrate, mqtt-acl) exit when done
         assert "healthcheck" in service, f"{name}: no healthcheck"
 
 
@@ -278,6 +281,7 @@ def test_compose_has_the_whole_system() -> None:
     commands = {name: svc.get("command") for name, svc in s.items() if "build" in svc}
     assert commands == {
         "migrate": ["db", "migrate"],
+        "mqtt-acl": ["mqtt-acl", "--out", "/var/lib/quantrac-mosquitto", "--readable"],
         "gateway": ["gateway"],
         "worker-1": ["worker"],
         "worker-2": ["worker"],
@@ -303,6 +307,108 @@ def test_compose_workers_have_distinct_ports_that_prometheus_scrapes() -> None:
         for c in jobs[job]["static_configs"]:
             for target in c["targets"]:
                 assert target.split(":")[0] in s, f"{job} scrapes unknown host {target}"
+
+
+# ------------------------------------------------------------------ Mosquitto
+
+MOSQUITTO_CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
+
+
+def mosquitto_options() -> dict[str, list[str]]:
+    """Directive → its values, from the shipped mosquitto.conf."""
+    options: dict[str, list[str]] = {}
+    for line in MOSQUITTO_CONF.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            options.setdefault(key, []).append(value.strip())
+    return options
+
+
+def env_file(name: str) -> dict[str, str]:
+    env = {}
+    for line in (DEPLOY / "env" / name).read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+def mounts(volumes: list[str]) -> dict[str, tuple[str, bool]]:
+    """Compose short-syntax volumes: container path → (source, read-only)."""
+    out = {}
+    for volume in volumes:
+        source, target, *mode = volume.split(":")
+        out[target] = (source, mode == ["ro"])
+    return out
+
+
+def test_mosquitto_conf_refuses_anonymous_clients_and_names_the_generated_files() -> None:
+    options = mosquitto_options()
+    assert options["listener"] == ["1883"]
+    assert options["allow_anonymous"] == ["false"]
+    assert options["per_listener_settings"] == ["false"]  # one rule for every listener
+    assert options["use_username_as_clientid"] == ["true"]  # no taking another's session
+    # the names `quantrac mqtt-acl` writes, in the directory compose and k8s mount
+    assert options["password_file"] == [f"/mosquitto/auth/{PASSWORD_FILE}"]
+    assert options["acl_file"] == [f"/mosquitto/auth/{ACL_FILE}"]
+    assert options["persistence"] == ["true"]
+    assert options["persistence_location"] == ["/mosquitto/data/"]
+    # a packet the gateway would refuse as too large is refused by the broker already
+    limit = Settings.model_fields["gateway_max_body_bytes"].metadata
+    ceiling = next(m.le for m in limit if getattr(m, "le", None) is not None)
+    assert ceiling < int(options["max_packet_size"][0]) <= ceiling + 4096
+
+
+def test_compose_mosquitto_mounts_the_conf_and_the_files_mqtt_acl_writes() -> None:
+    s = services()
+    broker, acl, gateway = s["mosquitto"], s["mqtt-acl"], s["gateway"]
+    assert re.fullmatch(r"eclipse-mosquitto:2\.\d+\.\d+", broker["image"]), broker["image"]
+    theirs, ours = mounts(broker["volumes"]), mounts(acl["volumes"])
+    assert theirs["/mosquitto/config/mosquitto.conf"] == ("./mosquitto/mosquitto.conf", True)
+    # mqtt-acl writes into a volume the broker mounts read-only at the conf's paths
+    out = acl["command"][acl["command"].index("--out") + 1]
+    assert "--readable" in acl["command"]  # the broker runs as another user (uid 1883)
+    auth_volume, _ = ours[out]
+    assert theirs["/mosquitto/auth"] == (auth_volume, True)
+    assert auth_volume not in {v for v, _ in mounts(gateway["volumes"]).values()}
+    data_volume, read_only = theirs["/mosquitto/data"]
+    assert data_volume in compose()["volumes"] and not read_only
+    # mqtt-acl reads the accounts where the gateway keeps them (QUANTRAC_DATA_DIR)
+    data_dir = env_file("production.env")["QUANTRAC_DATA_DIR"]
+    assert ours[data_dir] == mounts(gateway["volumes"])[data_dir]
+    # the broker and the gateway wait for the files; the gateway for the broker
+    assert broker["depends_on"]["mqtt-acl"]["condition"] == "service_completed_successfully"
+    assert gateway["depends_on"]["mqtt-acl"]["condition"] == "service_completed_successfully"
+    assert gateway["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    assert acl["restart"] == "no"
+    assert "1883:1883" in broker["ports"]
+
+
+def test_production_env_points_the_gateway_at_the_compose_broker() -> None:
+    url = urlsplit(env_file("production.env")["QUANTRAC_MQTT_URL"])
+    assert url.scheme == "mqtt" and url.hostname in services()
+    assert url.port == int(mosquitto_options()["listener"][0])
+    assert url.username == "gateway" and url.password == "CHANGE-ME"  # `secrets init` fills it
+
+
+def test_defaults_env_lists_the_gateway_limits_and_mqtt_settings_with_their_defaults() -> None:
+    text = (DEPLOY / "env" / "defaults.env").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^# (QUANTRAC_[A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    fields = Settings.model_fields
+    for name in (
+        "gateway_max_body_bytes",
+        "gateway_deliveries_per_minute",
+        "gateway_max_rejections",
+        "gateway_ftp_max_cons_per_ip",
+        "gateway_publish_timeout_s",
+        "mqtt_url",
+        "mqtt_topic_root",
+    ):
+        assert f"QUANTRAC_{name.upper()}" in listed, f"defaults.env does not list {name}"
+    for key, value in listed.items():  # whatever is listed shows its real default
+        field = fields[key.removeprefix("QUANTRAC_").lower()]
+        default = "" if field.default is None else str(field.default)
+        assert value.lower() == default.lower(), f"{key}={value}, default {default!r}"
 
 
 def test_compose_passes_docker_compose_config() -> None:
@@ -366,6 +472,47 @@ def test_kustomization_lists_exactly_the_manifests() -> None:
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk
+
+
+def k8s_doc(kind: str, name: str) -> dict[str, Any]:
+    return next(d for _, d in k8s_docs() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_k8s_gateway_pod_runs_mqtt_acl_then_mosquitto_on_its_accounts() -> None:
+    pod = k8s_doc("Deployment", "quantrac-gateway")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    broker, gateway = containers["mosquitto"], containers["gateway"]
+    assert init["args"][:3] == ["mqtt-acl", "--out", "/var/lib/quantrac-mosquitto"]
+    assert "--readable" in init["args"]
+    assert broker["image"] == services()["mosquitto"]["image"]
+
+    def mounted(container: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+        return {
+            m["mountPath"]: (m["name"], m.get("readOnly", False)) for m in container["volumeMounts"]
+        }
+
+    # the same accounts volume as the gateway; the files into the one the broker reads
+    assert mounted(init)["/var/lib/quantrac"] == mounted(gateway)["/var/lib/quantrac"]
+    auth, _ = mounted(init)["/var/lib/quantrac-mosquitto"]
+    assert mounted(broker)["/mosquitto/auth"] == (auth, True)
+    assert "/var/lib/quantrac" not in mounted(broker)  # the broker never sees the accounts
+    config, read_only = mounted(broker)["/mosquitto/config"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert read_only and volumes[config]["configMap"]["name"] == "quantrac-mosquitto"
+    # the ConfigMap carries the shipped mosquitto.conf, unchanged
+    data = k8s_doc("ConfigMap", "quantrac-mosquitto")["data"]
+    assert data == {"mosquitto.conf": MOSQUITTO_CONF.read_text(encoding="utf-8")}
+    # the gateway and mqtt-acl read the same login; the broker is in the pod
+    for container in (init, gateway):
+        refs = {e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e}
+        assert "quantrac-mqtt" in refs, container["name"]
+    secret = k8s_doc("Secret", "quantrac-mqtt")["stringData"]
+    url = urlsplit(secret["QUANTRAC_MQTT_URL"])
+    assert (url.hostname, url.port, url.username) == ("127.0.0.1", 1883, "gateway")
+    ports = {p["name"]: p for p in k8s_doc("Service", "quantrac-gateway")["spec"]["ports"]}
+    assert ports["mqtt"]["port"] == 1883 and ports["mqtt"]["targetPort"] == "mqtt"
+    assert {"name": "mqtt", "containerPort": 1883} in broker["ports"]
 
 
 def test_k8s_configmap_matches_production_env_where_both_set_a_key() -> None:

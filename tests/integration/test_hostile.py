@@ -353,8 +353,8 @@ async def test_injection_and_traversal_in_every_parameter(
     clients: Any, db: str, payload: str
 ) -> None:
     before = _counts(db)
-    c, _ = clients["op"]
     for method, url, query in _params(payload):
+        c, _ = clients["adm" if url == "/api/audit" else "op"]  # the audit log is admin-only
         r = await _send(c, method, url, params=query)
         what = f"{method} {url} {query}"
         _no_leak(r, what)
@@ -542,6 +542,193 @@ async def test_admin_cannot_create_an_unknown_role(clients: Any, db: str) -> Non
         assert conn.execute("SELECT count(*) FROM users WHERE username = 'mallory'").fetchone() == (
             0,
         )
+
+
+# --- security headers (issue 16) -----------------------------------------------------------
+
+
+def _csp(header: str | None) -> dict[str, list[str]]:
+    assert header, "no Content-Security-Policy"
+    out: dict[str, list[str]] = {}
+    for part in header.split(";"):
+        name, *values = part.split()
+        out[name] = values
+    return out
+
+
+HEADER_CASES = [
+    ("adm", "/"),
+    ("adm", "/board"),
+    ("adm", "/violations/V-PM25"),
+    ("adm", "/sources/HD-KK-01"),
+    ("adm", "/reports"),
+    ("adm", "/audit"),
+    ("adm", "/users"),
+    ("adm", "/api/violations"),
+    ("adm", "/api/violations/NOPE"),  # 404
+    ("adm", "/api/violations/V-PM25%00"),  # 400 from the NUL guard
+    ("adm", "/static/console.js"),
+    ("adm", "/bands.css"),
+    ("adm", "/openapi.json"),
+    ("reg", "/audit"),  # 403 page
+    ("reg", "/api/users"),  # 403
+    ("anon", "/login"),
+    ("anon", "/"),  # redirect to /login
+    ("anon", "/api/me"),  # 401
+    ("anon", "/api/events"),  # 401
+    ("anon", "/healthz"),
+]
+
+
+async def test_every_response_carries_the_security_headers(clients: Any) -> None:
+    """A strict CSP (own origin only, no inline script or style, no framing), X-Frame-Options,
+    nosniff and a referrer policy on pages, API answers, errors, redirects and static files;
+    no HSTS over plain HTTP."""
+    for who, path in HEADER_CASES:
+        r = await clients[who][0].get(path)
+        what = f"{who} {path} ({r.status_code})"
+        csp = _csp(r.headers.get("content-security-policy"))
+        assert csp["default-src"] == ["'self'"], what
+        assert csp["script-src"] == ["'self'"], what
+        assert csp["style-src"] == ["'self'"], what
+        assert csp["frame-ancestors"] == ["'none'"], what
+        assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"], what
+        assert r.headers["x-frame-options"] == "DENY", what
+        assert r.headers["x-content-type-options"] == "nosniff", what
+        assert r.headers["referrer-policy"] in ("same-origin", "no-referrer"), what
+        assert "strict-transport-security" not in r.headers, what
+
+
+async def test_api_docs_get_their_own_policy_still_unframeable(clients: Any) -> None:
+    """/docs loads Swagger UI from its CDN with an inline bootstrap: allowed there only."""
+    r = await clients["anon"][0].get("/docs")
+    csp = _csp(r.headers["content-security-policy"])
+    assert "https://cdn.jsdelivr.net" in csp["script-src"]
+    assert csp["frame-ancestors"] == ["'none'"] and r.headers["x-frame-options"] == "DENY"
+    page = await clients["anon"][0].get("/docs/../")  # not a way round: a console page's policy
+    assert "cdn.jsdelivr.net" not in page.headers["content-security-policy"]
+
+
+async def test_hsts_only_over_tls(db: str, tmp_path: Any) -> None:
+    """HSTS when the request arrived over TLS, or when a reverse proxy terminates TLS
+    (``console_behind_tls``); never on plain HTTP, where it would be meaningless."""
+    plain = console_api.create_app(console_api.Settings(database_url=db, data_dir=tmp_path))
+    proxied = console_api.create_app(
+        console_api.Settings(database_url=db, data_dir=tmp_path, console_behind_tls=True)
+    )
+    async with running(plain), running(proxied):
+        https = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=plain), base_url="https://testserver"
+        )
+        async with new_client(plain) as c, new_client(proxied) as p, https:
+            assert "strict-transport-security" not in (await c.get("/login")).headers
+            for client in (p, https):
+                for path in ("/login", "/api/me", "/static/console.css"):
+                    hsts = (await client.get(path)).headers["strict-transport-security"]
+                    max_age = int(re.search(r"max-age=(\d+)", hsts).group(1))  # type: ignore[union-attr]
+                    assert max_age >= 180 * 86400, hsts
+
+
+# In a tag: an inline script, a style attribute or an event-handler attribute.
+INLINE = re.compile(
+    r"<script(?![^>]*\ssrc=)[^>]*>|<[a-z][^>]*\sstyle\s*=|<[a-z][^>]*\son[a-z]+\s*=|javascript:",
+    re.IGNORECASE,
+)
+
+
+async def test_pages_hold_nothing_the_csp_would_block(clients: Any) -> None:
+    """What the policy forbids must not be in the pages, or the console would break under it:
+    no inline script, style attribute or handler; scripts and stylesheets from the console."""
+    pages = [("adm", p) for p in console_api.PAGES] + [("anon", "/login"), ("op", "/")]
+    for who, path in pages:
+        text = (await clients[who][0].get(path)).text
+        assert INLINE.findall(text) == [], f"{who} {path}"
+        for tag in re.findall(r"<(?:script|link)\b[^>]*>", text):
+            url = re.search(r'(?:src|href)="([^"]*)"', tag)
+            assert url and url.group(1).startswith("/") and not url.group(1).startswith("//"), tag
+
+
+# --- the live stream after its session is gone (issue 16) ----------------------------------
+
+
+async def _events_to_end(lines: Any) -> list[tuple[str, str]]:
+    """(event, data) of every message until the server closes the stream."""
+    out: list[tuple[str, str]] = []
+    event = ""
+    async for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            out.append((event, line[6:]))
+    return out
+
+
+AFTER = ("V-AFTER", "exceedance", "HD-KK-01", "SO2", "open", "2-3", 1, 300.0, 100.0)
+
+
+async def _hello(lines: Any) -> None:
+    async for line in lines:
+        if line.startswith("data: "):
+            return
+
+
+async def _violation(lines: Any, violation_id: str) -> None:
+    async for line in lines:
+        if line.startswith("data: ") and json.loads(line[6:]).get("violation_id") == violation_id:
+            return
+    raise AssertionError(f"stream ended before {violation_id}")
+
+
+async def _revoke(how: str, db: str, op: httpx.AsyncClient, adm: httpx.AsyncClient) -> None:
+    if how.startswith("disabled"):
+        csrf = (await adm.get("/api/me")).json()["csrf_token"]
+        r = await adm.put("/api/users/op", json={"disabled": True}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+    elif how == "logged_out":  # the same session, ended from another tab
+        async with httpx.AsyncClient(base_url=str(op.base_url), timeout=10) as tab:
+            tab.cookies.set("qt_session", op.cookies["qt_session"])
+            csrf = (await tab.get("/api/me")).json()["csrf_token"]
+            assert (await tab.post("/logout", headers={"X-CSRF-Token": csrf})).status_code == 303
+    else:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE username = 'op'"
+            )
+
+
+@pytest.mark.parametrize("how", ["disabled", "logged_out", "expired", "disabled_quiet"])
+async def test_sse_stream_ends_when_its_session_does(db: str, tmp_path: Any, how: str) -> None:
+    """A user watching the live stream is disabled by an admin (or logs out in another tab, or
+    the session expires): the stream ends at its next keepalive or event with
+    ``session_ended``, and the violation that appears afterwards reaches another user's stream
+    but never this one. ``disabled_quiet``: no event at all, only the keepalive re-checks."""
+    app = console_api.create_app(
+        console_api.Settings(database_url=db, data_dir=tmp_path, console_sse_keepalive_s=0.3),
+        poll_interval_s=0.2,
+    )
+    with console_api.serving(app) as base:
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=10) as op,
+            httpx.AsyncClient(base_url=base, timeout=10) as adm,
+            httpx.AsyncClient(base_url=base, timeout=10) as reg,
+        ):
+            for client, name in ((op, "op"), (adm, "adm"), (reg, "reg")):
+                await login(client, name)
+            async with (
+                op.stream("GET", "/api/events") as stream,
+                reg.stream("GET", "/api/events") as watcher,
+            ):
+                lines, watched = stream.aiter_lines(), watcher.aiter_lines()
+                await asyncio.wait_for(_hello(lines), 5)
+                await asyncio.wait_for(_hello(watched), 5)
+                await _revoke(how, db, op, adm)
+                if how != "disabled_quiet":
+                    with psycopg.connect(db, autocommit=True) as conn:
+                        console_api._insert_violation(conn, AFTER)
+                    await asyncio.wait_for(_violation(watched, "V-AFTER"), 10)  # reg got it
+                rest = await asyncio.wait_for(_events_to_end(lines), 10)  # op's stream ends
+            assert rest == [("session_ended", "{}")]
+            assert (await op.get("/api/events")).status_code == 401  # and cannot come back
 
 
 # --- the reports API (issue 16): periods no report can cover, hostile parameters -------------

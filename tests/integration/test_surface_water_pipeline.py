@@ -26,6 +26,7 @@ import pytest
 
 from console.app import create_app
 from console.auth import create_user
+from console.bands import stylesheet as band_stylesheet
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
@@ -181,7 +182,8 @@ def test_surface_water_day_is_classified_not_violated(
         True,
     )
     assert "Surface water quality alerts (1)" in page
-    assert f'<span class="wqi" style="background:#00e400">{wqi}</span>' in page  # 76–90 green
+    assert f'<span class="wqi wqi-76">{wqi}</span>' in page  # 76–90 green (/bands.css)
+    assert ".wqi-76 { background: #00e400; }" in band_stylesheet()
 
     # the station quality report
     buf = io.BytesIO()
