@@ -13,13 +13,47 @@ from streams.settings import Settings
 
 
 def _settings() -> Settings:
+    """The settings of a process that connects to something; it refuses to start (exit 2) on an
+    empty or placeholder secret (streams/secret_check.py)."""
+    from streams.secret_check import SecretError, check_secrets
+
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for noisy in ("pgserver", "kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        check_secrets(settings)
+    except SecretError as exc:
+        print(f"quantrac: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return settings
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from streams.secret_check import SecretError, init_env_files, placeholders_in
+
+    env_dir = Path(args.env_dir)
+    if not env_dir.is_dir():
+        print(f"quantrac secrets: {env_dir} is not a directory", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        weak = placeholders_in(env_dir)
+        for s in weak:
+            print(f"{s.file}: {s.key} ({s.how}) is empty or a placeholder", file=sys.stderr)
+        print(f"{env_dir}: " + (f"{len(weak)} secret(s) to set" if weak else "OK"))
+        return 1 if weak else 0
+    try:
+        done = init_env_files(env_dir)
+    except SecretError as exc:
+        print(f"quantrac secrets: {exc}", file=sys.stderr)
+        return 1
+    for s in done:  # names only: the values stay in the files
+        print(f"set {s.key} ({s.how}) in {env_dir / s.file}")
+    if not done:
+        print(f"{env_dir}: no placeholder left, nothing changed")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -261,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("username")
     us.add_argument("password")
     us.add_argument("role", choices=["operator", "regulator", "admin"])
+    sec = add("secrets", cmd_secrets, "replace the placeholder secrets of the deploy env files")
+    sec.add_argument(
+        "action",
+        choices=["init", "check"],
+        help="init: random values for every empty or placeholder secret (in place, values never "
+        "printed; the database password is kept equal everywhere); check: list them, exit 1",
+    )
+    sec.add_argument("--env-dir", default="deploy/env", help="default: deploy/env")
     add("gateway", cmd_gateway, "receive station data: FTP (Circular 10 files), HTTP, MQTT")
     acl = add(
         "mqtt-acl",

@@ -40,6 +40,7 @@ from console.headers import security_headers
 from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
+from console.passwords import MAX_LENGTH as MAX_PASSWORD
 from reports.api import build_router
 from storage import queries as q
 from streams.metrics import Metrics
@@ -76,8 +77,17 @@ class AckRequest(BaseModel):
 
 class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=auth.MIN_PASSWORD, max_length=200)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)  # policy: console/passwords.py
     role: auth.Role
+
+
+class PasswordChangeRequest(BaseModel):
+    current_password: str = Field(max_length=MAX_PASSWORD)
+    new_password: str = Field(max_length=MAX_PASSWORD)
+
+
+class PasswordResetRequest(BaseModel):
+    new_password: str = Field(max_length=MAX_PASSWORD)
 
 
 class UserUpdate(BaseModel):
@@ -105,7 +115,8 @@ ConnDep = Annotated[Conn, Depends(get_conn)]
 async def optional_session(request: Request, conn: ConnDep) -> auth.Session | None:
     if "session" not in request.state._state:
         token = request.cookies.get(auth.SESSION_COOKIE)
-        request.state.session = await auth.session_for(conn, token, _now())
+        policy: auth.AuthPolicy = request.app.state.auth_policy
+        request.state.session = await auth.session_for(conn, token, _now(), policy)
     s: auth.Session | None = request.state.session
     return s
 
@@ -212,6 +223,9 @@ def create_app(
     conninfo = settings.database_url
     tz = ZoneInfo(settings.timezone)
     metrics = Metrics(CollectorRegistry())  # one per app: tests build many apps in a process
+    policy = auth.AuthPolicy.from_settings(settings)
+    hasher = auth.Hasher(settings.console_hash_concurrency)
+    secure_cookies = secure_cookies or settings.console_behind_tls
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -241,6 +255,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.auth_policy = policy
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
@@ -388,9 +403,11 @@ def create_app(
     async def login_page(request: Request) -> HTMLResponse:
         return _login_page(request)
 
-    @app.post("/login", tags=["session"], responses={401: {}, 403: {}, 429: {}})
-    async def login_submit(request: Request, conn: ConnDep) -> Response:
-        """Form login (username, password, csrf_token = the login page's token)."""
+    @app.post("/login", tags=["session"], responses={400: {}, 401: {}, 403: {}, 429: {}})
+    async def login_submit(request: Request) -> Response:
+        """Form login (username, password, csrf_token = the login page's token).
+
+        No pooled connection is held while the password is verified (console/auth.py)."""
         form = await request.form()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         if any("\x00" in str(v) for v in form.values()):
@@ -399,14 +416,21 @@ def create_app(
         given = str(form.get(auth.CSRF_FIELD, "")) or request.headers.get(auth.CSRF_HEADER)
         if not expected or not auth.tokens_match(expected, given):
             raise HTTPException(403, "missing or wrong CSRF token")
+        malformed = auth.login_form_error(username, password)
+        if malformed:
+            metrics.console_logins.labels("malformed").inc()
+            return _login_page(request, malformed, 400)
         result, token = await auth.login(
-            conn,
+            request.app.state.pool,
+            hasher,
+            policy,
             username,
             password,
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
             now=_now(),
         )
+        metrics.console_logins.labels(result.value).inc()
         lang = request_lang(request)
         if result is auth.LoginResult.THROTTLED:
             return _login_page(request, translate("throttled", lang), 429)
@@ -419,7 +443,7 @@ def create_app(
         response.set_cookie(
             auth.SESSION_COOKIE,
             token,
-            max_age=int(auth.SESSION_TTL.total_seconds()),
+            max_age=int(policy.session_max.total_seconds()),
             httponly=True,
             samesite="strict",
             secure=secure_cookies,
@@ -517,7 +541,7 @@ def create_app(
 
         async def current() -> auth.Session | None:
             async with pool.connection() as conn:
-                return await auth.session_for(conn, token, _now())
+                return await auth.session_for(conn, token, _now(), policy)
 
         session = await current()
         if session is None:
@@ -642,7 +666,12 @@ def create_app(
     async def api_create_user(body: NewUser, conn: ConnDep, session: AdminUser) -> dict[str, str]:
         try:
             user = await auth.create_user_async(
-                conn, body.username, body.password, body.role, created_by=session.user.username
+                conn,
+                hasher,
+                body.username,
+                body.password,
+                body.role,
+                created_by=session.user.username,
             )
         except auth.UserError as exc:
             raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
@@ -657,6 +686,87 @@ def create_app(
         if not await auth.set_disabled(conn, username, body.disabled, actor=session.user.username):
             raise HTTPException(404, f"no user {username!r}")
         return {"username": username, "disabled": body.disabled}
+
+    @app.post(
+        "/api/users/{username}/password",
+        tags=["users"],
+        responses={401: {}, 403: {}, 404: {}, 422: {}},
+    )
+    async def api_reset_password(
+        request: Request, username: str, body: PasswordResetRequest, session: AdminUser
+    ) -> dict[str, str]:
+        """An admin sets another user's password; that user's sessions end (audited)."""
+        if username == session.user.username:
+            raise HTTPException(422, "change your own password with POST /api/me/password")
+        try:
+            found = await auth.reset_password(
+                request.app.state.pool,
+                hasher,
+                username,
+                body.new_password,
+                actor=session.user.username,
+            )
+        except auth.UserError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if not found:
+            raise HTTPException(404, f"no user {username[:80]!r}")
+        return {"username": username, "password": "reset"}
+
+    async def _change_own_password(
+        request: Request, session: auth.Session, current: str, new: str
+    ) -> auth.PasswordChange:
+        """Shared by the API and the form: UserError for a weak new password."""
+        return await auth.change_password(
+            request.app.state.pool,
+            hasher,
+            policy,
+            session.user.username,
+            current,
+            new,
+            ip=client_ip(request),
+            keep_token=request.cookies[auth.SESSION_COOKIE],
+            now=_now(),
+        )
+
+    @app.post("/api/me/password", tags=["session"], responses={401: {}, 403: {}, 422: {}, 429: {}})
+    async def api_change_password(
+        request: Request, body: PasswordChangeRequest, session: ApiUser
+    ) -> dict[str, str]:
+        """Change one's own password (current + new); one's other sessions end (audited)."""
+        try:
+            outcome = await _change_own_password(
+                request, session, body.current_password, body.new_password
+            )
+        except auth.UserError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if outcome is auth.PasswordChange.THROTTLED:
+            raise HTTPException(429, "too many failed attempts; wait and try again")
+        if outcome is auth.PasswordChange.WRONG_CURRENT:
+            raise HTTPException(403, "the current password is wrong")
+        return {"username": session.user.username, "password": "changed"}
+
+    @app.get("/password", response_class=HTMLResponse, include_in_schema=False)
+    async def password_page(request: Request, session: PageUser) -> HTMLResponse:
+        return render(request, "password.html", session)
+
+    @app.post("/password", response_class=HTMLResponse, include_in_schema=False)
+    async def password_submit(request: Request, session: PageUser) -> HTMLResponse:
+        """The form behind /password (csrf_token, current_password, new_password)."""
+        form = await request.form()
+        current, new = str(form.get("current_password", "")), str(form.get("new_password", ""))
+        lang = request_lang(request)
+        try:
+            outcome = await _change_own_password(request, session, current, new)
+        except auth.UserError as exc:
+            return render(request, "password.html", session, 422, error=str(exc))
+        if outcome is auth.PasswordChange.THROTTLED:
+            return render(
+                request, "password.html", session, 429, error=translate("throttled", lang)
+            )
+        if outcome is auth.PasswordChange.WRONG_CURRENT:
+            error = translate("wrong_current_password", lang)
+            return render(request, "password.html", session, 403, error=error)
+        return render(request, "password.html", session, done=True)
 
     # --- pages ---------------------------------------------------------------------------
 

@@ -25,6 +25,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "username": ("Tên đăng nhập", "Username"),
     "password": ("Mật khẩu", "Password"),
     "role": ("Vai trò", "Role"),
+    "change_password": ("Đổi mật khẩu", "Change password"),
+    "current_password": ("Mật khẩu hiện tại", "Current password"),
+    "new_password": ("Mật khẩu mới", "New password"),
+    "password_changed": (
+        "Đã đổi mật khẩu; các phiên đăng nhập khác đã kết thúc",
+        "Password changed; your other sessions have ended",
+    ),
+    "wrong_current_password": ("Mật khẩu hiện tại không đúng", "The current password is wrong"),
+    "password_rules": (
+        "Ít nhất 12 ký tự, không phải mật khẩu phổ biến, khác tên đăng nhập",
+        "At least 12 characters, not a common password, not your username",
+    ),
     "bad_login": ("Sai tên đăng nhập hoặc mật khẩu", "Wrong username or password"),
     "throttled": (
         "Quá nhiều lần đăng nhập sai; thử lại sau 5 phút",

@@ -60,19 +60,35 @@ async def report_forever(
         )
 
 
+# Printed at start and in the README: they pass the password policy, but they are public, so
+# they exist only on the embedded database (ensure_demo_users).
 DEMO_USERS = (
-    ("operator", "operator-demo", "operator"),
-    ("regulator", "regulator-demo", "regulator"),
+    ("operator", "operator-demo-pass", "operator"),
+    ("regulator", "regulator-demo-pass", "regulator"),
     ("admin", "admin-demo-pass", "admin"),
 )
 
 
-def ensure_demo_users(conninfo: str) -> None:
-    from console.auth import UserError, create_user
+def ensure_demo_users(configured: Settings, conninfo: str) -> bool:
+    """Create the demo users on the embedded database only, i.e. when ``configured`` (the
+    settings before the runtime resolved them) names no database; return whether it did.
+    A configured database is someone's real one: public passwords must never reach it."""
+    from console.auth import UserError, create_user, hash_password
 
+    if configured.database_url:
+        log.warning("QUANTRAC_DATABASE_URL is set: no demo users (use `quantrac users add`)")
+        return False
     for username, password, role in DEMO_USERS:
-        with contextlib.suppress(UserError):  # already there from an earlier demo run
+        try:
             create_user(conninfo, username, password, role, created_by="demo")
+        except UserError:  # there from an earlier demo run, maybe with an older demo password
+            with psycopg.connect(conninfo) as conn:
+                conn.execute(
+                    "UPDATE users SET password_hash = %s WHERE username = %s"
+                    " AND created_by = 'demo'",
+                    (hash_password(password), username),
+                )
+    return True
 
 
 def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
@@ -82,7 +98,7 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
         assert resolved.database_url
         migrate(resolved.database_url)
         sync_sources(resolved.database_url, registry)
-        ensure_demo_users(resolved.database_url)
+        with_users = ensure_demo_users(settings, resolved.database_url)
         ensure_topics(resolved)
         env = child_env(resolved)
         worker = subprocess.Popen(
@@ -111,7 +127,11 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
             env=env,
             start_new_session=True,
         )
-        users = "\n".join(f"             {u} / {p}" for u, p, _ in DEMO_USERS)
+        users = (
+            "\n".join(f"             {u} / {p}" for u, p, _ in DEMO_USERS)
+            if with_users
+            else "             (no demo users on a configured database: quantrac users add)"
+        )
         with terminate_on_exit([simulator, gateway, worker, console]):
             print(
                 f"""

@@ -54,6 +54,13 @@ class Metrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.console_logins = Counter(
+            "quantrac_console_logins_total",
+            "Console login attempts by result: ok, bad_credentials, throttled (HTTP 429), "
+            "malformed (username or password refused before any query, HTTP 400).",
+            ["result"],
+            registry=registry,
+        )
         self.qc_flags = Counter(
             "quantrac_qc_flags_total",
             "Readings judged by the validate agent, by parameter and QC flag.",

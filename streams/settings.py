@@ -63,12 +63,39 @@ class Settings(BaseSettings):
     console_behind_tls: bool = Field(
         False,
         description="A reverse proxy serves the console over HTTPS: send HSTS (it is sent "
-        "anyway on requests that arrive over TLS).",
+        "anyway on requests that arrive over TLS) and mark the console's cookies Secure.",
     )
     console_sse_keepalive_s: float = Field(
         15.0,
         gt=0,
         description="Keepalive of the live alert stream; each one re-checks the session.",
+    )
+    # Console logins (console/auth.py): hashing off the event loop, throttling, session lifetime.
+    console_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Password hashes/verifications run at once in threads (argon2id, 64 MiB "
+        "each); more logins wait their turn, the rest of the console stays responsive.",
+    )
+    console_login_failures_per_user_ip: int = Field(
+        5, ge=1, description="Failed logins for one username from one address before HTTP 429."
+    )
+    console_login_failures_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Failed logins from one address, any usernames (password spraying), "
+        "before HTTP 429.",
+    )
+    console_login_window_s: float = Field(
+        300.0, gt=0, description="Window (s) in which failed logins are counted."
+    )
+    console_session_idle_s: float = Field(
+        12 * 3600.0, gt=0, description="A session unused this long (s) ends."
+    )
+    console_session_max_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="A session ends this long (s) after its login, however active.",
     )
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")

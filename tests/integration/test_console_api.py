@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
 from console.app import console_server, create_app
-from console.auth import THROTTLE_FAILURES, UserError, cli_add_user, create_user
+from console.auth import UserError, cli_add_user, create_user
 from console.bands import stylesheet as band_stylesheet
 from console.charts import aqi_colour
 from storage import queries as q
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["tls_files"]  # fixture used by name
 
 PASSWORD = "correct horse battery"
+THROTTLE_FAILURES = Settings.model_fields["console_login_failures_per_user_ip"].default
 USERS = {"op": "operator", "reg": "regulator", "adm": "admin"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -492,13 +493,13 @@ async def test_admin_manages_users(clients: Any, db: str) -> None:
     assert {u["username"] for u in (await c.get("/api/users")).json()} == set(USERS)
     r = await c.post(
         "/api/users",
-        json={"username": "new", "password": "a-long-pass", "role": "regulator"},
+        json={"username": "new", "password": "a-long-passphrase", "role": "regulator"},
         headers=h,
     )
     assert r.status_code == 201, r.text
     dup = await c.post(
         "/api/users",
-        json={"username": "new", "password": "a-long-pass", "role": "regulator"},
+        json={"username": "new", "password": "a-long-passphrase", "role": "regulator"},
         headers=h,
     )
     assert dup.status_code == 409

@@ -526,3 +526,29 @@ def test_k8s_configmap_matches_production_env_where_both_set_a_key() -> None:
     differing = {"QUANTRAC_KAFKA_URL", "QUANTRAC_TOPIC_REPLICATION"}
     for key in (set(env) & set(config)) - differing:
         assert config[key] == env[key], key
+
+
+def test_compose_publishes_admin_services_on_loopback_only() -> None:
+    """Grafana, Prometheus, Alertmanager and TimescaleDB are for the operators: their published
+    ports are bound to the host's 127.0.0.1 (reached through a tunnel or an HTTPS proxy)."""
+    s = services()
+    for name in ("grafana", "prometheus", "alertmanager", "timescaledb"):
+        for port in s[name].get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every address"
+
+
+def test_shipped_placeholder_secrets_would_stop_every_process() -> None:
+    """The database URL of the compose env file and of the k8s Secret ship with CHANGE-ME: a
+    process started on either refuses to (`quantrac secrets init` or a real Secret first)."""
+    from streams.secret_check import SecretError, check_secrets
+    from streams.settings import Settings
+
+    secret = next(d for _, d in k8s_docs() if d["kind"] == "Secret")["stringData"]
+    env = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "env/production.env").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    for url in (secret["QUANTRAC_DATABASE_URL"], env["QUANTRAC_DATABASE_URL"]):
+        with pytest.raises(SecretError, match="QUANTRAC_DATABASE_URL"):
+            check_secrets(Settings(database_url=url))
