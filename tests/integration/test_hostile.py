@@ -1,5 +1,6 @@
-"""Hostile input: the Circular 10 and JSON parsers under structured fuzzing, and the console's
-auth under SQL injection, path traversal, expired sessions, CSRF-less posts and role escalation.
+"""Hostile input: the Circular 10 and JSON parsers under structured fuzzing, a station posing as
+another over MQTT, and the console's auth under SQL injection, path traversal, expired sessions,
+CSRF-less posts and role escalation.
 
 The parsers must never raise and never hang (hypothesis ``deadline``); every line or item they
 are given comes out as a reading or as a rejection naming it. The console runs in-process on a
@@ -19,11 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from stations.circular10 import (
     MAX_FILE_BYTES,
@@ -36,6 +39,8 @@ from stations.circular10 import (
 from stations.errors import RejectReason
 from stations.registry import load_registry
 from streams.records import Channel, RawReading
+from streams.settings import Settings
+from tests.integration import gateway_support
 from tests.integration import test_console_api as console_api
 from tests.integration.test_console_api import PASSWORD, login, new_client, running
 
@@ -44,6 +49,11 @@ from tests.integration.test_console_api import PASSWORD, login, new_client, runn
 db = console_api.db
 app = console_api.app
 clients = console_api.clients
+# The gateway tests' fixtures: unique topics (``gw_settings``), the registry, and Mosquitto on
+# the shipped deploy/mosquitto/mosquitto.conf with `quantrac mqtt-acl`'s files (``secured_broker``).
+gw_settings = gateway_support.gw_settings
+registry = gateway_support.registry
+secured_broker = gateway_support.secured_broker
 
 pytestmark = pytest.mark.integration
 
@@ -271,6 +281,92 @@ def test_pathological_json_finishes_fast(label: str, data: bytes) -> None:
     assert time.perf_counter() - t0 < 10, label
     _check(result, None)
     assert result.readings or result.rejections
+
+
+# --- MQTT: a station posing as another -------------------------------------------------------
+# HD-KK-02 holds real credentials (its own) and wants readings stored as HD-KK-01's. The broker
+# (the shipped configuration and ACL) and the gateway together must stop every way of doing it.
+
+NOT_AUTHORIZED = 135  # MQTT 5 reason code
+
+
+def _mqtt_body(source_id: str, value: float) -> bytes:
+    return json.dumps(
+        {"source_id": source_id, "readings": [{**VALID_ITEM, "value": value}]}
+    ).encode()
+
+
+def _mqtt_client(user: str, password: str, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, password)
+    return client
+
+
+def _hang_up(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_mqtt_a_station_cannot_pose_as_another(
+    gw_settings: Settings, registry: Any, secured_broker: gateway_support.SecuredBroker
+) -> None:
+    root, port = gw_settings.mqtt_topic_root, secured_broker.port
+    settings = gw_settings.model_copy(update={"mqtt_url": secured_broker.url})
+    own, victim = secured_broker.accounts.password("HD-KK-02"), "HD-KK-01"
+    with gateway_support.running_gateway(settings, registry) as gw:
+        # the victim station, connected under its own id as dataloggers are usually set up
+        honest = _mqtt_client(victim, secured_broker.accounts.password(victim), victim)
+        drops: list[object] = []
+        honest.on_disconnect = lambda *args: drops.append(args[3])
+        assert not gateway_support.connack(honest, port).is_failure
+
+        # its login with the attacker's password
+        wrong = _mqtt_client(victim, own, "x")
+        assert gateway_support.connack(wrong, port).value in (134, 135)
+        wrong.loop_stop()
+
+        attacker = secured_broker.station("HD-KK-02")
+        assert not gateway_support.connack(attacker, port).is_failure
+        codes = {
+            topic: gateway_support.publish_v5(attacker, topic, body)
+            for topic, body in [
+                (f"{root}/{victim}/readings", _mqtt_body(victim, 1.0)),  # the victim's topic
+                (f"{root}/hd-kk-01/readings", _mqtt_body(victim, 2.0)),  # case
+                (f"{root}/{victim}/readings/x", _mqtt_body(victim, 3.0)),  # deeper
+                (f"{root}/HD-KK-02/../{victim}/readings", _mqtt_body(victim, 4.0)),  # no paths
+                (f"{root}/HD-KK-02/readings", _mqtt_body(victim, 5.0)),  # own topic, forged body
+                (f"{root}/HD-KK-02/readings", _mqtt_body("HD-KK-02", 7.0)),  # the honest one
+            ]
+        }
+        _hang_up(attacker)
+        # taking over the victim's session, or the gateway's, by their client ids
+        for client_id in (victim, f"{settings.app_id}-gateway"):
+            usurper = _mqtt_client("HD-KK-02", own, client_id)
+            assert not gateway_support.connack(usurper, port).is_failure
+            _hang_up(usurper)
+        # the victim was never disconnected and still delivers
+        delivered = gateway_support.publish_v5(
+            honest, f"{root}/{victim}/readings", _mqtt_body(victim, 9.0)
+        )
+        dropped = list(drops)  # before hanging up ourselves
+        _hang_up(honest)
+        raw = gateway_support.read_topic(settings, "readings.raw", 2)
+        rejected = gateway_support.read_topic(settings, "readings.rejected", 1)
+        mismatches = gw.counter(
+            "quantrac_rejections_total", channel="mqtt", reason="sender_mismatch"
+        )
+
+    assert dropped == [], dropped
+    assert not delivered.is_failure, delivered
+    for topic in (f"{root}/{victim}/readings", f"{root}/hd-kk-01/readings"):
+        assert codes[topic].value == NOT_AUTHORIZED, (topic, codes[topic])
+    assert codes[f"{root}/{victim}/readings/x"].value == NOT_AUTHORIZED
+    assert sorted((m.key, m.value["source_id"], m.value["value"]) for m in raw) == [
+        ("HD-KK-01", "HD-KK-01", 9.0),
+        ("HD-KK-02", "HD-KK-02", 7.0),
+    ]
+    assert [(m.key, m.value["reason"]) for m in rejected] == [("HD-KK-02", "sender_mismatch")]
+    assert mismatches == 1
 
 
 # --- the console ----------------------------------------------------------------------------

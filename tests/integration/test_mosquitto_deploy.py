@@ -136,7 +136,7 @@ class Collector:
 
         def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
             with self.lock:
-                self.messages.append((msg.topic, msg.payload))
+                self.messages.append((msg.topic, bytes(msg.payload)))
 
         def on_subscribe(c: mqtt.Client, u: Any, mid: int, codes: Any, props: Any) -> None:
             subscribed.set()
