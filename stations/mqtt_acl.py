@@ -3,7 +3,7 @@
 The MQTT door trusts the topic to name the sender (``<root>/<source id>/readings``), so the
 broker must make that true: every station logs in with its ingest account (user = source id,
 password = its line of ``ftp_users.json``, the same as for FTP and HTTP) and may **write** only
-under ``<root>/<its source id>/``; only the gateway's login (user and password from
+``<root>/<its source id>/readings``, the topic the gateway subscribes to; only the gateway's login (user and password from
 ``QUANTRAC_MQTT_URL``) may **read** ``<root>/#``. Anonymous clients are refused by the broker's
 configuration (``allow_anonymous false``, ``deploy/mosquitto/mosquitto.conf``), which names
 these two files. Mosquitto re-reads them on SIGHUP: run the command again after adding a source.
@@ -89,7 +89,9 @@ def acl_file(station_ids: list[str], gateway_user: str, topic_root: str) -> str:
         f"topic read {topic_root}/#",
     ]
     for sid in sorted(station_ids):
-        lines += ["", f"user {sid}", f"topic write {topic_root}/{sid}/#"]
+        # its readings topic only: a publish anywhere else is refused by the broker (PUBACK 135)
+        # instead of landing where the gateway does not subscribe and vanishing unseen
+        lines += ["", f"user {sid}", f"topic write {topic_root}/{sid}/readings"]
     return "\n".join(lines) + "\n"
 
 

@@ -361,6 +361,8 @@ def test_mqtt_a_station_cannot_pose_as_another(
     for topic in (f"{root}/{victim}/readings", f"{root}/hd-kk-01/readings"):
         assert codes[topic].value == NOT_AUTHORIZED, (topic, codes[topic])
     assert codes[f"{root}/{victim}/readings/x"].value == NOT_AUTHORIZED
+    # a topic the gateway does not subscribe to is refused, not accepted and lost unseen
+    assert codes[f"{root}/HD-KK-02/../{victim}/readings"].value == NOT_AUTHORIZED
     assert sorted((m.key, m.value["source_id"], m.value["value"]) for m in raw) == [
         ("HD-KK-01", "HD-KK-01", 9.0),
         ("HD-KK-02", "HD-KK-02", 7.0),

@@ -84,9 +84,9 @@ def test_acl_lets_each_station_write_its_own_subtree_and_only_the_gateway_read()
         "user gateway",
         "topic read quantrac/#",
         "user HD-KK-01",
-        "topic write quantrac/HD-KK-01/#",
+        "topic write quantrac/HD-KK-01/readings",
         "user HD-KK-02",
-        "topic write quantrac/HD-KK-02/#",
+        "topic write quantrac/HD-KK-02/readings",
     ]
     with pytest.raises(MqttAclError):
         acl_file(["HD-KK-01"], "gateway", "quantrac/#")
