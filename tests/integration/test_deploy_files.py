@@ -33,6 +33,8 @@ K8S = DEPLOY / "k8s"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
 PARTITIONS = 8  # QUANTRAC_TOPIC_PARTITIONS in deploy/env/production.env and the ConfigMap
+#: A compose short-syntax port: [host address:]host port or range:container port or range.
+PORT = r"(\d+\.\d+\.\d+\.\d+:)?\d+(-\d+)?:\d+(-\d+)?(/(tcp|udp))?"
 
 #: Metrics the rules use that streams/metrics.py does not declare yet; each is specified in
 #: docs/metrics.md ("Proposed") for the process that will export it.
@@ -262,7 +264,7 @@ def test_compose_service_is_complete(name: str) -> None:
     targets = set(depends) if isinstance(depends, (dict, list)) else set()
     assert targets <= known, f"{name}: depends_on unknown services {targets - known}"
     for port in service.get("ports", []):
-        assert re.fullmatch(r"(\d+\.\d+\.\d+\.\d+:)?\d+:\d+(/(tcp|udp))?", str(port)), port
+        assert re.fullmatch(PORT, str(port)), port
     for volume in service.get("volumes", []):
         source = volume.split(":")[0]
         if source.startswith("."):
@@ -277,7 +279,7 @@ def test_compose_has_the_whole_system() -> None:
     s = services()
     assert s["kafka"]["image"].startswith("apache/kafka:")
     assert s["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
-    assert s["timescaledb"]["image"] == "timescale/timescaledb:latest-pg16"
+    assert re.fullmatch(r"timescale/timescaledb:\d+\.\d+\.\d+-pg16", s["timescaledb"]["image"])
     commands = {name: svc.get("command") for name, svc in s.items() if "build" in svc}
     assert commands == {
         "migrate": ["db", "migrate"],
@@ -552,3 +554,134 @@ def test_shipped_placeholder_secrets_would_stop_every_process() -> None:
     for url in (secret["QUANTRAC_DATABASE_URL"], env["QUANTRAC_DATABASE_URL"]):
         with pytest.raises(SecretError, match="QUANTRAC_DATABASE_URL"):
             check_secrets(Settings(database_url=url))
+
+
+# ------------------------------------------------------------------ issue 17: deploy fixes
+
+
+def k8s_images() -> dict[str, str]:
+    """Container name (by manifest) → image, for every pod template in the manifests."""
+    images = {}
+    for path, doc in k8s_docs():
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        for c in pod.get("initContainers", []) + pod.get("containers", []):
+            images[f"{path}:{c['name']}"] = c["image"]
+    return images
+
+
+def test_every_image_is_pinned_to_an_exact_version() -> None:
+    """No `latest` and no floating tag: a restore needs the same TimescaleDB, and an upgrade of
+    Kafka, Prometheus or Grafana is a decision, not a side effect of a restart."""
+    exact = r"[a-z0-9./-]+:v?\d+\.\d+\.\d+(-pg\d+)?"
+    images = {name: svc["image"] for name, svc in services().items()}
+    images |= k8s_images()
+    assert images["timescaledb"].startswith("timescale/timescaledb:")
+    for name in ("kafka", "prometheus", "alertmanager", "grafana", "mosquitto"):
+        assert name in images
+    for name, image in images.items():
+        assert re.fullmatch(exact, image), f"{name}: {image} is not an exact version"
+
+
+def passive_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    return range(int(first), int(last) + 1)
+
+
+def test_compose_publishes_the_ftp_passive_range_of_the_env_file() -> None:
+    env = env_file("production.env")
+    ports = passive_range(env["QUANTRAC_GATEWAY_FTP_PASSIVE_PORTS"])
+    assert len(ports) >= 2
+    published = services()["gateway"]["ports"]
+    assert f"{ports[0]}-{ports[-1]}:{ports[0]}-{ports[-1]}" in published  # 1:1, host = container
+    # every process listens on all interfaces inside its container
+    for key in ("QUANTRAC_WEB_HOST", "QUANTRAC_GATEWAY_HOST", "QUANTRAC_CONSOLE_HOST"):
+        assert env[key] == "0.0.0.0", key
+    # the masquerade address is the operator's (the host's public IP): shipped commented out
+    text = (DEPLOY / "env" / "production.env").read_text(encoding="utf-8")
+    assert "# QUANTRAC_GATEWAY_FTP_MASQUERADE_ADDRESS=" in text
+
+
+def test_k8s_gateway_exposes_the_ftp_passive_range_of_the_configmap() -> None:
+    config = k8s_doc("ConfigMap", "quantrac-settings")["data"]
+    ports = set(passive_range(config["QUANTRAC_GATEWAY_FTP_PASSIVE_PORTS"]))
+    assert config["QUANTRAC_GATEWAY_HOST"] == config["QUANTRAC_CONSOLE_HOST"] == "0.0.0.0"
+    pod = k8s_doc("Deployment", "quantrac-gateway")["spec"]["template"]["spec"]
+    gateway = next(c for c in pod["containers"] if c["name"] == "gateway")
+    declared = {p["name"]: p["containerPort"] for p in gateway["ports"]}
+    assert ports <= set(declared.values())
+    service = k8s_doc("Service", "quantrac-gateway")["spec"]["ports"]
+    exposed = {p["port"] for p in service if declared.get(p["targetPort"]) == p["port"]}
+    assert ports <= exposed
+
+
+def test_k8s_gateway_keeps_its_data_and_station_accounts_on_a_claim() -> None:
+    """The accounts file (ftp_users.json) and the archive live in the gateway's data dir: on an
+    emptyDir every pod restart gave every station a new password and lost the originals."""
+    deployment = k8s_doc("Deployment", "quantrac-gateway")
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    data_dir = k8s_doc("ConfigMap", "quantrac-settings")["data"]["QUANTRAC_DATA_DIR"]
+    for container in pod["initContainers"] + pod["containers"]:
+        for m in container.get("volumeMounts", []):
+            if m["mountPath"] == data_dir:
+                claim = volumes[m["name"]]["persistentVolumeClaim"]["claimName"]
+                pvc = k8s_doc("PersistentVolumeClaim", claim)
+                assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    gateway = next(c for c in pod["containers"] if c["name"] == "gateway")
+    assert any(m["mountPath"] == data_dir for m in gateway["volumeMounts"])
+    # one pod on a ReadWriteOnce volume: the old pod must let go before the new one starts
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_k8s_workers_have_a_disruption_budget_the_hpa_leaves_room_for() -> None:
+    pdb = k8s_doc("PodDisruptionBudget", "quantrac-worker")["spec"]
+    labels = k8s_doc("Deployment", "quantrac-worker")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    hpa = k8s_doc("HorizontalPodAutoscaler", "quantrac-worker")["spec"]
+    assert pdb["maxUnavailable"] == 1 < hpa["minReplicas"]
+    # no budget for the single gateway: it would block every node drain
+    budgets = [d for _, d in k8s_docs() if d["kind"] == "PodDisruptionBudget"]
+    assert [d["metadata"]["name"] for d in budgets] == ["quantrac-worker"]
+
+
+def test_optional_keda_scaler_follows_the_lag_of_the_real_consumer_group() -> None:
+    """deploy/k8s/optional/: scaling on Kafka consumer lag (KEDA). Not in the kustomization
+    (KEDA's own HPA replaces worker-hpa.yaml); its names must still be the pipeline's."""
+    from streams.topics import RAW
+
+    path = K8S / "optional" / "keda-worker-scaledobject.yaml"
+    scaled = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == "quantrac-worker"
+    hpa = k8s_doc("HorizontalPodAutoscaler", "quantrac-worker")["spec"]
+    assert spec["minReplicaCount"] == hpa["minReplicas"]
+    assert spec["maxReplicaCount"] <= PARTITIONS  # a worker beyond the partitions idles
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == hpa["behavior"]
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    config = k8s_doc("ConfigMap", "quantrac-settings")["data"]
+    assert trigger["type"] == "kafka"
+    assert meta["bootstrapServers"] == config["QUANTRAC_KAFKA_URL"].removeprefix("kafka://")
+    assert meta["consumerGroup"] == Settings.model_fields["app_id"].default
+    assert meta["topic"] == RAW.name
+    assert meta["allowIdleConsumers"] == "false"
+    assert int(meta["lagThreshold"]) > 0
+
+
+def test_image_installs_the_font_the_pdf_reports_read() -> None:
+    from reports.render_pdf import FONT, FONT_BOLD, FONT_DIR
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    runtime = dockerfile[dockerfile.index(" AS runtime") :]
+    installs = re.findall(r"apt-get install -y --no-install-recommends ([^\n\\&]+)", runtime)
+    assert "fonts-dejavu-core" in " ".join(installs).split()
+    # and that package is the one that ships the files render_pdf opens (Debian's dpkg database)
+    dpkg = require_tool("dpkg", "dpkg")
+    for name in (FONT, FONT_BOLD):
+        result = subprocess.run(
+            [dpkg, "-S", str(FONT_DIR / f"{name}.ttf")], capture_output=True, text=True
+        )
+        assert result.stdout.split(":")[0] == "fonts-dejavu-core", result.stderr
