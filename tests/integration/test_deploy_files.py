@@ -685,3 +685,15 @@ def test_image_installs_the_font_the_pdf_reports_read() -> None:
             [dpkg, "-S", str(FONT_DIR / f"{name}.ttf")], capture_output=True, text=True
         )
         assert result.stdout.split(":")[0] == "fonts-dejavu-core", result.stderr
+
+
+def test_operations_doc_names_what_the_files_ship() -> None:
+    """docs/operations.md quotes the pinned database image, the passive range, the claim and the
+    optional scaler: when a file changes, this points at the page to update."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert f"`{services()['timescaledb']['image']}`" in text
+    assert f"={env_file('production.env')['QUANTRAC_GATEWAY_FTP_PASSIVE_PORTS']}`" in text
+    assert "`quantrac-gateway-data`" in text
+    assert "deploy/k8s/optional/keda-worker-scaledobject.yaml" in text
+    for link in re.findall(r"\]\(([^)#]+)", text):
+        assert (ROOT / "docs" / link).resolve().exists(), link
