@@ -149,7 +149,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     from streams.runtime import services
 
     with services(_settings()) as settings:
-        run_console(settings, host=args.host)
+        run_console(settings, host=args.host or settings.console_host)
     return 0
 
 
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         " stays plain CSV; a day below the rule has empty statistics and AQI",
     )
     con = add("console", cmd_console, "the department's alert console and HTTP API")
-    con.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in containers)")
+    con.add_argument("--host", help="bind address (default: QUANTRAC_CONSOLE_HOST, 127.0.0.1)")
     us = add("users", cmd_users, "console users: `quantrac users add NAME PASSWORD ROLE`")
     us.add_argument("action", choices=["add"])
     us.add_argument("username")

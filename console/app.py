@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote
-from zoneinfo import ZoneInfo
 
 import psycopg
 import uvicorn
@@ -46,7 +45,7 @@ from storage import queries as q
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tls import cert_and_key
-from thresholds.averaging import ewma, savgol_smooth
+from thresholds.averaging import LOCAL_TZ, ewma, savgol_smooth
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +220,7 @@ def create_app(
     if not settings.database_url:
         raise ValueError("console needs settings.database_url (resolve the embedded one first)")
     conninfo = settings.database_url
-    tz = ZoneInfo(settings.timezone)
+    tz = LOCAL_TZ  # the worker's and the SQL views' local clock
     metrics = Metrics(CollectorRegistry())  # one per app: tests build many apps in a process
     policy = auth.AuthPolicy.from_settings(settings)
     hasher = auth.Hasher(settings.console_hash_concurrency)
@@ -642,7 +641,7 @@ def create_app(
 
     @app.get("/api/board", response_model=list[q.BoardRow], tags=["sources"])
     async def api_board(conn: ConnDep, session: ApiUser) -> Any:
-        return await q.station_board(conn, _now(), settings.timezone)
+        return await q.station_board(conn, _now(), LOCAL_TZ.key)
 
     @app.get(
         "/api/audit",
@@ -804,7 +803,7 @@ def create_app(
             start=start,
             end=end,
             limit=v.limit,
-            tz=settings.timezone,
+            tz=LOCAL_TZ.key,
         )
         is_admin = session.user.role is auth.Role.ADMIN  # the audit log is theirs alone
         audit_rows = (
@@ -822,7 +821,7 @@ def create_app(
 
     @app.get("/board", response_class=HTMLResponse, include_in_schema=False)
     async def board_page(request: Request, conn: ConnDep, session: PageUser) -> HTMLResponse:
-        rows = await q.station_board(conn, _now(), settings.timezone)
+        rows = await q.station_board(conn, _now(), LOCAL_TZ.key)
         return render(request, "board.html", session, rows=rows)
 
     @app.get("/sources/{source_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -854,7 +853,7 @@ def create_app(
                             end=now,
                             limit=lim,
                             unit=unit,
-                            tz=settings.timezone,
+                            tz=LOCAL_TZ.key,
                         )
                     ),
                     Markup(
@@ -865,7 +864,7 @@ def create_app(
                             time_format="%d/%m",
                             limit=lim,
                             unit=unit,
-                            tz=settings.timezone,
+                            tz=LOCAL_TZ.key,
                         )
                     ),
                 )
@@ -906,13 +905,13 @@ def create_app(
     return app
 
 
-def console_server(settings: Settings, *, host: str = "127.0.0.1") -> uvicorn.Server:
+def console_server(settings: Settings, *, host: str | None = None) -> uvicorn.Server:
     """The console on ``settings.console_port``: HTTPS with Secure cookies when a certificate
     and key are set (``settings.tls_cert_file``/``tls_key_file``), plain HTTP otherwise."""
     pair = cert_and_key(settings)
     config = uvicorn.Config(
         create_app(settings, secure_cookies=pair is not None),
-        host=host,
+        host=host or settings.console_host,
         port=settings.console_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=3,
@@ -922,13 +921,14 @@ def console_server(settings: Settings, *, host: str = "127.0.0.1") -> uvicorn.Se
     return uvicorn.Server(config)
 
 
-def run_console(settings: Settings, *, host: str = "127.0.0.1") -> None:
+def run_console(settings: Settings, *, host: str | None = None) -> None:
     """Migrate the database, then serve the console (:func:`console_server`)."""
     from storage.migrate import migrate
 
     if not settings.database_url:
         raise ValueError("console needs settings.database_url (wrap in streams.runtime.services)")
     migrate(settings.database_url)
+    host = host or settings.console_host
     server = console_server(settings, host=host)
     scheme = "https" if settings.tls_on else "http"
     log.info("console at %s://%s:%d/", scheme, host, settings.console_port)

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from reports.periods import ReportPeriod
 from stations.registry import Source
 from streams.settings import Settings
+from thresholds.averaging import LOCAL_TZ
 from thresholds.limits import Limit
 from thresholds.severity import ratio as exceedance_ratio
 
@@ -308,7 +309,7 @@ class ReportContext:
             registry=load_registry(settings.registry_path),
             catalogue=load_catalogue(),
             threshold=settings.completeness_threshold,
-            timezone=settings.timezone,
+            timezone=LOCAL_TZ.key,  # the worker's and the SQL views' clock
             lang=Lang(lang),
             now=now or now_utc(),
             report_max_days=settings.report_max_days,

@@ -504,7 +504,9 @@ async def _sender(
     if via != "ftp":
         raise ValueError(f"via must be 'ftp' or 'kafka', not {via!r}")
     accounts = await asyncio.to_thread(wait_for, accounts_path(settings.data_dir), 60)
-    host = str(getattr(settings, "gateway_ftp_host", "127.0.0.1"))
+    # the gateway binds this address; one bound to every interface answers on loopback
+    host = settings.gateway_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     # FTPS whenever the gateway offers it (the demo runs both from the same settings)
     tls = client_context(settings) if settings.gateway_ftp_tls != "off" else None
     uploader = FtpUploader(host, settings.gateway_ftp_port, accounts, tls=tls)

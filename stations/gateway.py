@@ -548,7 +548,7 @@ class Gateway:
         self.registry = registry or load_registry(settings.registry_path)
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.host: str = host or str(getattr(settings, "gateway_host", "127.0.0.1"))
+        self.host: str = host or settings.gateway_host
         self.ftp_port = settings.gateway_ftp_port if ftp_port is None else ftp_port
         self.http_port = settings.gateway_http_port if http_port is None else http_port
         self.mqtt_topic_root: str = mqtt_topic_root or settings.mqtt_topic_root
@@ -592,8 +592,8 @@ class Gateway:
                 self.settings.data_dir / "ftp",
                 host=self.host,
                 port=self.ftp_port,
-                passive_ports=getattr(self.settings, "gateway_ftp_passive_ports", None),
-                masquerade_address=getattr(self.settings, "gateway_ftp_masquerade", None),
+                passive_ports=self.settings.gateway_ftp_passive_ports,
+                masquerade_address=self.settings.gateway_ftp_masquerade_address,
                 tls=self.settings.gateway_ftp_tls,
                 cert_and_key=cert_and_key(self.settings),
             )

@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(8, description="Partitions per keyed topic (caps worker count).")
     topic_replication: int = Field(1, description="Replication factor of created topics.")
     app_id: str = Field("quantrac", description="Faust app id (consumer group and changelogs).")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="Local clock for hours and days.")
     completeness_threshold: float = Field(
         0.75, description="Minimum share of expected samples for a valid average."
     )
@@ -58,6 +57,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="Faust worker web port (serves /metrics).")
     web_host: str = Field(
         "127.0.0.1", description="Address the worker's web server binds (0.0.0.0 in containers)."
+    )
+    console_host: str = Field(
+        "127.0.0.1", description="Address the console binds (0.0.0.0 in containers)."
     )
     console_port: int = Field(8080, description="Alert console HTTP port.")
     console_behind_tls: bool = Field(
@@ -97,8 +99,24 @@ class Settings(BaseSettings):
         gt=0,
         description="A session ends this long (s) after its login, however active.",
     )
+    gateway_host: str = Field(
+        "127.0.0.1",
+        description="Address the gateway's FTP and HTTP ingest bind (0.0.0.0 in containers); "
+        "the simulator connects to it (127.0.0.1 when it is 0.0.0.0).",
+    )
     gateway_http_port: int = Field(8081, description="Gateway HTTP ingest port.")
     gateway_ftp_port: int = Field(2121, description="Gateway FTP port.")
+    gateway_ftp_passive_ports: str | None = Field(
+        None,
+        pattern=r"^[0-9]+-[0-9]+$",
+        description="FTP passive data ports, e.g. 30000-30009 (publish them with the FTP port "
+        "behind NAT or in containers). Unset: any free port.",
+    )
+    gateway_ftp_masquerade_address: str | None = Field(
+        None,
+        description="Address the FTP server tells clients to open passive data connections to "
+        "(the public one behind NAT). Unset: the address the client connected to.",
+    )
     tls_cert_file: Path | None = Field(
         None,
         description="PEM certificate (chain, server first). With tls_key_file: the console and "
@@ -171,6 +189,17 @@ class Settings(BaseSettings):
                 f"QUANTRAC_GATEWAY_FTP_TLS={self.gateway_ftp_tls} needs QUANTRAC_TLS_CERT_FILE "
                 "and QUANTRAC_TLS_KEY_FILE"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _passive_range(self) -> Settings:
+        if self.gateway_ftp_passive_ports:
+            lo, hi = (int(p) for p in self.gateway_ftp_passive_ports.split("-"))
+            if not 1024 <= lo <= hi <= 65535:
+                raise ValueError(
+                    f"QUANTRAC_GATEWAY_FTP_PASSIVE_PORTS={self.gateway_ftp_passive_ports}: "
+                    "want LOW-HIGH with 1024 <= LOW <= HIGH <= 65535"
+                )
         return self
 
     @property
