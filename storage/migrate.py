@@ -1,8 +1,9 @@
 """Forward-only schema migrations, applied in order and recorded in ``schema_migrations``.
 
 A migration is ``NNNN_name.sql``; a pair ``NNNN_name.plain.sql`` / ``NNNN_name.timescale.sql``
-is one migration with a variant per flavour: the TimescaleDB one when the extension is available,
-the plain PostgreSQL one otherwise. Re-running applies nothing (each version is recorded once).
+is one migration with a variant per flavour: the TimescaleDB one when the extension is preloaded
+and creatable (detect_flavour), the plain PostgreSQL one otherwise. Re-running applies nothing
+(each version is recorded once).
 """
 
 from __future__ import annotations
@@ -45,11 +46,52 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*\n", body + "\n") if s.strip()]
 
 
+class MigrationFailed(RuntimeError):
+    """A migration's statement failed; carries which one, and the server's own error as cause."""
+
+    def __init__(self, migration: Migration, flavour: Flavour, statement: int | None) -> None:
+        where = f" statement {statement}" if statement is not None else ""
+        super().__init__(f"migration {migration.path.name} ({flavour}){where} failed")
+        self.migration = migration
+        self.flavour = flavour
+        self.statement = statement
+
+
+def _preloaded(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    entries = (row[0] if row else "").split(",")
+    names = {Path(e.strip().strip('"')).name.removesuffix(".so") for e in entries}
+    return "timescaledb" in names
+
+
 def detect_flavour(conn: psycopg.Connection) -> Flavour:
+    """TimescaleDB only when this session can really use it: available, preloaded, creatable.
+
+    Being listed in pg_available_extensions is not enough: without shared_preload_libraries
+    the first hypertable fails, and CREATE EXTENSION then ends the session (a FATAL error).
+    """
     row = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        "SELECT installed_version FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
-    return Flavour.TIMESCALE if row else Flavour.PLAIN
+    if row is None:
+        return Flavour.PLAIN
+    if not _preloaded(conn):
+        log.warning(
+            "timescaledb is available but not in shared_preload_libraries, so it cannot be"
+            " used: plain flavour"
+        )
+        return Flavour.PLAIN
+    if row[0] is None:  # not created in this database yet: can this role create it?
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as exc:
+            log.warning(
+                "timescaledb is preloaded but cannot be created here (%s): plain flavour",
+                str(exc).strip(),
+            )
+            return Flavour.PLAIN
+    return Flavour.TIMESCALE
 
 
 def plan(flavour: Flavour, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -95,13 +137,19 @@ def migrate(conninfo: str, *, retention_days: int | None = None) -> list[Migrati
                 if NO_TRANSACTION in sql:
                     # TimescaleDB continuous aggregates cannot be created in a transaction:
                     # run statement by statement; each is written to be safe to re-run.
-                    for statement in split_statements(sql):
-                        conn.execute(statement.encode())
+                    for i, statement in enumerate(split_statements(sql), 1):
+                        try:
+                            conn.execute(statement.encode())
+                        except psycopg.Error as exc:
+                            raise MigrationFailed(mig, flavour, i) from exc
                     conn.execute(*record)
                 else:
-                    with conn.transaction():
-                        conn.execute(sql.encode())
-                        conn.execute(*record)
+                    try:
+                        with conn.transaction():
+                            conn.execute(sql.encode())
+                            conn.execute(*record)
+                    except psycopg.Error as exc:
+                        raise MigrationFailed(mig, flavour, None) from exc
                 log.info("applied migration %04d_%s (%s)", mig.version, mig.name, flavour)
                 applied.append(mig)
             if flavour is Flavour.TIMESCALE and retention_days:
@@ -112,5 +160,8 @@ def migrate(conninfo: str, *, retention_days: int | None = None) -> list[Migrati
                         (table, retention_days),
                     )
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            # A FATAL error (or a lost server) closes the session, which frees the lock too;
+            # unlocking then would raise "the connection is closed" and hide the real error.
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied

@@ -11,8 +11,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from storage.migrate import Flavour, detect_flavour, migrate, plan
 from storage.writer import AVERAGES, READINGS, BatchWriter, Row
+from tests.integration.timescale_support import timescale_url
 
 pytestmark = pytest.mark.integration
+__all__ = ["timescale_url"]  # a fixture
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -109,14 +111,10 @@ def test_averages_keep_the_newest_revision(database_url: str) -> None:
     assert row == (120, 1)
 
 
-def test_timescaledb_features_when_the_extension_is_present(database_url: str) -> None:
+def test_timescaledb_features_when_the_extension_is_present(timescale_url: str) -> None:
+    database_url = timescale_url  # a real TimescaleDB 2.28.3 (tests/timescale/setup.sh)
     with psycopg.connect(database_url) as conn:
-        flavour = detect_flavour(conn)
-    if flavour is not Flavour.TIMESCALE:
-        pytest.skip(
-            "the timescaledb extension is not installed on this PostgreSQL "
-            "(not installable from this machine's registries; verified elsewhere)"
-        )
+        assert detect_flavour(conn) is Flavour.TIMESCALE
     migrate(database_url, retention_days=3650)
     with psycopg.connect(database_url) as conn:
         hypertables = {
