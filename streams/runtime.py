@@ -1,12 +1,17 @@
-"""Resolve where the broker and database are: configured URLs, or the embedded default."""
+"""Resolve where the broker and database are: the configured URLs, or (only when
+``settings.embedded`` allows it: the demo, development) embedded ones started here.
+
+A missing URL is otherwise a start-up error naming the variable: a production process whose
+QUANTRAC_DATABASE_URL was misspelt must not quietly store readings in a local database."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -17,9 +22,48 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # quantrac_cli.py lives here
 
 
+class MissingServiceError(RuntimeError):
+    """A broker or database URL is unset and embedded services are not allowed."""
+
+
+URL_FIELDS = {"kafka_url": "the Kafka broker", "database_url": "the database"}
+
+
+def require_urls(
+    settings: Settings,
+    fields: tuple[str, ...] = tuple(URL_FIELDS),
+    environ: Mapping[str, str] = os.environ,
+) -> None:
+    """Refuse (MissingServiceError) when one of ``fields`` is unset and ``settings.embedded``
+    is off; the message names each variable and any set QUANTRAC_* name that looks misspelt."""
+    if settings.embedded:
+        return
+    urls = {"kafka_url": settings.kafka_url, "database_url": settings.database_url}
+    missing = [f for f in fields if not urls[f]]
+    if not missing:
+        return
+    known = {f"QUANTRAC_{n.upper()}" for n in Settings.model_fields}
+    stray = [k for k in environ if k.startswith("QUANTRAC_") and k not in known]
+    lines = []
+    for field in missing:
+        var = f"QUANTRAC_{field.upper()}"
+        line = f"{var} is not set: no URL for {URL_FIELDS[field]}"
+        near = difflib.get_close_matches(var, stray, n=1, cutoff=0.8)
+        if near:
+            line += f" ({near[0]} is set, but is no setting: did you mean {var}?)"
+        lines.append(line)
+    lines.append(
+        "set it, or QUANTRAC_EMBEDDED=true to start embedded services (development only; "
+        "`quantrac demo` does)"
+    )
+    raise MissingServiceError("\n".join(lines))
+
+
 @contextmanager
 def services(settings: Settings) -> Iterator[Settings]:
-    """Yield settings with both URLs set, starting embedded services for the unset ones."""
+    """Yield settings with both URLs set; the unset ones are started embedded if
+    ``settings.embedded`` allows it, else MissingServiceError."""
+    require_urls(settings)
     with ExitStack() as stack:
         updates: dict[str, str] = {}
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The one settings object, read once at start-up from ``QUANTRAC_*`` environment variables.
 
-Unset broker and database URLs mean "embedded": the runtime starts a Tansu broker and an
-embedded PostgreSQL under ``data_dir``. Every option is documented in ``deploy/env/*.env``.
+An unset broker or database URL is a start-up error (streams/runtime.py), unless ``embedded``
+is on (``quantrac demo``, development): then the runtime starts a Tansu broker and an embedded
+PostgreSQL under ``data_dir``. Every option is documented in ``deploy/env/*.env``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUANTRAC_", extra="ignore")
 
     kafka_url: str | None = Field(
-        None, description="Kafka bootstrap servers, e.g. kafka://host:9092. Unset: embedded."
+        None,
+        description="Kafka bootstrap servers, e.g. kafka://host:9092. Unset: a start-up error "
+        "(or an embedded broker with embedded).",
     )
     database_url: str | None = Field(
-        None, description="PostgreSQL/TimescaleDB conninfo URL. Unset: embedded PostgreSQL."
+        None,
+        description="PostgreSQL/TimescaleDB conninfo URL. Unset: a start-up error (or an "
+        "embedded PostgreSQL with embedded).",
+    )
+    embedded: bool = Field(
+        False,
+        description="Start an embedded broker/PostgreSQL for an unset URL (development; "
+        "`quantrac demo` sets it). Needs the `embedded` extra, which images do not install.",
     )
     data_dir: Path = Field(Path("var"), description="Embedded data, archives and worker state.")
     topic_prefix: str = Field("", description="Prefix for every topic name (test isolation).")

@@ -23,7 +23,9 @@ SETTINGS_NAMES = {"settings", "resolved", "configured", "base_settings"}
 ENV_NAME = re.compile(r"\bQUANTRAC_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_*{])")
 # The test harness's own variables (read by tests, never by Settings), and a placeholder name.
 HARNESS = ("QUANTRAC_TEST_", "QUANTRAC_FUZZ_")
-NOT_SETTINGS = {"QUANTRAC_X"}  # tests/unit/test_report_guards.py: a made-up setting name
+# Deliberately not settings: a made-up name (test_report_guards), a misspelling that must be
+# refused (test_no_embedded_fallback).
+NOT_SETTINGS = {"QUANTRAC_X", "QUANTRAC_KAFKA_ULR"}
 
 
 def python_files() -> list[Path]:
