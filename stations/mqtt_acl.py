@@ -4,9 +4,10 @@ The MQTT door trusts the topic to name the sender (``<root>/<source id>/readings
 broker must make that true: every station logs in with its ingest account (user = source id,
 password = its line of ``ftp_users.json``, the same as for FTP and HTTP) and may **write** only
 ``<root>/<its source id>/readings``, the topic the gateway subscribes to; only the gateway's
-login (user and password from ``QUANTRAC_MQTT_URL``) may **read** ``<root>/#``. Anonymous clients are refused by the broker's
-configuration (``allow_anonymous false``, ``deploy/mosquitto/mosquitto.conf``), which names
-these two files. Mosquitto re-reads them on SIGHUP: run the command again after adding a source.
+login (user and password from ``QUANTRAC_MQTT_URL``) may **read** ``<root>/#``. Anonymous
+clients are refused by the broker's configuration (``allow_anonymous false``,
+``deploy/mosquitto/mosquitto.conf``), which names these two files. Mosquitto re-reads them on
+SIGHUP: run the command again after adding a source.
 
 Passwords are stored as Mosquitto 2.x writes them (``mosquitto_passwd``): PBKDF2-HMAC-SHA512,
 101 iterations, a 12-byte random salt, ``user:$7$101$<salt b64>$<hash b64>``.
