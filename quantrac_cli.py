@@ -74,9 +74,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from storage.migrate import migrate
+    from storage.migrate import RetentionTooShort, check_retention, migrate
     from streams.runtime import services
 
+    if args.retention_days is not None:
+        try:
+            check_retention(args.retention_days)  # before any service or database is touched
+        except RetentionTooShort as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     with services(_settings()) as settings:
         assert settings.database_url
         applied = migrate(settings.database_url, retention_days=args.retention_days)
@@ -261,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-days",
         type=int,
         default=None,
-        help="TimescaleDB retention for readings/averages (default: keep forever)",
+        help="TimescaleDB retention for readings/averages, at least 732 days; replaces the"
+        " current one (default: leave it as it is; none set means keep forever)",
     )
     st = add("stations", cmd_stations, "list the registered sources, or check an edited registry")
     st.add_argument("action", nargs="?", choices=["list", "check"], default="list")

@@ -112,10 +112,57 @@ def plan(flavour: Flavour, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [chosen[v] for v in sorted(chosen)]
 
 
+# Retention floor. The longest report period is a calendar year (reports/periods.py), and last
+# year's report must stay reproducible until this year ends: two years of readings and averages.
+# That also keeps every continuous aggregate's refresh window (at most 3 months plus its 1-month
+# bucket, 0002_rollups.timescale.sql) clear of dropped chunks: a refresh over dropped raw data
+# rewrites the aggregate from what is left (TimescaleDB docs, "About data retention with
+# continuous aggregates": the refresh window must not overlap deleted data).
+MIN_RETENTION_DAYS = 2 * 366
+RETAINED_TABLES = ("readings", "averages")
+
+
+class RetentionTooShort(ValueError):
+    """A retention that would delete data reports, evidence or the aggregates still need."""
+
+    def __init__(self, days: int) -> None:
+        super().__init__(
+            f"--retention-days {days} is shorter than the floor of {MIN_RETENTION_DAYS} days"
+            " (a year's report, reproducible through the following year; it also keeps the"
+            " continuous aggregates' refresh windows clear of dropped data)"
+        )
+        self.days = days
+
+
+def check_retention(days: int) -> None:
+    if days < MIN_RETENTION_DAYS:
+        raise RetentionTooShort(days)
+
+
+def set_retention(conn: psycopg.Connection, days: int) -> None:
+    """Replace the retention policies (``if_not_exists`` would keep an older value silently)."""
+    check_retention(days)
+    for table in RETAINED_TABLES:
+        conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
+        conn.execute("SELECT add_retention_policy(%s, make_interval(days => %s))", (table, days))
+        log.info("retention of %s: %d days", table, days)
+
+
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    level = logging.WARNING if diag.severity == "WARNING" else logging.INFO
+    log.log(level, "database %s: %s", diag.severity, diag.message_primary)
+
+
 def migrate(conninfo: str, *, retention_days: int | None = None) -> list[Migration]:
-    """Apply pending migrations; return the ones applied (empty when up to date)."""
+    """Apply pending migrations; return the ones applied (empty when up to date).
+
+    ``retention_days`` (TimescaleDB) replaces the readings/averages retention policies; None
+    leaves them as they are. Refused below MIN_RETENTION_DAYS before anything is applied."""
+    if retention_days is not None:
+        check_retention(retention_days)
     applied: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.add_notice_handler(_log_notice)  # the server's warnings, e.g. a policy kept as-is
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             flavour = detect_flavour(conn)
@@ -152,13 +199,10 @@ def migrate(conninfo: str, *, retention_days: int | None = None) -> list[Migrati
                         raise MigrationFailed(mig, flavour, None) from exc
                 log.info("applied migration %04d_%s (%s)", mig.version, mig.name, flavour)
                 applied.append(mig)
-            if flavour is Flavour.TIMESCALE and retention_days:
-                for table in ("readings", "averages"):
-                    conn.execute(
-                        "SELECT add_retention_policy(%s, make_interval(days => %s),"
-                        " if_not_exists => true)",
-                        (table, retention_days),
-                    )
+            if flavour is Flavour.TIMESCALE and retention_days is not None:
+                set_retention(conn, retention_days)
+            elif retention_days is not None:
+                log.warning("retention needs TimescaleDB: plain flavour keeps everything")
         finally:
             # A FATAL error (or a lost server) closes the session, which frees the lock too;
             # unlocking then would raise "the connection is closed" and hide the real error.

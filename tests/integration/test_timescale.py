@@ -14,7 +14,15 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from storage import migrate as migrate_module
-from storage.migrate import Flavour, MigrationFailed, detect_flavour, migrate, plan
+from storage.migrate import (
+    MIN_RETENTION_DAYS,
+    Flavour,
+    MigrationFailed,
+    RetentionTooShort,
+    detect_flavour,
+    migrate,
+    plan,
+)
 from storage.writer import AVERAGES, READINGS, BatchWriter, Row, TableSpec
 from tests.integration.timescale_support import timescale_not_preloaded_url, timescale_url
 
@@ -236,3 +244,56 @@ def test_a_failing_migration_reports_the_servers_error(
     assert caught.value.migration.path.name == "0002_rollups.timescale.sql"
     assert caught.value.statement == 1
     assert 'extension "timescaledb" must be preloaded' in str(caught.value.__cause__)
+
+
+def _retention(conn: psycopg.Connection) -> dict[str, object]:
+    return dict(conn.execute(
+        "SELECT hypertable_name, config->>'drop_after' FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_retention'").fetchall())  # fmt: skip
+
+
+def test_a_retention_shorter_than_the_floor_is_refused(timescale_url: str) -> None:
+    with pytest.raises(RetentionTooShort, match="45 is shorter than the floor of 732 days"):
+        migrate(timescale_url, retention_days=45)
+    with psycopg.connect(timescale_url) as conn:  # refused before anything was applied
+        assert conn.execute("SELECT to_regclass('readings')").fetchone() == (None,)
+
+
+def test_a_changed_retention_replaces_the_policy(
+    timescale_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    migrate(timescale_url, retention_days=MIN_RETENTION_DAYS)
+    with psycopg.connect(timescale_url) as conn:
+        assert _retention(conn) == {"readings": "732 days", "averages": "732 days"}
+    with caplog.at_level(logging.INFO, logger="storage.migrate"):
+        migrate(timescale_url, retention_days=1000)
+    with psycopg.connect(timescale_url) as conn:
+        assert _retention(conn) == {"readings": "1000 days", "averages": "1000 days"}
+    assert "retention of readings: 1000 days" in caplog.text
+    migrate(timescale_url)  # no --retention-days: left as it is
+    with psycopg.connect(timescale_url) as conn:
+        assert _retention(conn) == {"readings": "1000 days", "averages": "1000 days"}
+
+
+def test_aggregates_survive_retention(timescale_url: str) -> None:
+    migrate(timescale_url)  # retention comes later: its job may start at once in the background
+    now = datetime.now(UTC)
+    # A local month older than the retention (its raw chunks get dropped), and one well inside it.
+    old_month = datetime(now.astimezone(LOCAL).year - 3, 3, 1, tzinfo=LOCAL)
+    kept_month = datetime(now.astimezone(LOCAL).year - 1, 3, 1, tzinfo=LOCAL)
+    for first in (old_month, kept_month):
+        for day in range(0, 28, 3):  # one batch per day: see the straddling-batch note above
+            rows = [_reading(first + timedelta(days=day, hours=h)) for h in range(24)]
+            assert _write(timescale_url, READINGS, rows) == 24
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('readings_monthly', NULL, NULL)")
+        before = _materialised(conn, "readings_monthly", "bucket, n_all")
+        assert before == [(old_month, 240), (kept_month, 240)]
+        migrate(timescale_url, retention_days=MIN_RETENTION_DAYS)
+        jobs = _jobs(conn)
+        for name in sorted(jobs, key=lambda n: "retention" not in n):  # retention first
+            conn.execute("CALL run_job(%s)", (jobs[name],))
+        raw = conn.execute("SELECT count(*) FROM readings").fetchone()
+        after = conn.execute("SELECT bucket, n_all FROM readings_monthly ORDER BY 1").fetchall()
+    assert raw == (240,)  # the old month's raw readings are gone ...
+    assert after == before  # ... and its aggregate is not rewritten from what is left
