@@ -57,6 +57,7 @@ class TableSpec:
     on_conflict: str  # the conflict clause that makes a replay harmless
     keep_last_by: str | None = None  # within a batch, keep the row with the largest value here
     last_wins: bool = False  # without keep_last_by: the batch's last row per key wins (upserts)
+    time_column: str | None = None  # continuous aggregates over the table bucket this column
 
     def dedupe(self, rows: Sequence[Row]) -> list[Row]:
         """One row per key (ON CONFLICT DO UPDATE may touch a row only once per statement)."""
@@ -95,8 +96,34 @@ READING_COLUMNS = (
     "archive_path",
 )
 READINGS = TableSpec(
-    "readings", READING_COLUMNS, ("source_id", "parameter", "measured_at"), "ON CONFLICT DO NOTHING"
+    "readings",
+    READING_COLUMNS,
+    ("source_id", "parameter", "measured_at"),
+    "ON CONFLICT DO NOTHING",
+    time_column="measured_at",
 )
+
+# TimescaleDB: for each continuous aggregate over a table, the buckets [lo, hi] touches that lie
+# below its watermark. Real-time aggregation (materialized_only = false) reads raw rows only above
+# the watermark, and the refresh policy looks back a bounded window, so a late row below it would
+# leave the aggregate stale for good (raw 289, aggregate 288) while the plain views are exact.
+# The watermark and bucket catalogue are TimescaleDB's own (2.28: what the real-time view reads).
+_LATE_BUCKETS = """
+SELECT format('%%I.%%I', ca.user_view_schema, ca.user_view_name),
+       time_bucket(b.width, %(lo)s::timestamptz, b.tz),
+       ((time_bucket(b.width, least(%(hi)s::timestamptz, w.mark - interval '1 microsecond'), b.tz)
+         AT TIME ZONE b.tz) + b.width) AT TIME ZONE b.tz
+FROM _timescaledb_catalog.continuous_agg ca
+JOIN _timescaledb_catalog.hypertable h ON h.id = ca.raw_hypertable_id
+CROSS JOIN LATERAL (
+    SELECT bucket_width::interval AS width, coalesce(bucket_timezone, 'UTC') AS tz
+    FROM _timescaledb_catalog.continuous_aggs_bucket_function f
+    WHERE f.mat_hypertable_id = ca.mat_hypertable_id) b
+CROSS JOIN LATERAL (
+    SELECT _timescaledb_functions.to_timestamp(
+        _timescaledb_functions.cagg_watermark(ca.mat_hypertable_id)) AS mark) w
+WHERE h.table_name = %(table)s AND %(lo)s::timestamptz < w.mark
+"""
 
 AVERAGE_COLUMNS = (
     "source_id",
@@ -244,6 +271,8 @@ class BatchWriter:
         self._merge = (
             f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {self._stage} {spec.on_conflict}"
         )
+        self._time_idx = spec.columns.index(spec.time_column) if spec.time_column else None
+        self._aggregated: bool | None = None  # are there continuous aggregates? (asked once)
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Commit ``rows``; return how many were new or changed. Blocks while the DB is down."""
@@ -270,9 +299,51 @@ class BatchWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
+            if changed and self._time_idx is not None:
+                await self._refresh_late(batch, self._time_idx)
             if self._on_write:
                 self._on_write(self.spec.table, len(batch), time.perf_counter() - started)
             return changed
+
+    async def _refresh_late(self, batch: Sequence[Row], time_idx: int) -> None:
+        """Refresh the continuous-aggregate buckets this committed batch changed below their
+        watermark (see _LATE_BUCKETS); retried like the write, as it is idempotent."""
+        times = [row[time_idx] for row in batch]
+        delay = 0.2
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.set_autocommit(True)  # a refresh cannot run in a transaction
+                    try:
+                        if self._aggregated is None:
+                            cur = await conn.execute(
+                                "SELECT to_regclass('_timescaledb_catalog.continuous_agg')"
+                            )
+                            found = await cur.fetchone()
+                            self._aggregated = bool(found and found[0])
+                        if not self._aggregated:
+                            return
+                        cur = await conn.execute(
+                            _LATE_BUCKETS,
+                            {"lo": min(times), "hi": max(times), "table": self.spec.table},
+                        )
+                        for view, start, end in await cur.fetchall():
+                            await conn.execute(
+                                "CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end)
+                            )
+                            log.info("refreshed %s over %s..%s for late rows", view, start, end)
+                    finally:
+                        await conn.set_autocommit(False)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self._on_error:
+                    self._on_error(self.spec.table, exc)
+                log.warning("refreshing aggregates of %s failed; retry in %.1fs", self.spec.table,
+                            delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
 
     async def _write_once(self, batch: Sequence[Row]) -> int:
         async with self.pool.connection() as conn, conn.transaction():

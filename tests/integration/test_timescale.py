@@ -297,3 +297,37 @@ def test_aggregates_survive_retention(timescale_url: str) -> None:
         after = conn.execute("SELECT bucket, n_all FROM readings_monthly ORDER BY 1").fetchall()
     assert raw == (240,)  # the old month's raw readings are gone ...
     assert after == before  # ... and its aggregate is not rewritten from what is left
+
+
+def _plain_answer(conn: psycopg.Connection, width: str) -> list[tuple[object, ...]]:
+    """What the plain flavour's view computes: straight from the raw readings."""
+    return conn.execute(
+        "SELECT time_bucket(%s::interval, measured_at, 'Asia/Ho_Chi_Minh') AS b, count(*)"
+        " FROM readings GROUP BY b ORDER BY b",
+        (width,),
+    ).fetchall()
+
+
+def test_a_backfill_older_than_the_refresh_window_reaches_the_aggregates(
+    timescale_url: str,
+) -> None:
+    migrate(timescale_url)
+    now = datetime.now(UTC)
+    day = datetime.combine((now.astimezone(LOCAL) - timedelta(days=20)).date(), datetime.min.time(),
+                           LOCAL)  # fmt: skip
+    rows = [_reading(day + timedelta(minutes=5 * i)) for i in range(288)]
+    assert _write(timescale_url, READINGS, rows) == 288
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        # materialised earlier, as the refresh policy did while the day was in its window
+        for view in ("readings_daily", "readings_monthly"):
+            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+        assert conn.execute("SELECT n_all FROM readings_daily").fetchall() == [(288,)]
+    # 20 days later than it was measured (the daily policy looks back 10 days): a late reading
+    assert _write(timescale_url, READINGS, [_reading(day + timedelta(minutes=2), 3.0)]) == 1
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        for job_id in _jobs(conn).values():  # and the policies change nothing afterwards
+            conn.execute("CALL run_job(%s)", (job_id,))
+        daily = conn.execute("SELECT bucket, n_all FROM readings_daily ORDER BY 1").fetchall()
+        monthly = conn.execute("SELECT bucket, n_all FROM readings_monthly ORDER BY 1").fetchall()
+        assert daily == _plain_answer(conn, "1 day") == [(day, 289)]
+        assert monthly == _plain_answer(conn, "1 month")
