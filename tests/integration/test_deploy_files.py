@@ -311,6 +311,33 @@ def test_compose_workers_have_distinct_ports_that_prometheus_scrapes() -> None:
                 assert target.split(":")[0] in s, f"{job} scrapes unknown host {target}"
 
 
+def test_quantrac_healthchecks_use_the_address_peers_use() -> None:
+    """A process bound to 127.0.0.1 in its container passes a check on 127.0.0.1 yet is
+    unreachable to Prometheus and its peers: compose checks use the service name, Kubernetes
+    probes the pod IP (no ``host``)."""
+    quantrac = {name: svc for name, svc in services().items() if svc.get("restart") != "no"}
+    quantrac = {name: svc for name, svc in quantrac.items() if "build" in svc}
+    assert set(quantrac) == {"gateway", "worker-1", "worker-2", "console"}
+    for name, svc in quantrac.items():
+        test = " ".join(svc["healthcheck"]["test"])
+        assert "127.0.0.1" not in test and "localhost" not in test, (name, test)
+        assert re.search(rf"//{re.escape(name)}:\d+/", test), (name, test)
+    probes = 0
+    for path, doc in k8s_docs():
+        if doc["kind"] != "Deployment":
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = container.get(kind)
+                if probe is None:
+                    continue
+                probes += 1
+                action = probe.get("httpGet") or probe.get("tcpSocket")
+                assert action is not None, (path, container["name"], kind)
+                assert "host" not in action, (path, container["name"], kind)
+    assert probes >= 6
+
+
 # ------------------------------------------------------------------ Mosquitto
 
 MOSQUITTO_CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
