@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -123,6 +124,13 @@ CROSS JOIN LATERAL (
     SELECT _timescaledb_functions.to_timestamp(
         _timescaledb_functions.cagg_watermark(ca.mat_hypertable_id)) AS mark) w
 WHERE h.table_name = %(table)s AND %(lo)s::timestamptz < w.mark
+"""
+_ZONE = """
+SELECT min(coalesce(f.bucket_timezone, 'UTC'))
+FROM _timescaledb_catalog.continuous_agg ca
+JOIN _timescaledb_catalog.hypertable h ON h.id = ca.raw_hypertable_id
+JOIN _timescaledb_catalog.continuous_aggs_bucket_function f USING (mat_hypertable_id)
+WHERE h.table_name = %(table)s
 """
 
 AVERAGE_COLUMNS = (
@@ -272,18 +280,22 @@ class BatchWriter:
             f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {self._stage} {spec.on_conflict}"
         )
         self._time_idx = spec.columns.index(spec.time_column) if spec.time_column else None
-        self._aggregated: bool | None = None  # are there continuous aggregates? (asked once)
+        self._zone: str | None = None  # the continuous aggregates' bucket time zone, if any
+        self._asked = False  # asked the catalogue (once per writer)
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Commit ``rows``; return how many were new or changed. Blocks while the DB is down."""
         if not rows:
             return 0
         batch = self.spec.dedupe(rows)
+        committed: list[int] = []  # rows changed by each part already committed
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
-                changed = await self._write_once(batch)
+                for part in (await self._parts(batch))[len(committed) :]:
+                    committed.append(await self._write_once(part))
+                changed = sum(committed)
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # the rows' fault: the caller decides (streams/errors.py)
@@ -305,6 +317,39 @@ class BatchWriter:
                 self._on_write(self.spec.table, len(batch), time.perf_counter() - started)
             return changed
 
+    async def _aggregate_zone(self) -> str | None:
+        """The time zone the continuous aggregates over this table bucket in (None: there are
+        none, e.g. the plain flavour). Ours share one, Asia/Ho_Chi_Minh, and day or month
+        buckets, whose boundaries are all local midnights."""
+        if not self._asked:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT to_regclass('_timescaledb_catalog.continuous_agg') IS NOT NULL"
+                )
+                found = await cur.fetchone()
+                if found and found[0]:
+                    cur = await conn.execute(_ZONE, {"table": self.spec.table})
+                    zone = await cur.fetchone()
+                    self._zone = zone[0] if zone else None
+                await conn.rollback()
+            self._asked = True
+        return self._zone
+
+    async def _parts(self, batch: list[Row]) -> list[list[Row]]:
+        """The batch, one part per local day when continuous aggregates bucket the table.
+
+        On TimescaleDB 2.28.3 a transaction whose rows straddle a bucket boundary leaves the
+        later bucket unmaterialised by the next refresh (and it is then lost); one transaction
+        per local day avoids it. Each part is idempotent, so a replay after a crash between
+        parts is harmless, and the batch is acknowledged only once all have committed."""
+        if self._time_idx is None or (zone := await self._aggregate_zone()) is None:
+            return [batch]
+        tz = ZoneInfo(zone)
+        days: dict[object, list[Row]] = {}
+        for row in batch:
+            days.setdefault(row[self._time_idx].astimezone(tz).date(), []).append(row)
+        return list(days.values())
+
     async def _refresh_late(self, batch: Sequence[Row], time_idx: int) -> None:
         """Refresh the continuous-aggregate buckets this committed batch changed below their
         watermark (see _LATE_BUCKETS); retried like the write, as it is idempotent."""
@@ -312,17 +357,11 @@ class BatchWriter:
         delay = 0.2
         while True:
             try:
+                if await self._aggregate_zone() is None:
+                    return
                 async with self.pool.connection() as conn:
                     await conn.set_autocommit(True)  # a refresh cannot run in a transaction
                     try:
-                        if self._aggregated is None:
-                            cur = await conn.execute(
-                                "SELECT to_regclass('_timescaledb_catalog.continuous_agg')"
-                            )
-                            found = await cur.fetchone()
-                            self._aggregated = bool(found and found[0])
-                        if not self._aggregated:
-                            return
                         cur = await conn.execute(
                             _LATE_BUCKETS,
                             {"lo": min(times), "hi": max(times), "table": self.spec.table},

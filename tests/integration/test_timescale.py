@@ -331,3 +331,19 @@ def test_a_backfill_older_than_the_refresh_window_reaches_the_aggregates(
         monthly = conn.execute("SELECT bucket, n_all FROM readings_monthly ORDER BY 1").fetchall()
         assert daily == _plain_answer(conn, "1 day") == [(day, 289)]
         assert monthly == _plain_answer(conn, "1 month")
+
+
+def test_one_batch_across_local_midnight_keeps_both_day_buckets(timescale_url: str) -> None:
+    migrate(timescale_url)
+    now = datetime.now(UTC)
+    midnight = datetime.combine((now.astimezone(LOCAL) - timedelta(days=2)).date(),
+                                datetime.min.time(), LOCAL)  # fmt: skip
+    # one batch, as the persist agent hands it: the minute before local midnight and the one at it
+    rows = [_reading(midnight - timedelta(minutes=1), 2.0), _reading(midnight, 4.0)]
+    assert _write(timescale_url, READINGS, rows) == 2
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        for name, job_id in sorted(_jobs(conn).items()):
+            if "refresh" in name:
+                conn.execute("CALL run_job(%s)", (job_id,))
+        stored = _materialised(conn, "readings_daily", "bucket, n_all")
+    assert stored == [(midnight - timedelta(days=1), 1), (midnight, 1)]
