@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -116,7 +117,11 @@ def cmd_limits(args: argparse.Namespace) -> int:
     from thresholds.catalogue import load_catalogue
     from thresholds.limits import format_limits, limits_to_json, resolve_limits
 
-    at = date.fromisoformat(args.at) if args.at else date.today()
+    try:
+        at = date.fromisoformat(args.at) if args.at else date.today()
+    except ValueError:
+        print(f"quantrac limits: --at {args.at!r}: a date, YYYY-MM-DD", file=sys.stderr)
+        return 2
     registry = load_registry(Settings().registry_path)
     try:
         source = registry.get(args.source)
@@ -239,8 +244,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quantrac")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantrac", description=__doc__)
+    p.add_argument("--version", action="version", version=f"quantrac {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -358,10 +373,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.fn(args))
+        code = int(args.fn(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except (MissingServiceError, EmbeddedServiceError) as exc:  # start-up: name what is missing
         print(f"quantrac {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `quantrac stations | head -1`: the reader has gone, which is not an error; stdout
+        # goes to devnull so the interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -74,6 +74,13 @@ def run_report(settings: Settings, argv: Sequence[str]) -> Path:
             report_period(ctx, req)  # the same check write_report makes, before the database
         except PeriodError as exc:
             raise ReportRequestError(str(exc)) from exc
+    known = {s.id for s in ctx.registry.sources}
+    unknown = [s for s in req.sources if s not in known and s.lower() != "all"]
+    if unknown:  # before the database: a typo is the caller's, not a missing-data report
+        raise ReportRequestError(
+            f"unknown source id {unknown[0]!r} ({len(known)} sources registered;"
+            " `quantrac stations` lists them)"
+        )
     path: Path = args.output or Path(req.filename())
     with ExitStack() as stack:
         url = settings.database_url
