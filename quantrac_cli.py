@@ -165,17 +165,41 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from console.auth import UserError, cli_add_user
+    from console import user_cli
+    from console.auth import UserError
     from streams.runtime import services
 
-    with services(_settings()) as settings:
-        assert settings.database_url
-        try:
-            user = cli_add_user(settings.database_url, args.username, args.password, args.role)
-        except UserError as exc:
-            print(f"quantrac users: {exc}", file=sys.stderr)
-            return 1
-    print(f"created {user.username} ({user.role})")
+    password = None
+    try:
+        if args.action == "add":
+            if len(args.rest) != 1:  # the old `users add NAME PASSWORD ROLE` included
+                return user_cli.fail(
+                    "usage: quantrac users add NAME ROLE; the password is read from a prompt "
+                    "or stdin (--password-stdin), never from the command line, where shell "
+                    "history and ps would keep it"
+                )
+        elif args.rest:
+            return user_cli.fail(f"unexpected argument(s) to `users {args.action}`")
+        if args.action in ("add", "passwd"):  # before any database is started
+            password = user_cli.read_password(sys.stdin, from_stdin=args.password_stdin)
+        if args.action != "list" and not args.username:
+            return user_cli.fail(f"usage: quantrac users {args.action} NAME")
+        with services(_settings()) as settings:
+            url = settings.database_url
+            assert url
+            if args.action == "add":
+                assert password is not None
+                out = user_cli.add(url, args.username, args.rest[0], password)
+            elif args.action == "list":
+                out = user_cli.list_text(url, as_json=args.json)
+            elif args.action == "disable":
+                out = user_cli.disable(url, args.username)
+            else:
+                assert password is not None
+                out = user_cli.passwd(url, args.username, password)
+    except UserError as exc:
+        return user_cli.fail(str(exc))
+    print(out)
     return 0
 
 
@@ -312,11 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     con = add("console", cmd_console, "the department's alert console and HTTP API")
     con.add_argument("--host", help="bind address (default: QUANTRAC_CONSOLE_HOST, 127.0.0.1)")
-    us = add("users", cmd_users, "console users: `quantrac users add NAME PASSWORD ROLE`")
-    us.add_argument("action", choices=["add"])
-    us.add_argument("username")
-    us.add_argument("password")
-    us.add_argument("role", choices=["operator", "regulator", "admin"])
+    us = add(
+        "users",
+        cmd_users,
+        "console users: add NAME ROLE | list [--json] | disable NAME | passwd NAME",
+    )
+    us.add_argument("action", choices=["add", "list", "disable", "passwd"])
+    us.add_argument("username", nargs="?")
+    us.add_argument("rest", nargs="*", metavar="ROLE", help="add: operator, regulator or admin")
+    us.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="add/passwd: read the password as one line of stdin (implied when stdin is no "
+        "terminal; else a prompt asks twice)",
+    )
+    us.add_argument("--json", action="store_true", help="list: JSON instead of a table")
     sec = add("secrets", cmd_secrets, "replace the placeholder secrets of the deploy env files")
     sec.add_argument(
         "action",

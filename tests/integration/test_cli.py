@@ -61,3 +61,75 @@ def test_version() -> None:
     r = cli("--version")
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().strip() == f"quantrac {version('quantrac')}"
+
+
+def _db_env(tmp_path: Path, kafka_url: str, database_url: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        QUANTRAC_DATA_DIR=str(tmp_path),
+        QUANTRAC_KAFKA_URL=kafka_url,
+        QUANTRAC_DATABASE_URL=database_url,
+    )
+
+
+def test_users_password_never_from_argv(tmp_path: Path, kafka_url: str, database_url: str) -> None:
+    env = _db_env(tmp_path, kafka_url, database_url)
+    secret = "a-long-operator-passphrase"
+    r = cli("users", "add", "ops", secret, "operator", env=env)  # the old form
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "never from the command line" in err, err
+    assert secret not in err
+
+    r = cli("users", "add", "ops", "operator", env=env, stdin=b"short\n")  # the policy applies
+    assert r.returncode == 2 and "at least 12 characters" in r.stderr.decode(), r.stderr
+    r = cli("users", "add", "ops", "operator", env=env, stdin=b"")
+    assert r.returncode == 2 and "no password on stdin" in r.stderr.decode(), r.stderr
+
+    r = cli("users", "add", "ops", "operator", "--password-stdin", env=env, stdin=secret.encode())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == "created ops (operator)"
+
+    import psycopg
+
+    from console.auth import verify_password
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT password_hash FROM users WHERE username = 'ops'").fetchone()
+    assert row is not None and verify_password(row[0], secret)
+
+
+def test_users_list_disable_passwd(tmp_path: Path, kafka_url: str, database_url: str) -> None:
+    import json
+
+    import psycopg
+
+    from console.auth import verify_password
+
+    env = _db_env(tmp_path, kafka_url, database_url)
+    for name, role in (("ana", "admin"), ("reg", "regulator")):
+        r = cli("users", "add", name, role, env=env, stdin=f"{name}-long-passphrase\n".encode())
+        assert r.returncode == 0, r.stderr
+
+    r = cli("users", "list", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    users = {u["username"]: u for u in json.loads(r.stdout)}
+    assert users["ana"]["role"] == "admin" and users["reg"]["disabled"] is False
+    table = cli("users", "list", env=env).stdout.decode().splitlines()
+    assert table[0].split() == ["username", "role", "state", "created_by"]
+    assert ["reg", "regulator", "active", "cli"] in [line.split() for line in table]
+
+    assert cli("users", "disable", "reg", env=env).returncode == 0
+    r = cli("users", "list", "--json", env=env)
+    assert {u["username"]: u["disabled"] for u in json.loads(r.stdout)}["reg"] is True
+    r = cli("users", "disable", "nobody", env=env)
+    assert r.returncode == 2 and "no user 'nobody'" in r.stderr.decode()
+
+    r = cli("users", "passwd", "ana", env=env, stdin=b"password2024!!\n")  # common: refused
+    assert r.returncode == 2 and "too common" in r.stderr.decode(), r.stderr
+    r = cli("users", "passwd", "ana", env=env, stdin=b"another-long-passphrase\n")
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(database_url) as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM users WHERE username='ana'").fetchone()
+        actions = [a for (a,) in conn.execute("SELECT action FROM audit_log WHERE actor = 'cli'")]
+    assert verify_password(stored, "another-long-passphrase")
+    assert {"user_created", "user_disabled", "password_reset"} <= set(actions)

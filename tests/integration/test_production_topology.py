@@ -196,7 +196,7 @@ def topology(database: str, tmp_path: Path) -> Iterator[Topology]:
         }
         migrate_env = common | {"QUANTRAC_DATA_DIR": str(tmp_path / "migrate")}
         quantrac(migrate_env, "db", "migrate")
-        quantrac(migrate_env, "users", "add", USER, PASSWORD, "operator")
+        quantrac(migrate_env, "users", "add", USER, "operator", stdin=PASSWORD.encode())
         # the gateway's ingest accounts, as its volume would hold them after its first start
         gateway_dir = tmp_path / "gateway"
         gateway_dir.mkdir()
