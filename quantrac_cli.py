@@ -66,10 +66,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.ports import check_free
     from streams.runtime import services
     from streams.worker import run_worker
 
-    with services(_settings()) as settings:
+    configured = _settings()
+    check_free(configured.web_host, configured.web_port, "QUANTRAC_WEB_PORT")
+    with services(configured) as settings:
         run_worker(settings)
     return 0
 
@@ -157,10 +160,14 @@ def cmd_aqi(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import run_console
+    from streams.ports import check_free
     from streams.runtime import services
 
-    with services(_settings()) as settings:
-        run_console(settings, host=args.host or settings.console_host)
+    configured = _settings()
+    host = args.host or configured.console_host
+    check_free(host, configured.console_port, "QUANTRAC_CONSOLE_PORT")
+    with services(configured) as settings:
+        run_console(settings, host=host)
     return 0
 
 
@@ -218,10 +225,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     from stations.gateway import run_gateway
+    from streams.ports import check_free
     from streams.runtime import services
     from streams.topics import ensure_topics
 
-    with services(_settings()) as settings:
+    configured = _settings()
+    for port, setting in (
+        (configured.gateway_http_port, "QUANTRAC_GATEWAY_HTTP_PORT"),
+        (configured.gateway_ftp_port, "QUANTRAC_GATEWAY_FTP_PORT"),
+    ):
+        check_free(configured.gateway_host, port, setting)
+    with services(configured) as settings:
         ensure_topics(settings)
         run_gateway(settings)
     return 0
@@ -403,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from streams.embedded import EmbeddedServiceError
+    from streams.ports import PortInUse
     from streams.runtime import MissingServiceError
 
     args = build_parser().parse_args(argv)
@@ -410,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.fn(args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code
-    except (MissingServiceError, EmbeddedServiceError) as exc:  # start-up: name what is missing
+    except (
+        MissingServiceError,
+        EmbeddedServiceError,
+        PortInUse,
+    ) as exc:  # start-up: name what is missing
         print(f"quantrac {args.command}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -133,3 +133,30 @@ def test_users_list_disable_passwd(tmp_path: Path, kafka_url: str, database_url:
         actions = [a for (a,) in conn.execute("SELECT action FROM audit_log WHERE actor = 'cli'")]
     assert verify_password(stored, "another-long-passphrase")
     assert {"user_created", "user_disabled", "password_reset"} <= set(actions)
+
+
+def test_port_in_use_names_port_and_setting(
+    tmp_path: Path, kafka_url: str, database_url: str
+) -> None:
+    import socket
+
+    env = _db_env(tmp_path, kafka_url, database_url)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for command, setting in (
+            ("worker", "QUANTRAC_WEB_PORT"),
+            ("console", "QUANTRAC_CONSOLE_PORT"),
+            ("gateway", "QUANTRAC_GATEWAY_HTTP_PORT"),
+            ("gateway", "QUANTRAC_GATEWAY_FTP_PORT"),
+        ):
+            with socket.socket() as spare:  # the command's other ports: free ones
+                spare.bind(("127.0.0.1", 0))
+                free = str(spare.getsockname()[1])
+            others = {"QUANTRAC_GATEWAY_HTTP_PORT": free, "QUANTRAC_GATEWAY_FTP_PORT": free}
+            r = cli(command, env=env | others | {setting: str(port)})
+            err = r.stderr.decode()
+            assert r.returncode == 2, (command, setting, err[-2000:])
+            assert f"port {port}" in err and setting in err, (command, err[-2000:])
+            assert "Traceback" not in err, err
