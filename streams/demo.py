@@ -23,6 +23,7 @@ from stations.registry import load_registry
 from storage.migrate import migrate
 from storage.sources import sync_sources
 from streams.embedded import terminate_on_exit
+from streams.parent_death import die_with_parent
 from streams.runtime import child_env, services
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -102,14 +103,24 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
         with_users = ensure_demo_users(settings, resolved.database_url)
         ensure_topics(resolved)
         env = child_env(resolved)
+        orphan_guard = die_with_parent()  # even a SIGKILLed demo leaves no child running
         worker = subprocess.Popen(
-            [sys.executable, "-m", "quantrac_cli", "worker"], env=env, start_new_session=True
+            [sys.executable, "-m", "quantrac_cli", "worker"],
+            env=env,
+            start_new_session=True,
+            preexec_fn=orphan_guard,
         )
         console = subprocess.Popen(
-            [sys.executable, "-m", "quantrac_cli", "console"], env=env, start_new_session=True
+            [sys.executable, "-m", "quantrac_cli", "console"],
+            env=env,
+            start_new_session=True,
+            preexec_fn=orphan_guard,
         )
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "quantrac_cli", "gateway"], env=env, start_new_session=True
+            [sys.executable, "-m", "quantrac_cli", "gateway"],
+            env=env,
+            start_new_session=True,
+            preexec_fn=orphan_guard,
         )
         # The simulated dataloggers upload Circular 10 files to the gateway over FTP.
         simulator = subprocess.Popen(
@@ -127,6 +138,7 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
             ],
             env=env,
             start_new_session=True,
+            preexec_fn=orphan_guard,
         )
         users = (
             "\n".join(f"             {u} / {p}" for u, p, _ in DEMO_USERS)

@@ -160,3 +160,74 @@ def test_port_in_use_names_port_and_setting(
             assert r.returncode == 2, (command, setting, err[-2000:])
             assert f"port {port}" in err and setting in err, (command, err[-2000:])
             assert "Traceback" not in err, err
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (state Z) has exited; only its parent's reaping is left
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_demo_children_die_with_it_on_sigkill(
+    tmp_path: Path, kafka_url: str, database_url: str
+) -> None:
+    import signal
+    import socket
+    import time
+
+    from tests.conftest import wait_until
+
+    ports = []
+    for _ in range(4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(str(s.getsockname()[1]))
+    env = _db_env(tmp_path, kafka_url, database_url) | {
+        "QUANTRAC_WEB_PORT": ports[0],
+        "QUANTRAC_CONSOLE_PORT": ports[1],
+        "QUANTRAC_GATEWAY_HTTP_PORT": ports[2],
+        "QUANTRAC_GATEWAY_FTP_PORT": ports[3],
+    }
+    with open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "demo", "--backfill-hours", "0.1"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    children: set[int] = set()
+    try:
+
+        def started() -> bool:
+            children.update(_children(demo.pid))
+            return len(children) >= 4
+
+        wait_until(started, timeout=90, message=lambda: f"the demo's children: {children}")
+        demo.send_signal(signal.SIGKILL)
+        demo.wait(10)
+        deadline = time.monotonic() + 30
+        while any(_running(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [c for c in children if _running(c)]
+        assert not left, ((tmp_path / "demo.log").read_text()[-3000:], left)
+    finally:
+        for c in children:
+            if _running(c):
+                os.kill(c, signal.SIGKILL)
+        if demo.poll() is None:
+            demo.kill()
