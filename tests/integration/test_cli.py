@@ -129,9 +129,9 @@ def test_users_list_disable_passwd(tmp_path: Path, kafka_url: str, database_url:
     r = cli("users", "passwd", "ana", env=env, stdin=b"another-long-passphrase\n")
     assert r.returncode == 0, r.stderr
     with psycopg.connect(database_url) as conn:
-        (stored,) = conn.execute("SELECT password_hash FROM users WHERE username='ana'").fetchone()
+        row = conn.execute("SELECT password_hash FROM users WHERE username='ana'").fetchone()
         actions = [a for (a,) in conn.execute("SELECT action FROM audit_log WHERE actor = 'cli'")]
-    assert verify_password(stored, "another-long-passphrase")
+    assert row is not None and verify_password(row[0], "another-long-passphrase")
     assert {"user_created", "user_disabled", "password_reset"} <= set(actions)
 
 
