@@ -52,12 +52,6 @@ def ratio(limit: Limit, value: float) -> float | None:
         return None
 
 
-def exceeds(limit: Limit, value: float) -> bool:
-    if limit.max is not None and value > limit.max:
-        return True
-    return limit.min is not None and value < limit.min
-
-
 @dataclass(frozen=True)
 class ParamCounts:
     parameter: str

@@ -23,7 +23,6 @@ from reports.common import (
     ReportContext,
     ViolationRow,
     completeness_rows,
-    exceeds,
     expected_slots,
     fetch_acks,
     fetch_averages,
@@ -62,7 +61,7 @@ def limit_stats(limit: Limit, averages: Sequence[AverageRow]) -> LimitStats:
         a for a in averages if a.parameter == limit.parameter and a.period == limit.period.value
     ]
     vals = [a.value for a in mine if a.valid and a.value is not None]
-    over = [v for v in vals if exceeds(limit, v)]
+    over = [v for v in vals if limit.exceeded_by(v)]
     ratios = [r for v in vals if (r := ratio(limit, v)) is not None]
     step = 24.0 if limit.period.value == "day" else 1.0
     return LimitStats(

@@ -94,6 +94,12 @@ class Limit(BaseModel):
     def bound_text(self) -> str:
         return _bounds_text(self.kind, self.min, self.max)
 
+    def exceeded_by(self, value: float) -> bool:
+        """Whether ``value`` is past the limit: above its maximum or below its minimum."""
+        over = self.max is not None and self.kind is not RuleKind.LOWER and value > self.max
+        under = self.min is not None and self.kind is not RuleKind.UPPER and value < self.min
+        return over or under
+
 
 _PERIOD_TEXT = {
     Basis.HOUR: "trung bình 1 giờ",

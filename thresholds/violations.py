@@ -378,14 +378,12 @@ def _classify(average: AverageLike, limit: Limit, hyst: Hysteresis) -> WindowRec
             start=start, end=end, revision=average.revision, value=value, cls=WindowClass.INVALID
         )
     r = ratio(value, limit)
-    over_max = limit.max is not None and limit.kind is not RuleKind.LOWER and value > limit.max
-    under_min = limit.min is not None and limit.kind is not RuleKind.UPPER and value < limit.min
     clear = True
     if limit.max is not None and limit.kind is not RuleKind.LOWER:
         clear &= value < limit.max * (1 - hyst.margin)
     if limit.min is not None and limit.kind is not RuleKind.UPPER:
         clear &= value > limit.min * (1 + hyst.margin)
-    if over_max or under_min:
+    if limit.exceeded_by(value):
         cls = WindowClass.EXCEED
     else:
         cls = WindowClass.CLEAR if clear else WindowClass.BAND
@@ -549,31 +547,15 @@ def _warn(
     before = state.warned.get(key)
     if level is None or before == level or before is EarlyWarning.CERTAIN:
         return state, []
-    start = _utc(average.window_start)
-    wid = f"{violation_id(state.source_id, state.parameter, state.rule_id, start)}:warning"
-    r = ratio(average.value, limit)
-    event = ViolationEvent(
-        violation_id=wid,
-        event=EventKind.WARNING.value,
-        seq=0 if before is None else 1,
-        source_id=state.source_id,
-        parameter=state.parameter,
-        rule_id=state.rule_id,
-        period=limit.period.value,
-        started_at=start,
-        at=_utc(average.window_end),
-        value=average.value,
-        limit=limit.max if limit.kind is not RuleKind.LOWER else limit.min,
-        ratio=r,
-        severity=Severity.NONE.value,
-        legal_basis=limit.legal_basis,
-        message=(
-            f"early warning ({level.value}): running hourly mean {_fmt(average.value)} "
-            f"{limit.unit} after {average.samples}/{average.expected} samples, limit "
-            f"{limit.bound_text()} {limit.unit}"
-        ),
+    value = average.value
+    message = (
+        f"early warning ({level.value}): running hourly mean {_fmt(value)} "
+        f"{limit.unit} after {average.samples}/{average.expected} samples, limit "
+        f"{limit.bound_text()} {limit.unit}"
     )
-    event = _with_penalty(event, penalty.assess(r))
+    start = _utc(average.window_start)
+    seq = 0 if before is None else 1
+    event = _warning_event(state, limit, start, average, value, seq, message, penalty)
     return state.model_copy(update={"warned": {**state.warned, key: level}}), [event]
 
 
@@ -585,40 +567,53 @@ def _warn_rolling(
     value = average.value
     if value is None:
         return state, []
-    over = (limit.max is not None and limit.kind is not RuleKind.LOWER and value > limit.max) or (
-        limit.min is not None and limit.kind is not RuleKind.UPPER and value < limit.min
-    )
     day_start = day_window(_utc(average.window_end) - timedelta(microseconds=1))[0]
     key = day_start.isoformat()
-    if not over or key in state.warned:
+    if not limit.exceeded_by(value) or key in state.warned:
         return state, []
+    message = (
+        f"early warning ({EarlyWarning.LIKELY.value}): rolling 24-h mean {_fmt(value)} "
+        f"{limit.unit} ({_utc(average.window_start):%Y-%m-%d %H:%M}Z – "
+        f"{_utc(average.window_end):%Y-%m-%d %H:%M}Z) past the daily limit "
+        f"{limit.bound_text()} {limit.unit}; the day's own mean decides"
+    )
+    event = _warning_event(state, limit, day_start, average, value, 0, message, penalty)
+    warned = {**state.warned, key: EarlyWarning.LIKELY}
+    return state.model_copy(update={"warned": warned}), [event]
+
+
+def _warning_event(
+    state: RuleState,
+    limit: Limit,
+    started_at: datetime,
+    average: AverageLike,
+    value: float,
+    seq: int,
+    message: str,
+    penalty: Penalty,
+) -> ViolationEvent:
+    """An early warning (its own record, ``<violation id>:warning``) for the window at
+    ``started_at``, with the Decree 45/2022 band of its ratio (none without a schedule)."""
     r = ratio(value, limit)
     event = ViolationEvent(
-        violation_id=f"{violation_id(state.source_id, state.parameter, state.rule_id, day_start)}"
+        violation_id=f"{violation_id(state.source_id, state.parameter, state.rule_id, started_at)}"
         ":warning",
         event=EventKind.WARNING.value,
-        seq=0,
+        seq=seq,
         source_id=state.source_id,
         parameter=state.parameter,
         rule_id=state.rule_id,
         period=limit.period.value,
-        started_at=day_start,
+        started_at=started_at,
         at=_utc(average.window_end),
         value=value,
         limit=limit.max if limit.kind is not RuleKind.LOWER else limit.min,
         ratio=r,
         severity=Severity.NONE.value,
         legal_basis=limit.legal_basis,
-        message=(
-            f"early warning ({EarlyWarning.LIKELY.value}): rolling 24-h mean {_fmt(value)} "
-            f"{limit.unit} ({_utc(average.window_start):%Y-%m-%d %H:%M}Z – "
-            f"{_utc(average.window_end):%Y-%m-%d %H:%M}Z) past the daily limit "
-            f"{limit.bound_text()} {limit.unit}; the day's own mean decides"
-        ),
+        message=message,
     )
-    event = _with_penalty(event, penalty.assess(r))
-    warned = {**state.warned, key: EarlyWarning.LIKELY}
-    return state.model_copy(update={"warned": warned}), [event]
+    return _with_penalty(event, penalty.assess(r))
 
 
 def _event(
