@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -108,6 +109,45 @@ class EmbeddedBroker:
         self.stop()
 
 
+HANDLES_FILE = ".handle_pids.json"  # pgserver's list of the processes using one data dir
+
+
+def _alive(pid: int) -> bool:
+    import psutil  # a dependency of pgserver, so present wherever pgserver is
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def prune_dead_handles(data_dir: Path) -> list[int]:
+    """Drop the pids of processes that are gone from pgserver's handle list; return them.
+
+    pgserver stops the server when the last handle in that list is released. A handle whose
+    process was killed (SIGKILL, OOM) is never released, so every later owner saw a "still
+    used" server and left PostgreSQL running after it stopped (issue 21). Done under
+    pgserver's own inter-process lock, as pgserver edits the list.
+    """
+    path = data_dir / HANDLES_FILE
+    if not path.exists():
+        return []
+    from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(path.read_text() or "[]")]
+        except (ValueError, TypeError):  # a torn or foreign file: start a fresh list
+            pids = []
+            path.write_text("[]")
+        dead = [p for p in pids if not _alive(p)]
+        if dead:
+            path.write_text(json.dumps([p for p in pids if p not in dead]))
+    if dead:
+        log.info("embedded PostgreSQL in %s: dropped dead handles %s", data_dir, dead)
+    return dead
+
+
 class EmbeddedPostgres:
     """An embedded PostgreSQL (pgserver) keeping its data in ``data_dir``; reachable by socket."""
 
@@ -118,6 +158,7 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         pgserver = _extra("pgserver")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        prune_dead_handles(self.data_dir)
         try:
             self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         except Exception as exc:  # pgserver raises bare subprocess errors
@@ -147,6 +188,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
+            prune_dead_handles(self.data_dir)  # a handle that died while we ran (a killed report)
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
 
