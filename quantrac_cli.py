@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from streams.settings import Settings
+from core.settings import Settings
 
 
 def _settings() -> Settings:
@@ -58,7 +58,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from quantrac_demo import run_demo
 
     settings = _settings()
     run_demo(settings, backfill_h=args.backfill_hours)
@@ -224,10 +224,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    from core.topics import ensure_topics
     from stations.gateway import run_gateway
     from streams.ports import check_free
     from streams.runtime import services
-    from streams.topics import ensure_topics
 
     configured = _settings()
     for port, setting in (
@@ -265,9 +265,9 @@ def cmd_mqtt_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from core.topics import ensure_topics
     from stations.ftp_delivery import run_simulator
     from streams.runtime import services
-    from streams.topics import ensure_topics
 
     with services(_settings()) as settings:
         ensure_topics(settings)

@@ -63,11 +63,11 @@ def load(url: str, n: int) -> float:
 
 def child(url: str, period: str, fmt: str, out: str) -> None:
     """Run one export in this (fresh) process and print its measurements as JSON."""
+    from core.settings import Settings
     from reports.common import ReportContext
     from reports.i18n import Lang
     from reports.model import ReportKind
     from reports.service import Format, ReportRequest, connect, write_report
-    from streams.settings import Settings
 
     settings = Settings(database_url=url)
     ctx = ReportContext.from_settings(settings, Lang.EN)

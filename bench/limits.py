@@ -21,11 +21,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from core.records import RawReading, raw_batches
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import readings
 from storage.writer import READING_COLUMNS
-from streams.records import RawReading, raw_batches
 
 Message = tuple[bytes, bytes]  # key, value
 

@@ -41,16 +41,16 @@ import psutil
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from core.records import Channel, RawReading, raw_batches
+from core.settings import Settings
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, readings, status_at, value_at
 from storage.migrate import migrate
 from streams.embedded import free_port
-from streams.records import Channel, RawReading, raw_batches
 from streams.runtime import QuantracProcess
-from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
 from thresholds.catalogue import Basis, RuleKind, load_catalogue
 from thresholds.limits import resolve_limits
 

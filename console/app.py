@@ -40,11 +40,11 @@ from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
 from console.passwords import MAX_LENGTH as MAX_PASSWORD
+from core.metrics import Metrics
+from core.settings import Settings
+from core.tls import cert_and_key
 from reports.api import build_router
 from storage import queries as q
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.tls import cert_and_key
 from thresholds.averaging import LOCAL_TZ, ewma, savgol_smooth
 
 log = logging.getLogger(__name__)

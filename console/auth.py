@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from console.passwords import MAX_LENGTH, WeakPassword, check_password
-from streams.settings import Settings
+from core.settings import Settings
 
 SESSION_COOKIE = "qt_session"
 LOGIN_CSRF_COOKIE = "qt_login_csrf"  # double-submit token for the login form (no session yet)

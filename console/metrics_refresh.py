@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg_pool import AsyncConnectionPool
 
-from streams.metrics import Metrics
+from core.metrics import Metrics
 from thresholds.severity import Severity
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from core.parameters import SourceKind
 from reports.common import (
     ReportContext,
     completeness_rows,
@@ -34,7 +35,6 @@ from reports.method import method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
 from reports.water_quality import build_water_quality
-from stations.parameters import SourceKind
 from stations.registry import Source
 from thresholds.annual import annual_mean, verdict
 from thresholds.aqi import CATEGORIES, AqiCategory, category

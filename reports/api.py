@@ -21,6 +21,7 @@ from fastapi.params import Depends
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from core.settings import Settings
 from reports.common import ReportContext
 from reports.evidence import ViolationNotFound
 from reports.i18n import Lang
@@ -34,7 +35,6 @@ from reports.service import (
     connect,
     write_report,
 )
-from streams.settings import Settings
 
 
 def build_router(

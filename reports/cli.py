@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from core.settings import Settings
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
@@ -29,7 +30,6 @@ from reports.service import (
     report_period,
     write_report,
 )
-from streams.settings import Settings
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from core.settings import Settings
 from reports.periods import ReportPeriod
 from stations.registry import Source
-from streams.settings import Settings
 from thresholds.averaging import LOCAL_TZ
 from thresholds.limits import Limit
 from thresholds.severity import ratio as exceedance_ratio

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.records import QcFlag
 from reports.i18n import Lang, t
 from reports.model import Column, Section
-from streams.records import QcFlag
 from thresholds.annual import MIN_DAY_FRACTION
 from thresholds.aqi import DAY_HOURS, DAY_MIN_HOURS, O3_8H_MIN_HOURS
 from thresholds.limits import Limit

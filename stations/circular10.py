@@ -25,16 +25,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from stations.errors import (
+from core.errors import (
     IncompatibleUnitError,
     ParseError,
     RejectReason,
     UnknownUnitError,
 )
-from stations.parameters import Parameter
+from core.parameters import Parameter
+from core.records import Channel, DeviceStatus, RawReading, Rejection
+from core.units import convert
 from stations.registry import Registry, Source
-from stations.units import convert
-from streams.records import Channel, DeviceStatus, RawReading, Rejection
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.records import RawReading, raw_batches
+from core.records import RawReading, raw_batches
 
 
 class KafkaFeed:

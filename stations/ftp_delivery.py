@@ -40,6 +40,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from core.records import Channel, RawReading
+from core.settings import Settings
+from core.tls import client_context
+from core.topics import RAW, bootstrap_servers
 from stations.accounts import Accounts, accounts_path, wait_for
 from stations.circular10 import format_file
 from stations.feed import KafkaFeed
@@ -47,10 +51,6 @@ from stations.registry import Registry, load_registry
 from stations.scenarios import ScenarioKnobs, episodic_sources, scenario_readings
 from stations.sim_registry import series_for
 from stations.simulator import Series, align
-from streams.records import Channel, RawReading
-from streams.settings import Settings
-from streams.tls import client_context
-from streams.topics import RAW, bootstrap_servers
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
+from core.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
+from core.records import Channel
+from core.tls import TlsConfigError
 from stations.accounts import Accounts
 from stations.circular10 import EXCERPT_BYTES, MAX_FILE_BYTES, parse_filename
-from stations.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
 from stations.gateway import Ingest, PublishError, Receipt
-from streams.records import Channel
-from streams.tls import TlsConfigError
 
 log = logging.getLogger(__name__)
 

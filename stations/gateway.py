@@ -35,6 +35,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from core.errors import ParseError, RejectReason
+from core.metrics import Metrics
+from core.records import Channel, RawReading, Rejection, raw_batches
+from core.settings import Settings
+from core.tls import cert_and_key, server_context
+from core.topics import RAW, REJECTED, bootstrap_servers
 from stations.accounts import Accounts, accounts_path, load_or_create
 from stations.archive import Archive
 from stations.circular10 import (
@@ -45,14 +51,8 @@ from stations.circular10 import (
     parse_filename,
     parse_json,
 )
-from stations.errors import ParseError, RejectReason
 from stations.ingest_limits import IngestLimits, RateLimiter, cap_rejections
 from stations.registry import Registry, load_registry
-from streams.metrics import Metrics
-from streams.records import Channel, RawReading, Rejection, raw_batches
-from streams.settings import Settings
-from streams.tls import cert_and_key, server_context
-from streams.topics import RAW, REJECTED, bootstrap_servers
 
 log = logging.getLogger(__name__)
 

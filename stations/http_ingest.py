@@ -31,12 +31,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.errors import RejectReason
+from core.metrics import Metrics
+from core.records import Channel
 from stations.accounts import Accounts
 from stations.circular10 import EXCERPT_BYTES, MAX_FILE_BYTES
-from stations.errors import RejectReason
 from stations.gateway import Delivery, Ingest, PublishError, Receipt
-from streams.metrics import Metrics
-from streams.records import Channel
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class HttpIngest:
         host: str,
         port: int,
         *,
-        ssl_context: ssl.SSLContext | None = None,  # HTTPS (streams.tls.server_context)
+        ssl_context: ssl.SSLContext | None = None,  # HTTPS (core.tls.server_context)
     ) -> None:
         self.ingest = ingest
         self.ssl_context = ssl_context

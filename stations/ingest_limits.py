@@ -15,9 +15,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stations.errors import RejectReason
-from streams.records import Rejection
-from streams.settings import Settings
+from core.errors import RejectReason
+from core.records import Rejection
+from core.settings import Settings
 
 WINDOW_S = 60.0
 

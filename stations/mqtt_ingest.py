@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.records import Channel
 from stations.gateway import Delivery, Ingest, PublishError
-from streams.records import Channel
 
 log = logging.getLogger(__name__)
 

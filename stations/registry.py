@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from stations.errors import RegistryError, UnitError
-from stations.parameters import Parameter, SourceKind
-from stations.units import Dimension, Unit, dimension_of, parse_unit
+from core.errors import RegistryError, UnitError
+from core.parameters import Parameter, SourceKind
+from core.units import Dimension, Unit, dimension_of, parse_unit
 
 # libyaml's loader when present (10x faster); same safe semantics.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

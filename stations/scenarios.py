@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from stations.parameters import Parameter
+from core.parameters import Parameter
+from core.records import Channel, RawReading
 from stations.registry import Registry
 from stations.simulator import LOCAL_OFFSET_H, Series, readings, value_at
-from streams.records import Channel, RawReading
 
 # Parameters an upset raises (flows, temperatures, pH and O2 are left alone).
 POLLUTANTS = frozenset(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stations.parameters import Parameter as P
-from stations.parameters import SourceKind as K
+from core.parameters import Parameter as P
+from core.parameters import SourceKind as K
 from stations.registry import Registry
 from stations.simulator import Series
 

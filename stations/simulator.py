@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from streams.records import Channel, DeviceStatus, RawReading
+from core.records import Channel, DeviceStatus, RawReading
 
 LOCAL_OFFSET_H = 7  # Asia/Ho_Chi_Minh has no DST
 

@@ -9,9 +9,7 @@ from datetime import date
 
 from psycopg.types.json import Jsonb
 
-from storage.text import ORIGIN, PROSE, PROSE_MAX, db_json, db_text, db_text_or_none
-from storage.writer import Row
-from streams.records import (
+from core.records import (
     AqiRecord,
     Average,
     QcReading,
@@ -19,6 +17,8 @@ from streams.records import (
     ViolationEvent,
     WaterQualityDay,
 )
+from storage.text import ORIGIN, PROSE, PROSE_MAX, db_json, db_text, db_text_or_none
+from storage.writer import Row
 
 # Every text field goes through storage.text (escaped, bounded): see its docstring for why.
 

@@ -17,20 +17,11 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import generate_latest
 
-from stations.errors import RejectReason
-from stations.parameters import SourceKind
-from stations.registry import load_registry
-from storage import rows as to_row
-from storage import writer as tables
-from storage.writer import BatchWriter, Row, TableSpec
-from streams import topics
-from streams.batch import Batch, LiveStates
-from streams.checks import LimitBook, outage_allowance
-from streams.consumer import STALL_S, GuardedConsumer
-from streams.db import Database
-from streams.errors import DeadLetters, RecordSchema, write_rows
-from streams.metrics import FaustSensors, Metrics
-from streams.records import (
+from core import topics
+from core.errors import RejectReason
+from core.metrics import FaustSensors, Metrics
+from core.parameters import SourceKind
+from core.records import (
     MAX_BATCH_READINGS,
     POSITION_STRIDE,
     AqiRecord,
@@ -44,7 +35,16 @@ from streams.records import (
     ViolationEvent,
     WaterQualityDay,
 )
-from streams.settings import Settings
+from core.settings import Settings
+from stations.registry import load_registry
+from storage import rows as to_row
+from storage import writer as tables
+from storage.writer import BatchWriter, Row, TableSpec
+from streams.batch import Batch, LiveStates
+from streams.checks import LimitBook, outage_allowance
+from streams.consumer import STALL_S, GuardedConsumer
+from streams.db import Database
+from streams.errors import DeadLetters, RecordSchema, write_rows
 from streams.validate import Validator, decode_raw, decode_valid
 from thresholds.aqi_station import StationAqi
 from thresholds.averaging import LOCAL_TZ
@@ -134,7 +134,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         value_serializer="raw",
         partitions=settings.topic_partitions,
     )
-    # Bytes: QcBatch is a plain dataclass with its own codec (streams/records.py).
+    # Bytes: QcBatch is a plain dataclass with its own codec (core/records.py).
     valid_topic = app.topic(
         settings.topic(topics.VALID.name),
         value_type=bytes,

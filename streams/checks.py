@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
+from core.records import Average
 from stations.registry import CLASSIFICATION_ONLY, Registry, Source
-from streams.records import Average
 from thresholds.averaging import LOCAL_TZ
 from thresholds.catalogue import Catalogue
 from thresholds.limits import Limit, resolve_limits

@@ -36,9 +36,9 @@ from typing import Any
 import faust
 from faust.exceptions import ValueDecodeError
 
-from stations.errors import RejectReason
+from core.errors import RejectReason
+from core.records import Channel, Rejection
 from storage.writer import Row, is_data_error
-from streams.records import Channel, Rejection
 
 log = logging.getLogger(__name__)
 

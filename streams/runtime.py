@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from core.settings import Settings
 from streams.embedded import EmbeddedBroker, EmbeddedPostgres
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # quantrac_cli.py lives here

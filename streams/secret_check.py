@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from psycopg import conninfo as pg_conninfo
 from psycopg.errors import ProgrammingError
 
-from streams.settings import Settings
+from core.settings import Settings
 
 # Compared after lower-casing and dropping everything but letters and digits.
 _PLACEHOLDER_WORDS = frozenset(

@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from stations.errors import RejectReason, UnitError
+from core.errors import RejectReason, UnitError
+from core.records import Channel, QcBatch, QcReading, RawBatch, RawReading, Rejection
+from core.units import convert
 from stations.registry import Registry
-from stations.units import convert
-from streams.records import Channel, QcBatch, QcReading, RawBatch, RawReading, Rejection
 from thresholds.qc import QcRuleBook, SeriesState, judge
 
 _TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")

@@ -7,12 +7,12 @@ import logging
 
 import faust
 
+from core.settings import Settings
+from core.topics import ensure_topics
 from stations.registry import load_registry
 from storage.migrate import migrate
 from storage.sources import sync_sources
 from streams.app import create_app
-from streams.settings import Settings
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

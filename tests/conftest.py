@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.settings import Settings
 from streams.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from streams.runtime import QuantracProcess
-from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

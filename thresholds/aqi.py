@@ -44,8 +44,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Final
 
-from stations.parameters import Parameter
-from streams.records import Period
+from core.parameters import Parameter
+from core.records import Period
 from thresholds.averaging import HOUR, LOCAL_TZ
 
 AQI_POLLUTANTS: Final = (

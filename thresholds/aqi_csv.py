@@ -24,7 +24,7 @@ import csv
 from datetime import datetime
 from typing import Final, TextIO
 
-from stations.parameters import Parameter
+from core.parameters import Parameter
 from thresholds.aqi import (
     AQI_POLLUTANTS,
     COMPLETENESS_RULE,

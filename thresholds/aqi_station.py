@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from stations.parameters import Parameter
-from streams.records import Period
+from core.parameters import Parameter
+from core.records import Period
 from thresholds.aqi import (
     AQI_POLLUTANTS,
     PM,

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from scipy.signal import lfilter, savgol_filter
 
-from streams.records import Period
+from core.records import Period
 
 LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
 HOUR: Final = timedelta(hours=1)

@@ -23,8 +23,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from stations.parameters import Parameter, SourceKind
-from streams.records import Period
+from core.parameters import Parameter, SourceKind
+from core.records import Period
 
 CATALOGUE_DIR = Path(__file__).with_name("catalogue")
 
@@ -40,7 +40,7 @@ class RuleKind(StrEnum):
 
 
 class Basis(StrEnum):
-    """Averaging basis a limit is written against. Equal strings to ``streams.records.Period``.
+    """Averaging basis a limit is written against. Equal strings to ``core.records.Period``.
 
     QCVN 05:2023 §1.3.6–1.3.9 define the ambient bases: 1 h; 8 h ("the mean of the values measured
     over 8 hours": any 8 consecutive hours, so the rolling 8-h mean ending at each hour); 24 h
@@ -177,6 +177,10 @@ class Rule(_Model):
     columns: dict[str, Cell] | None = None
     effective_from: date | None = None  # None: the regulation's
     effective_to: date | None = None  # inclusive last day; None: the regulation's
+    # None: a general row; else the regulation's row group (sector, capacity or discharge-flow
+    # class, ``Regulation.categories``) it applies to; it replaces the general row for a source
+    # whose limit set names that category.
+    category: str | None = None
     verified: bool = True
     note: str = ""
     sources: list[str] = Field(default_factory=list)
@@ -261,6 +265,11 @@ class Regulation(_Model):
     effective_from: date | None  # None only when the reference does not give it (see notes)
     effective_to: date | None = None  # inclusive last day of general application
     transition_until: date | None = None  # last day existing facilities may keep applying it
+    # On the regulation that replaces others: the clause of its issuing act that lets existing
+    # facilities keep the old one until the old one's ``transition_until`` (thresholds/transition.py)
+    transition_clause: str = ""
+    # Row groups of its tables (sector, capacity, discharge-flow class): id -> meaning.
+    categories: dict[str, str] = Field(default_factory=dict)
     replaces: list[str] = Field(default_factory=list)
     replaced_by: str | None = None
     applies_to: list[SourceKind]
@@ -287,14 +296,19 @@ class Regulation(_Model):
             for tag in rule.sources:
                 if tag not in self.sources:
                     raise ValueError(f"{where}: source tag {tag!r} not listed in `sources`")
+            if rule.category is not None and rule.category not in self.categories:
+                raise ValueError(
+                    f"{where}: category {rule.category!r} not in the regulation's categories "
+                    f"(allowed: {', '.join(self.categories) or 'none'})"
+                )
         for tag in self.coefficients.exempt_sources if self.coefficients else []:
             if tag not in self.sources:
                 raise ValueError(f"coefficients.exempt_sources: tag {tag!r} not in `sources`")
-        seen: dict[tuple[str, str, str], list[tuple[date, date]]] = {}
+        seen: dict[tuple[str, str, str, str], list[tuple[date, date]]] = {}
         for i, rule in enumerate(self.rules):
             lo, hi = self.rule_dates(rule)
             for col, cell in rule.cells():
-                key = (rule.parameter, self.period_of(rule).value, col)
+                key = (rule.parameter, self.period_of(rule).value, col, rule.category or "")
                 for other_lo, other_hi in seen.get(key, []):
                     if lo <= other_hi and other_lo <= hi and not cell.is_gap:
                         raise ValueError(

@@ -38,8 +38,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.stats import median_abs_deviation
 
-from stations.parameters import Parameter, SourceKind
-from streams.records import DeviceStatus, QcFlag
+from core.parameters import Parameter, SourceKind
+from core.records import DeviceStatus, QcFlag
 from thresholds.averaging import decode_runs, encode_runs, extend_runs
 
 MAD_SCALE: Final = 1.4826  # MAD → σ for normally distributed noise

@@ -47,7 +47,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.records import ViolationEvent
+from core.records import ViolationEvent
 from thresholds.averaging import day_window
 from thresholds.catalogue import Basis, RuleKind
 from thresholds.limits import Limit
@@ -103,7 +103,7 @@ class Hysteresis:
 
 
 class AverageLike(Protocol):
-    """What ``evaluate`` reads of an average (``streams.records.Average`` has it)."""
+    """What ``evaluate`` reads of an average (``core.records.Average`` has it)."""
 
     @property
     def source_id(self) -> str: ...

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from streams.records import Period
+from core.records import Period
 from thresholds.aqi import nowcast
 from thresholds.averaging import (
     LOCAL_TZ,
@@ -66,7 +66,7 @@ class SeriesWindows:
     closed: list[list[int]] = field(default_factory=list)
     revisions: dict[tuple[str, int], int] = field(default_factory=dict)  # (period, start) -> ≥ 1
     watermark: int | None = None  # start (epoch s) of the newest hour seen
-    # Position on readings.raw (streams.records.POSITION_STRIDE) of the newest input applied.
+    # Position on readings.raw (core.records.POSITION_STRIDE) of the newest input applied.
     # After a crash the validate stage may emit a reading again; the copy carries the same
     # position and is ignored, so a sample is never counted twice. One series' inputs arrive
     # in position order.

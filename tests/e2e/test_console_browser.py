@@ -27,8 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from core.settings import Settings
+from core.topics import ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.test_console_api import (  # fixtures: db → app → server
     PASSWORD,

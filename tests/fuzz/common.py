@@ -37,6 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
+from core.parameters import Parameter
+from core.records import DeviceStatus, QcFlag, QcReading, RawReading, Rejection
+from core.units import convert
 from stations.circular10 import (
     DEFAULT_HORIZON_S,
     EXCERPT_BYTES,
@@ -44,12 +48,8 @@ from stations.circular10 import (
     ParseResult,
     parse_filename,
 )
-from stations.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
 from stations.gateway import MAX_EVIDENCE_BYTES
-from stations.parameters import Parameter
 from stations.registry import load_registry
-from stations.units import convert
-from streams.records import DeviceStatus, QcFlag, QcReading, RawReading, Rejection
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent / "corpus" / "circular10"

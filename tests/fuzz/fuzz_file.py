@@ -12,9 +12,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["stations"]):
+    from core.records import Channel
     from stations.circular10 import parse_file
     from stations.gateway import judge_file
-    from streams.records import Channel
     from tests.fuzz import common
 
 

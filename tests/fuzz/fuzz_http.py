@@ -39,14 +39,14 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports(include=["stations"]):
+    from core.errors import RejectReason
+    from core.records import RawReading, Rejection
     from stations.accounts import Accounts
     from stations.archive import Archive, archive_folder, safe_name
     from stations.circular10 import MAX_FILE_BYTES
-    from stations.errors import RejectReason
     from stations.gateway import Ingest, Publisher, fresh_metrics
     from stations.http_ingest import REALM, HttpIngest, basic_credentials
     from stations.ingest_limits import IngestLimits
-    from streams.records import RawReading, Rejection
     from tests.fuzz import common
 
 from aiohttp import web

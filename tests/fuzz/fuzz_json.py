@@ -13,9 +13,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["stations"]):
+    from core.records import Channel
     from stations.circular10 import parse_json
     from stations.gateway import judge_json
-    from streams.records import Channel
     from tests.fuzz import common
 
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from streams import topics
-from streams.settings import Settings
-from streams.topics import bootstrap_servers
+from core import topics
+from core.settings import Settings
+from core.topics import bootstrap_servers
 
 # Every topic a worker consumes whose records change stored rows (ticks only drive outages).
 INPUTS = (

@@ -28,13 +28,13 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.settings import Settings
+from core.topics import bootstrap_servers, ensure_topics
 from stations.accounts import Accounts, accounts_path, load_or_create
 from stations.gateway import Gateway, fresh_metrics
 from stations.mqtt_acl import GatewayLogin, write_files
 from stations.registry import Registry, load_registry
 from streams.embedded import free_port, wait_for_port
-from streams.settings import Settings
-from streams.topics import bootstrap_servers, ensure_topics
 
 # The corpus clock: received 2026-11-24 10:10 local; its lines are stamped 10:05 local.
 RECEIVED = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)

@@ -23,10 +23,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.records import Channel, RawReading
+from core.settings import Settings
+from core.topics import ensure_topics
 from storage.migrate import migrate
-from streams.records import Channel, RawReading
-from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import ROOT, WorkerProcess, wait_until
 from tests.integration.drain import wait_drained
 from tests.integration.test_pipeline import _send

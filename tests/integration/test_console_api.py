@@ -28,10 +28,10 @@ from console.app import console_server, create_app
 from console.auth import UserError, cli_add_user, create_user
 from console.bands import stylesheet as band_stylesheet
 from console.charts import aqi_colour
+from core.settings import Settings
 from storage import queries as q
 from storage.migrate import migrate
 from streams.embedded import free_port
-from streams.settings import Settings
 from tests.integration.tls_support import TlsFiles, tls_files
 
 pytestmark = pytest.mark.integration
@@ -706,9 +706,9 @@ async def test_wastewater_violation_shows_decree_45_band_article_and_flow_bracke
     """Decree 45/2022 Art. 18 (docs/regulations.md §8b, [S58]): 1.2× is the 1.1–<1.5× band, and
     30 m³/ngày the 20–<40 bracket (VND 5–10 M). Written with the worker's row mapping; the ambient
     V-PM25 of the fixture has no Decree 45 columns and the page says none applies."""
+    from core.records import ViolationEvent
     from storage.rows import violation_row
     from storage.writer import VIOLATION_COLUMNS
-    from streams.records import ViolationEvent
     from thresholds.severity import FlowBasis, Penalty, default_penalties
 
     schedule = default_penalties().schedule_for("wastewater", "COD")

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from console.app import create_app
 from console.auth import verify_password
-from streams.settings import Settings
+from core.settings import Settings
 from tests.integration import test_console_api as console_api
 from tests.integration.test_console_api import PASSWORD, audit_rows, login, running
 

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from console.metrics_refresh import refresh_once
+from core.metrics import Metrics
 from stations.registry import load_registry
 from storage.migrate import migrate
 from storage.sources import sync_sources
-from streams.metrics import Metrics
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

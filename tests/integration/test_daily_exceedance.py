@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from core.records import Channel, RawReading
+from core.settings import Settings
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from reports.common import ReportContext
 from reports.compliance import build_compliance
 from reports.periods import ReportPeriod
 from stations.feed import KafkaFeed
 from storage.migrate import migrate
-from streams.records import Channel, RawReading
-from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

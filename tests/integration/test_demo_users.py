@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 from console.auth import create_user, verify_password
+from core.settings import Settings
 from storage.migrate import migrate
-from streams.demo import DEMO_USERS, ensure_demo_users
-from streams.settings import Settings
+from quantrac_demo import DEMO_USERS, ensure_demo_users
 
 pytestmark = pytest.mark.integration
 

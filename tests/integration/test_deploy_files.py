@@ -3,7 +3,7 @@
 No Docker engine or cluster runs here, so these are the checks that can be made for real: YAML
 and JSON parse, the schemas (Kubernetes via ``kubernetes-validate``, compose via Debian's
 ``docker-compose config``) accept them, cross-references resolve, and every PromQL expression
-in the dashboards and rules names a metric that ``streams/metrics.py`` (or a recording rule)
+in the dashboards and rules names a metric that ``core/metrics.py`` (or a recording rule)
 actually exports.
 """
 
@@ -23,9 +23,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from core.metrics import Metrics
+from core.settings import Settings
 from stations.mqtt_acl import ACL_FILE, PASSWORD_FILE
-from streams.metrics import Metrics
-from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -36,7 +36,7 @@ PARTITIONS = 8  # QUANTRAC_TOPIC_PARTITIONS in deploy/env/production.env and the
 #: A compose short-syntax port: [host address:]host port or range:container port or range.
 PORT = r"(\d+\.\d+\.\d+\.\d+:)?\d+(-\d+)?:\d+(-\d+)?(/(tcp|udp))?"
 
-#: Metrics the rules use that streams/metrics.py does not declare yet; each is specified in
+#: Metrics the rules use that core/metrics.py does not declare yet; each is specified in
 #: docs/metrics.md ("Proposed") for the process that will export it.
 PROPOSED = {"quantrac_violations_unacknowledged_oldest_age_seconds"}
 #: Series Prometheus itself creates.
@@ -569,8 +569,8 @@ def test_compose_publishes_admin_services_on_loopback_only() -> None:
 def test_shipped_placeholder_secrets_would_stop_every_process() -> None:
     """The database URL of the compose env file and of the k8s Secret ship with CHANGE-ME: a
     process started on either refuses to (`quantrac secrets init` or a real Secret first)."""
+    from core.settings import Settings
     from streams.secret_check import SecretError, check_secrets
-    from streams.settings import Settings
 
     secret = next(d for _, d in k8s_docs() if d["kind"] == "Secret")["stringData"]
     env = dict(
@@ -676,7 +676,7 @@ def test_k8s_workers_have_a_disruption_budget_the_hpa_leaves_room_for() -> None:
 def test_optional_keda_scaler_follows_the_lag_of_the_real_consumer_group() -> None:
     """deploy/k8s/optional/: scaling on Kafka consumer lag (KEDA). Not in the kustomization
     (KEDA's own HPA replaces worker-hpa.yaml); its names must still be the pipeline's."""
-    from streams.topics import RAW
+    from core.topics import RAW
 
     path = K8S / "optional" / "keda-worker-scaledobject.yaml"
     scaled = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -26,6 +26,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from core.records import Channel, QcReading, RawReading, Rejection
+from core.settings import Settings
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
@@ -35,8 +37,6 @@ from stations.registry import Registry
 from storage import rows
 from storage.migrate import migrate
 from storage.writer import READINGS, REJECTIONS, BatchWriter, Row, TableSpec
-from streams.records import Channel, QcReading, RawReading, Rejection
-from streams.settings import Settings
 from streams.validate import Validator
 from tests.integration.gateway_support import (
     AIR,

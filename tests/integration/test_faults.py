@@ -20,15 +20,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.records import DeviceStatus, RawReading
+from core.settings import Settings
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, readings, value_at
 from storage.migrate import migrate
 from streams.embedded import EmbeddedPostgres, free_port
-from streams.records import DeviceStatus, RawReading
-from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.drain import wait_drained
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import RejectReason
+from core.settings import Settings
 from stations.circular10 import EXCERPT_BYTES, MAX_FILE_BYTES, MAX_NAME_CHARS
-from stations.errors import RejectReason
 from stations.ftp_delivery import DeliveryKnobs, FileDelivery, plan_files, simulate
 from stations.ftp_server import refuses_name
 from stations.gateway import utc_now
 from stations.registry import Registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, align
-from streams.settings import Settings
 from tests.integration.gateway_support import (
     AIR,
     CORPUS,
@@ -135,8 +135,8 @@ def test_another_sources_file_is_refused_whole_and_counted(
 
 def _account(registry: Registry, name: str) -> str:
     """The account a corpus file is uploaded with: its own source's, else HD-KK-01."""
+    from core.errors import ParseError
     from stations.circular10 import parse_filename
-    from stations.errors import ParseError
 
     try:
         identity = parse_filename(name)

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import Settings
 from stations.circular10 import MAX_FILE_BYTES
 from stations.registry import Registry
-from streams.settings import Settings
 from tests.integration.gateway_support import (
     AIR,
     CORPUS,

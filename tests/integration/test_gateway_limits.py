@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import Settings
+from core.topics import ensure_topics
 from stations.registry import Registry
 from streams.embedded import EmbeddedBroker
-from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.integration.gateway_support import (
     AIR,
     gw_settings,

@@ -21,10 +21,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.settings import Settings
+from core.topics import ensure_topics
 from stations.registry import Registry
 from streams.embedded import EmbeddedBroker, free_port, wait_for_port
-from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import wait_until
 from tests.integration.gateway_support import (
     SecuredBroker,

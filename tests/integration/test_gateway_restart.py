@@ -34,6 +34,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.settings import Settings
+from core.topics import ensure_topics
 from stations.accounts import Accounts, accounts_path, wait_for
 from stations.ftp_delivery import DeliveryKnobs, FileDelivery, FtpUploader, Outcome, plan_files
 from stations.registry import Registry, load_registry
@@ -42,8 +44,6 @@ from stations.simulator import Series
 from storage.migrate import migrate
 from streams.embedded import free_port
 from streams.runtime import QuantracProcess
-from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.gateway_support import Message, read_topic
 from tests.integration.test_faults import (

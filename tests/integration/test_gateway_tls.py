@@ -18,10 +18,10 @@ from typing import Literal
 import httpx
 import pytest
 
+from core.settings import Settings
 from stations.ftp_delivery import DeliveryKnobs, simulate
 from stations.gateway import utc_now
 from stations.registry import Registry
-from streams.settings import Settings
 from tests.integration.gateway_support import (
     AIR,
     CORPUS,

@@ -28,6 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.errors import RejectReason
+from core.records import Channel, RawReading
+from core.settings import Settings
 from stations.circular10 import (
     MAX_FILE_BYTES,
     ParseResult,
@@ -36,10 +39,7 @@ from stations.circular10 import (
     parse_json,
     to_local_stamp,
 )
-from stations.errors import RejectReason
 from stations.registry import load_registry
-from streams.records import Channel, RawReading
-from streams.settings import Settings
 from tests.integration import gateway_support
 from tests.integration import test_console_api as console_api
 from tests.integration.test_console_api import PASSWORD, login, new_client, running

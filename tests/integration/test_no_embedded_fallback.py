@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from streams.runtime import MissingServiceError, require_urls
-from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # A well-formed URL with a non-placeholder password (streams/secret_check.py) nobody listens on.

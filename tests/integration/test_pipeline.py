@@ -21,11 +21,11 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from core.records import Channel, DeviceStatus, RawReading
+from core.settings import Settings
+from core.topics import AVERAGES, RAW, VIOLATIONS, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from storage.migrate import migrate
-from streams.records import Channel, DeviceStatus, RawReading
-from streams.settings import Settings
-from streams.topics import AVERAGES, RAW, VIOLATIONS, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

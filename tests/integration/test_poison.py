@@ -22,13 +22,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import TopicPartition
 
+from core import topics
+from core.records import Channel, RawReading
+from core.settings import Settings
+from core.topics import bootstrap_servers, ensure_topics
 from stations.circular10 import format_file
 from stations.registry import load_registry
 from storage.migrate import migrate
-from streams import topics
-from streams.records import Channel, RawReading
-from streams.settings import Settings
-from streams.topics import bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.drain import committed_offsets, wait_drained
 from tests.integration.gateway_support import running_gateway

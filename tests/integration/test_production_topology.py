@@ -39,11 +39,11 @@ import psycopg
 import pytest
 import yaml
 
+from core.records import Channel, RawReading
 from stations.accounts import accounts_path, load_or_create
 from stations.circular10 import format_file
 from stations.registry import load_registry
 from streams.embedded import EmbeddedBroker, free_port
-from streams.records import Channel, RawReading
 from tests.conftest import wait_until
 from tests.integration.test_prometheus import PrometheusServer, require_tool
 

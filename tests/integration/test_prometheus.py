@@ -26,9 +26,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from core.metrics import Metrics
+from core.settings import Settings
 from streams.embedded import free_port
-from streams.metrics import Metrics
-from streams.settings import Settings
 from tests.conftest import WorkerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,10 +367,10 @@ def test_prometheus_scrapes_a_running_worker(
     """`quantrac worker` on loopback: promtool accepts its /metrics, Prometheus counts its work."""
     promtool = require_tool("promtool")
     require_tool("prometheus")
+    from core.records import RawReading
+    from core.topics import RAW, bootstrap_servers, ensure_topics
     from stations.feed import KafkaFeed
     from stations.registry import load_registry
-    from streams.records import RawReading
-    from streams.topics import RAW, bootstrap_servers, ensure_topics
 
     ensure_topics(settings)
     sources = [s for s in load_registry().sources if s.kind == "wastewater"][:3]

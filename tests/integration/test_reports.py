@@ -37,6 +37,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from psycopg.types.json import Jsonb
 
+from core.settings import Settings
 from reports.api import build_router
 from reports.cli import run_report
 from reports.common import ReportContext
@@ -46,7 +47,6 @@ from reports.render_xlsx import sheet_title
 from reports.service import Format, ReportRequest, write_report
 from stations.registry import load_registry
 from storage.migrate import migrate
-from streams.settings import Settings
 from thresholds.catalogue import load_catalogue
 
 pytestmark = pytest.mark.integration

@@ -27,6 +27,9 @@ import pytest
 from console.app import create_app
 from console.auth import create_user
 from console.bands import stylesheet as band_stylesheet
+from core.records import Channel, RawReading
+from core.settings import Settings
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
@@ -35,9 +38,6 @@ from stations.feed import KafkaFeed
 from stations.registry import load_registry
 from storage.migrate import migrate
 from storage.writer import WATER_QUALITY_DAYS
-from streams.records import Channel, RawReading
-from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 from thresholds.catalogue import load_catalogue
 from thresholds.water_quality import vn_wqi

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from core.settings import Settings
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from stations.registry import load_registry
 from stations.sim_registry import series_for
 from stations.simulator import Series, readings
 from storage.migrate import migrate
-from streams.settings import Settings
-from streams.topics import RAW, bootstrap_servers, ensure_topics
 from tests.conftest import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stations.parameters import Parameter as P
-from streams.records import Period
+from core.parameters import Parameter as P
+from core.records import Period
 from thresholds.aqi import (
     CATEGORIES,
     AqiCategory,

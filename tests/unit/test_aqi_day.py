@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from stations.parameters import Parameter as P
-from streams.records import Period
+from core.parameters import Parameter as P
+from core.records import Period
 from thresholds.aqi import (
     AQI_POLLUTANTS,
     DAY_MIN_HOURS,

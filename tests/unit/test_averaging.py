@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.records import Period
+from core.records import Period
 from thresholds.averaging import (
     LOCAL_TZ,
     HourAccumulator,

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from streams.records import Average, ViolationEvent
+from core.records import Average, ViolationEvent
 from thresholds.annual import MIN_DAY_FRACTION, AnnualVerdict, annual_mean, days_in, verdict
 from thresholds.catalogue import Basis, RuleKind, load_catalogue
 from thresholds.limits import Limit

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
+from core.records import Channel, DeviceStatus, RawReading
 from stations.circular10 import (
     EXCERPT_BYTES,
     LOCAL_TZ,
@@ -27,9 +29,7 @@ from stations.circular10 import (
     parse_json,
     parse_number,
 )
-from stations.errors import FILE_LEVEL_REASONS, ParseError, RejectReason
 from stations.registry import Registry, load_registry
-from streams.records import Channel, DeviceStatus, RawReading
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "circular10"
 RECEIVED = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)

@@ -14,11 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.records import Average, Rejection, ViolationEvent
 from storage import rows
 from storage.text import CODE, ORIGIN, PROSE, PROSE_MAX, db_json, db_text
 from storage.writer import Row, is_data_error, is_transient
 from streams.errors import RecordSchema, Undecodable, write_rows
-from streams.records import Average, Rejection, ViolationEvent
 
 T = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 

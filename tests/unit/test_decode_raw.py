@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.records import RawReading, Rejection, raw_batches
+from core.records import RawReading, Rejection, raw_batches
 from streams.validate import decode_raw
 
 NOW = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""streams/records.py QcBatch codec and streams/validate.py decode_valid: what readings.valid
+"""core/records.py QcBatch codec and streams/validate.py decode_valid: what readings.valid
 carries between the validate and averaging stages, and what the averager dead-letters."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.records import QcBatch, QcFlag, QcReading, Rejection
+from core.records import QcBatch, QcFlag, QcReading, Rejection
 from streams.validate import decode_valid
 
 NOW = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)

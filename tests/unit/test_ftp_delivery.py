@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.errors import RejectReason
 from stations.circular10 import parse_file, parse_filename
-from stations.errors import RejectReason
 from stations.ftp_delivery import (
     BadLine,
     DeliveryKnobs,

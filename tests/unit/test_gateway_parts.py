@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import RejectReason
+from core.records import Channel, Rejection
 from stations.accounts import load_or_create
 from stations.archive import UNKNOWN, Archive, archive_folder, safe_name
 from stations.circular10 import EXCERPT_BYTES, ParseResult
-from stations.errors import RejectReason
 from stations.ftp_server import refuses_name, reply_for, upload_name
 from stations.gateway import MAX_EVIDENCE_BYTES, Receipt, judge_file, judge_json
 from stations.http_ingest import basic_credentials, status_for
 from stations.mqtt_ingest import topic_source
 from stations.registry import Registry, load_registry
-from streams.records import Channel, Rejection
 
 RECEIVED = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
 AIR = "HD_TTQT_KHI001_20261124100500.txt"  # HD-KK-01

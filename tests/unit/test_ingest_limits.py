@@ -7,9 +7,9 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 
-from stations.errors import RejectReason
+from core.errors import RejectReason
+from core.records import Rejection
 from stations.ingest_limits import WINDOW_S, RateLimiter, cap_rejections
-from streams.records import Rejection
 
 AT = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from console.passwords import MAX_LENGTH, MIN_LENGTH, WeakPassword, check_password, common_passwords
-from streams.demo import DEMO_USERS
+from quantrac_demo import DEMO_USERS
 
 
 def test_the_common_list_is_shipped_whole() -> None:

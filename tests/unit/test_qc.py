@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from stations.parameters import Parameter, SourceKind
-from streams.records import DeviceStatus, QcFlag
+from core.parameters import Parameter, SourceKind
+from core.records import DeviceStatus, QcFlag
 from thresholds.averaging import encode_runs
 from thresholds.qc import (
     FlatlineRule,

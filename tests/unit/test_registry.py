@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stations.errors import RegistryError
-from stations.parameters import Parameter, SourceKind
+from core.errors import RegistryError
+from core.parameters import Parameter, SourceKind
 from stations.registry import (
     DEFAULT_PATH,
     Registry,

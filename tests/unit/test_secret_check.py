@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from quantrac_cli import main
 from streams.secret_check import (
     SecretError,
@@ -18,7 +19,6 @@ from streams.secret_check import (
     is_placeholder,
     placeholders_in,
 )
-from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_ENV = ROOT / "deploy" / "env"

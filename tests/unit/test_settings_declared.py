@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from streams.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("streams", "stations", "thresholds", "storage", "console", "reports", "bench")
+PACKAGES = ("core", "streams", "stations", "thresholds", "storage", "console", "reports", "bench")
 # Names a Settings object is held under (processes, demo, tests) and attributes holding one.
 SETTINGS_NAMES = {"settings", "resolved", "configured", "base_settings"}
 # A full variable name: ``QUANTRAC_CONSOLE_LOGIN_`` in prose names a family, not a variable.

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from core.settings import Settings
+from core.tls import TlsConfigError, cert_and_key, client_context, server_context
 from stations.ftp_server import ftps_context
-from streams.settings import Settings
-from streams.tls import TlsConfigError, cert_and_key, client_context, server_context
 
 
 def test_tls_is_off_by_default() -> None:

@@ -1,4 +1,4 @@
-"""Unit spellings and conversions (stations/units.py)."""
+"""Unit spellings and conversions (core/units.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stations.errors import IncompatibleUnitError, UnknownUnitError
-from stations.parameters import Parameter
-from stations.units import (
+from core.errors import IncompatibleUnitError, UnknownUnitError
+from core.parameters import Parameter
+from core.units import (
     MOLAR_VOLUME_L,
     Dimension,
     Unit,

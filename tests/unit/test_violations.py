@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.records import Average, ViolationEvent
+from core.records import Average, ViolationEvent
 from thresholds.catalogue import Basis, RuleKind
 from thresholds.limits import Limit
 from thresholds.severity import FlowBasis, Penalty, default_penalties

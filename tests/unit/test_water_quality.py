@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from stations.parameters import SourceKind
+from core.parameters import SourceKind
+from core.records import Average
 from stations.registry import LimitSet, RegulationId, load_registry
 from streams.checks import LimitBook
-from streams.records import Average
 from thresholds.catalogue import Catalogue, load_catalogue
 from thresholds.limits import resolve_limits
 from thresholds.water_quality import (

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.records import Period
+from core.records import Period
 from thresholds.windows import SeriesWindows
 
 T0 = datetime(2026, 3, 1, 17, tzinfo=UTC)  # 00:00 local (UTC+7): a local day starts

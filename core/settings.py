@@ -109,6 +109,27 @@ class Settings(BaseSettings):
         gt=0,
         description="A session ends this long (s) after its login, however active.",
     )
+    public_map_tile_url: str = Field(
+        "",
+        description="Public page (/public): a map tile URL template with {z}, {x}, {y}, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png, drawn under the stations (its origin is "
+        "added to the page's CSP img-src). Empty: the stations' map alone, no tile server.",
+    )
+    public_map_zoom: int = Field(
+        10, ge=6, le=14, description="Public page: the map's Web Mercator zoom level."
+    )
+    api_requests_per_minute: float = Field(
+        60.0, gt=0, description="Open-data API: requests a minute per token (token bucket)."
+    )
+    api_burst: int = Field(
+        20, ge=1, description="Open-data API: requests a token may make at once (bucket size)."
+    )
+    api_token_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="Gateway: how long (s) a looked-up ingest token is trusted before it is "
+        "read again (a revocation takes effect within this).",
+    )
     gateway_host: str = Field(
         "127.0.0.1",
         description="Address the gateway's FTP and HTTP ingest bind (0.0.0.0 in containers); "

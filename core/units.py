@@ -16,8 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
-from stations.errors import IncompatibleUnitError, UnknownUnitError
-from stations.parameters import Parameter
+from core.errors import IncompatibleUnitError, UnknownUnitError
+from core.parameters import Parameter
 
 #: Litres per mole of ideal gas at 25 °C and 101.325 kPa (the Nm³ of QCVN 05:2023 / 19:2009).
 MOLAR_VOLUME_L = 24.45

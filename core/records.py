@@ -49,6 +49,8 @@ class QcFlag(StrEnum):
 # Faust's own ISO-8601 parser is pure Python; the C one in the standard library (which reads
 # "Z" since 3.11) halves the cost of decoding a message of readings.
 ISO = datetime.fromisoformat
+# Wire names (the "__faust" ns in each message) are the ones from before these records moved
+# from streams/ to core/: messages already on the topics still decode after an upgrade.
 
 
 class Period(StrEnum):
@@ -61,11 +63,17 @@ class Period(StrEnum):
     NOWCAST = "nowcast"  # Decision 1459 NowCast, PM10 and PM2.5 only
 
 
-class RawReading(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class RawReading(
+    faust.Record,
+    namespace="streams.records.RawReading",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """One measured value as a station sent it (unit as sent, not yet normalised)."""
 
     source_id: str
-    parameter: str  # a stations.parameters.Parameter value
+    parameter: str  # a core.parameters.Parameter value
     value: float
     unit: str
     measured_at: datetime  # UTC
@@ -85,7 +93,13 @@ POSITION_STRIDE = 1024
 MAX_BATCH_READINGS = 500  # per RawBatch or QcBatch message (< POSITION_STRIDE; ~200 KiB)
 
 
-class RawBatch(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class RawBatch(
+    faust.Record,
+    namespace="streams.records.RawBatch",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """What ``readings.raw`` carries: one source's readings from one delivery (a Circular 10
     file, an HTTP or MQTT body), in the order received; large deliveries are split at
     MAX_BATCH_READINGS. One message per delivery, not per reading: Faust's per-message cost
@@ -173,7 +187,13 @@ class QcBatch:
         return cls(data["source_id"], [QcReading.from_data(r) for r in data["readings"]])
 
 
-class Average(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class Average(
+    faust.Record,
+    namespace="streams.records.Average",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """A regulatory average; re-emitted with a higher revision when late data corrects it."""
 
     source_id: str
@@ -191,7 +211,13 @@ class Average(faust.Record, serializer="json", isodates=True, date_parser=ISO):
     final: bool = True  # False for the running (partial) hour used by early warnings
 
 
-class ViolationEvent(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class ViolationEvent(
+    faust.Record,
+    namespace="streams.records.ViolationEvent",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """One step in a violation's life: opened, updated, closed, corrected; or an outage."""
 
     violation_id: str  # deterministic: source/parameter/rule/episode start
@@ -224,10 +250,16 @@ class ViolationEvent(faust.Record, serializer="json", isodates=True, date_parser
     flow_value: float | None = None
 
 
-class Rejection(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class Rejection(
+    faust.Record,
+    namespace="streams.records.Rejection",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """The dead letter: what could not be accepted, why, and the exact bytes received."""
 
-    reason: str  # a stations.errors.RejectReason value
+    reason: str  # a core.errors.RejectReason value
     message: str
     channel: str
     received_at: datetime
@@ -239,7 +271,13 @@ class Rejection(faust.Record, serializer="json", isodates=True, date_parser=ISO)
     archive_path: str | None = None  # as RawReading.archive_path; None for a quarantined body
 
 
-class AqiRecord(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class AqiRecord(
+    faust.Record,
+    namespace="streams.records.AqiRecord",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """Hourly or daily VN_AQI of an ambient air station (Decision 1459/QĐ-TCMT)."""
 
     source_id: str
@@ -251,14 +289,26 @@ class AqiRecord(faust.Record, serializer="json", isodates=True, date_parser=ISO)
     sub_indices: dict[str, int | None]
 
 
-class Tick(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class Tick(
+    faust.Record,
+    namespace="streams.records.Tick",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """The leader's clock, per source: drives the data-outage check on the owning worker."""
 
     source_id: str
     at: datetime
 
 
-class WaterQualityDay(faust.Record, serializer="json", isodates=True, date_parser=ISO):
+class WaterQualityDay(
+    faust.Record,
+    namespace="streams.records.WaterQualityDay",
+    serializer="json",
+    isodates=True,
+    date_parser=ISO,
+):
     """A surface-water station's local day: QCVN 08:2023 class and VN_WQI (Decision 1460).
 
     Re-emitted with a higher revision as the day's parameter means arrive (or are corrected).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from streams.settings import Settings
+from core.settings import Settings
 
 
 class TlsConfigError(ValueError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from streams.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from datetime import datetime
 
 import psycopg
 
+from core.settings import Settings
+from core.topics import ensure_topics
 from stations.registry import load_registry
 from storage.migrate import migrate
 from storage.sources import sync_sources
 from streams.embedded import terminate_on_exit
 from streams.parent_death import die_with_parent
 from streams.runtime import child_env, services
-from streams.settings import Settings
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
