@@ -209,6 +209,14 @@ class Average(
     valid: bool  # completeness >= threshold
     revision: int = 0
     final: bool = True  # False for the running (partial) hour used by early warnings
+    # Reference-O2 correction of a stack (thresholds/reference_o2.py, issue 19): when
+    # ``o2_reference`` is set, ``value`` is the concentration at the reference O2 (None when the
+    # window is not judged, ``not_judged`` says why) and these say what it was corrected from.
+    measured_value: float | None = None
+    o2_measured: float | None = None
+    o2_reference: float | None = None
+    correction_basis: str = ""
+    not_judged: str = ""
 
 
 class ViolationEvent(
@@ -248,6 +256,14 @@ class ViolationEvent(
     flow_bracket: str = ""
     flow_basis: str = ""
     flow_value: float | None = None
+    # Reference-O2 correction (stacks, issue 19): ``value``/``peak_value`` are at the reference
+    # O2; these are the measured values and the window's O2 they were corrected from.
+    measured_value: float | None = None
+    o2_measured: float | None = None
+    o2_reference: float | None = None
+    peak_measured_value: float | None = None
+    peak_o2_measured: float | None = None
+    correction_basis: str = ""
 
 
 class Rejection(

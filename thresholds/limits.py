@@ -85,6 +85,10 @@ class Limit(BaseModel):
     effective_to: date | None = None  # inclusive
     overridden: bool = False  # True: a permit value replaced the catalogue's
     coefficients_applied: bool = False  # True: Cmax = C × K… (the source's coefficients)
+    # Stacks (issue 19): the limit is a concentration at this O2 content; measured values are
+    # corrected to it before the comparison (thresholds/reference_o2.py). None: as measured.
+    o2_reference: float | None = None
+    o2_basis: str = ""  # where the reference comes from (permit, or regulation and clause)
 
     @property
     def checked(self) -> bool:
@@ -241,6 +245,8 @@ def format_limits(limits: Iterable[Limit]) -> str:
     for row, lim in zip(rows, limits, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         lines.append(f"    {lim.legal_basis}")
+        if lim.o2_reference is not None:
+            lines.append(f"    corrected to O2 {lim.o2_reference:g} %: {lim.o2_basis}")
         if lim.note:
             lines.append(f"    note: {lim.note}")
     return "\n".join(lines)

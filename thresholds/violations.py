@@ -143,6 +143,11 @@ class WindowRecord(_Model):
     cls: WindowClass
     ratio: float | None = None
     bound: float | None = None  # the limit value the ratio refers to
+    # stacks with a reference O2 (thresholds/reference_o2.py): ``value`` is corrected; these are
+    # what it was corrected from
+    measured: float | None = None
+    o2: float | None = None
+    o2_reference: float | None = None
 
 
 class Episode(_Model):
@@ -154,6 +159,8 @@ class Episode(_Model):
     peak_value: float
     peak_ratio: float
     peak_bound: float | None
+    peak_measured: float | None = None  # reference-O2 correction: the peak window's measured
+    peak_o2: float | None = None  # value and O2 (None when not corrected)
     closed_at: datetime | None = None  # window end of the average that closed it
     clear_run: int = 0  # consecutive clear windows so far (not published)
     seq: int = 0  # last seq published for this violation (only meaningful in ``emitted``)
@@ -373,9 +380,15 @@ def _utc(t: datetime) -> datetime:
 def _classify(average: AverageLike, limit: Limit, hyst: Hysteresis) -> WindowRecord:
     start, end = _utc(average.window_start), _utc(average.window_end)
     value = average.value
+    o2_fields = _o2_fields(average)
     if not average.valid or value is None:
         return WindowRecord(
-            start=start, end=end, revision=average.revision, value=value, cls=WindowClass.INVALID
+            start=start,
+            end=end,
+            revision=average.revision,
+            value=value,
+            cls=WindowClass.INVALID,
+            **o2_fields,
         )
     r = ratio(value, limit)
     clear = True
@@ -395,8 +408,24 @@ def _classify(average: AverageLike, limit: Limit, hyst: Hysteresis) -> WindowRec
     else:
         bound = limit.max if limit.kind is RuleKind.UPPER else limit.min
     return WindowRecord(
-        start=start, end=end, revision=average.revision, value=value, cls=cls, ratio=r, bound=bound
+        start=start,
+        end=end,
+        revision=average.revision,
+        value=value,
+        cls=cls,
+        ratio=r,
+        bound=bound,
+        **o2_fields,
     )
+
+
+def _o2_fields(average: AverageLike) -> dict[str, float | None]:
+    """The reference-O2 correction an average carries (``core.records.Average``), if any."""
+    return {
+        "measured": getattr(average, "measured_value", None),
+        "o2": getattr(average, "o2_measured", None),
+        "o2_reference": getattr(average, "o2_reference", None),
+    }
 
 
 def _fold(
@@ -420,7 +449,13 @@ def _fold(
             assert current is not None and w.ratio is not None
             update: dict[str, object] = {"last_exceed_end": w.end, "clear_run": 0}
             if w.ratio > current.peak_ratio:
-                update |= {"peak_value": w.value, "peak_ratio": w.ratio, "peak_bound": w.bound}
+                update |= {
+                    "peak_value": w.value,
+                    "peak_ratio": w.ratio,
+                    "peak_bound": w.bound,
+                    "peak_measured": w.measured,
+                    "peak_o2": w.o2,
+                }
             current = current.model_copy(update=update)
         elif current is not None:
             run = current.clear_run + 1 if w.cls is WindowClass.CLEAR else 0
@@ -446,6 +481,8 @@ def _episode(state: RuleState, w: WindowRecord) -> Episode:
         peak_value=w.value,
         peak_ratio=w.ratio,
         peak_bound=w.bound,
+        peak_measured=w.measured,
+        peak_o2=w.o2,
     )
 
 
@@ -613,6 +650,12 @@ def _warning_event(
         legal_basis=limit.legal_basis,
         message=message,
     )
+    fields = _o2_fields(average)
+    if fields["o2_reference"] is not None:
+        event.measured_value = fields["measured"]
+        event.o2_measured = fields["o2"]
+        event.o2_reference = fields["o2_reference"]
+        event.correction_basis = getattr(average, "correction_basis", "")
     return _with_penalty(event, penalty.assess(r))
 
 
@@ -648,6 +691,13 @@ def _event(
         legal_basis=limit.legal_basis,
         message=message,
     )
+    if trigger.o2_reference is not None:
+        event.measured_value = trigger.measured
+        event.o2_measured = trigger.o2
+        event.o2_reference = trigger.o2_reference
+        event.peak_measured_value = ep.peak_measured
+        event.peak_o2_measured = ep.peak_o2
+        event.correction_basis = getattr(limit, "o2_basis", "") or _o2_text(trigger.o2_reference)
     return _with_penalty(event, NO_BAND if retracted else penalty.assess(ep.peak_ratio))
 
 
@@ -669,11 +719,22 @@ def _describe(
     hours = (ep.last_exceed_end - ep.started_at) / timedelta(hours=1)
     band = penalty.assess(ep.peak_ratio).severity
     shown = "" if band is Severity.NONE else f" ({band.value})"
+    corrected = ""
+    if trigger.o2_reference is not None:
+        corrected = (
+            f" at {_o2_text(trigger.o2_reference)} (measured {_fmt(trigger.measured)} "
+            f"{limit.unit} at O2 {_fmt(trigger.o2)} %)"
+        )
     return (
-        f"{limit.parameter} {_fmt(trigger.value)} {limit.unit} (limit {limit.bound_text()}); "
+        f"{limit.parameter} {_fmt(trigger.value)} {limit.unit}{corrected} "
+        f"(limit {limit.bound_text()}); "
         f"peak {_fmt(ep.peak_value)} = {ep.peak_ratio:.2f}×{shown}; "
         f"duration {hours:g} h"
     )
+
+
+def _o2_text(o2_reference: float | None) -> str:
+    return f"O2 tham chiếu {_fmt(o2_reference)} %"
 
 
 def _fmt(x: float | None) -> str:
