@@ -25,21 +25,21 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from console import auth
-from console.bands import aqi_class, wqi_class
+import console.notifications as delivery_log  # the notifications' delivery log (notify/)
+from console import auth, chart_data, open_data, scheduled, tokens
+from console.bands import AQI_BANDS, aqi_class, aqi_name, wqi_class
 from console.bands import stylesheet as band_stylesheet
-from console.charts import AQI_BANDS, Line, line_chart
 from console.headers import security_headers
 from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
 from console.passwords import MAX_LENGTH as MAX_PASSWORD
+from console.public import install_public
 from core.metrics import Metrics
 from core.settings import Settings
 from core.tls import cert_and_key
@@ -296,6 +296,10 @@ def create_app(
 
     # Regulator exports (reports/): any logged-in role may read and export.
     app.include_router(build_router(settings, dependencies=[Depends(api_user)]))
+    app.include_router(open_data.build_router(settings))  # API tokens or a session, GET only
+    app.include_router(tokens.build_admin_router(require_roles(auth.Role.ADMIN)))
+    app.include_router(chart_data.build_router(settings, dependencies=[Depends(api_user)]))
+    install_public(app, settings)  # /public: no login, cached (console/public.py)
     templates = Jinja2Templates(directory=HERE / "templates")
 
     def localtime(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
@@ -325,6 +329,7 @@ def create_app(
         severity_class=lambda s: SEVERITY_CLASS.get(s, "sev0"),
         severities=list(SEVERITY_CLASS),
         aqi_bands=AQI_BANDS,
+        aqi_name=aqi_name,
     )
 
     def render(
@@ -356,6 +361,9 @@ def create_app(
                 LANG_COOKIE, lang.value, max_age=365 * 86400, samesite="strict", httponly=True
             )
         return response
+
+    app.include_router(delivery_log.build_router(render, page_user, api_user, get_conn))
+    app.include_router(scheduled.build_router(render, page_user, api_user, get_conn))
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:
@@ -789,22 +797,6 @@ def create_app(
         if detail is None:
             return render(request, "error.html", session, 404, message="not_found")
         v = detail.violation
-        start = v.started_at - timedelta(hours=12)
-        end = min((v.ended_at or _now()) + timedelta(hours=6), _now())
-        end = max(end, v.last_at)
-        raw = await q.series(conn, v.source_id, v.parameter, start, end, q.Resolution.RAW)
-        hourly = await q.series(conn, v.source_id, v.parameter, start, end, q.Resolution.HOURLY)
-        lang = request_lang(request)
-        chart = line_chart(
-            [
-                Line(translate("value", lang), raw, "raw"),
-                Line("TB 1h" if lang is Lang.VI else "1-h mean", hourly, "avg", dots=True),
-            ],
-            start=start,
-            end=end,
-            limit=v.limit,
-            tz=LOCAL_TZ.key,
-        )
         is_admin = session.user.role is auth.Role.ADMIN  # the audit log is theirs alone
         audit_rows = (
             await q.audit_entries(conn, target=f"violation:{violation_id}") if is_admin else []
@@ -815,7 +807,6 @@ def create_app(
             session,
             d=detail,
             v=v,
-            chart=Markup(chart),
             audit=audit_rows,
         )
 
@@ -831,44 +822,13 @@ def create_app(
         src = await q.get_source(conn, source_id)
         if src is None:
             return render(request, "error.html", session, 404, message="not_found")
-        now = _now()
         latest = await q.latest_values(conn, source_id)
-        limits = await q.latest_limits(conn, source_id)
+        # the limits the source is held to today, from the registry (as `quantrac limits`)
+        day = _now().astimezone(LOCAL_TZ).date()
+        limits = chart_data.limits_by_parameter(
+            chart_data.source_limits(chart_data.registry_for(settings), source_id, day)
+        )
         params = src.parameters or sorted({v.parameter for v in latest})
-        units = {v.parameter: v.unit for v in latest}
-        charts = []
-        for p in params:
-            day0 = now - timedelta(hours=24)
-            month0 = now - timedelta(days=30)
-            raw = await q.series(conn, source_id, p, day0, now, q.Resolution.RAW)
-            daily = await q.series(conn, source_id, p, month0, now, q.Resolution.DAILY)
-            lim, unit = limits.get(p), units.get(p, "")
-            charts.append(
-                (
-                    p,
-                    Markup(
-                        line_chart(
-                            [Line(p, raw, "raw")],
-                            start=day0,
-                            end=now,
-                            limit=lim,
-                            unit=unit,
-                            tz=LOCAL_TZ.key,
-                        )
-                    ),
-                    Markup(
-                        line_chart(
-                            [Line(p, daily, "avg", dots=True)],
-                            start=month0,
-                            end=now,
-                            time_format="%d/%m",
-                            limit=lim,
-                            unit=unit,
-                            tz=LOCAL_TZ.key,
-                        )
-                    ),
-                )
-            )
         open_v = await q.list_violations(conn, q.ViolationFilter(state="open", source_id=source_id))
         return render(
             request,
@@ -877,7 +837,9 @@ def create_app(
             src=src,
             latest=latest,
             limits=limits,
-            charts=charts,
+            limit_text=lambda lim: chart_data.limit_text(lim, request_lang(request)),
+            exceeds=chart_data.exceeds_any,
+            params=params,
             open_violations=open_v,
         )
 

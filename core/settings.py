@@ -199,6 +199,19 @@ class Settings(BaseSettings):
     registry_path: Path | None = Field(
         None, description="Station/source registry file. Unset: the one shipped in stations/."
     )
+    # Forwarding of archived originals to downstream receivers (`quantrac forward`, issue 20)
+    forward_destinations_file: Path | None = Field(
+        None,
+        description="YAML list of downstream receivers (stations/forward_config.py). Unset: "
+        "`quantrac forward` refuses to start.",
+    )
+    forward_host: str = Field(
+        "127.0.0.1", description="Address the forwarder's /metrics binds (0.0.0.0 in containers)."
+    )
+    forward_port: int = Field(8082, description="The forwarder's /metrics port.")
+    forward_poll_s: float = Field(
+        2.0, gt=0, description="Seconds between the forwarder's looks for newly archived files."
+    )
     # Report periods (reports/periods.py): a longer one is refused (HTTP 400, CLI exit 2).
     report_max_days: int = Field(
         366,
@@ -207,6 +220,71 @@ class Settings(BaseSettings):
     )
     export_max_days: int = Field(
         92, ge=1, description="Longest period (days) of a raw data export (a quarter)."
+    )
+    # Scheduled monthly reports (reports/scheduler.py, `quantrac scheduler`).
+    schedule_hour: int = Field(
+        6, ge=0, le=23, description="Local hour of the 1st of the month the reports are made."
+    )
+    schedule_catch_up_months: int = Field(
+        3, ge=1, le=24, description="Months a run looks back for missed reports (downtime)."
+    )
+    schedule_format: Literal["pdf", "xlsx", "csv"] = Field("pdf", description="Report format.")
+    schedule_lang: Literal["vi", "en"] = Field("vi", description="Report language.")
+    schedule_poll_s: float = Field(
+        300.0, gt=0, description="Seconds between the scheduler's checks for due reports."
+    )
+    schedule_max_attempts: int = Field(
+        3, ge=1, description="Tries of a report that failed to build, or of its e-mail."
+    )
+    schedule_recipients_compliance: str = Field(
+        "", description="Comma-separated e-mail addresses for the monthly compliance reports."
+    )
+    schedule_recipients_quality: str = Field(
+        "", description="Comma-separated e-mail addresses for the monthly quality reports."
+    )
+    schedule_smtp_host: str | None = Field(None, description="SMTP server. Unset: no e-mail.")
+    schedule_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    schedule_smtp_starttls: bool = Field(True, description="STARTTLS before logging in.")
+    schedule_smtp_user: str | None = Field(None, description="SMTP login (unset: none).")
+    schedule_smtp_password: str | None = Field(None, description="SMTP password.")
+    schedule_smtp_from: str = Field(
+        "quantrac@localhost", description="Sender address of the report e-mails."
+    )
+    # Notifications (notify/, `quantrac notify`): routing rules, retries, channels' secrets.
+    notify_rules: Path | None = Field(
+        None, description="Routing rules file (YAML, deploy/notify-rules.example.yaml). Unset: "
+        "no routes, nothing is sent."
+    )
+    notify_poll_s: float = Field(
+        5.0, gt=0, description="Seconds between the notifier's looks for new violation events."
+    )
+    notify_retry_base_s: float = Field(
+        10.0, gt=0, description="First retry delay of a failed delivery; doubles per attempt."
+    )
+    notify_retry_max_s: float = Field(900.0, gt=0, description="Longest delay between retries.")
+    notify_max_attempts: int = Field(
+        30, ge=1, description="Attempts before a delivery is marked failed (kept in the log)."
+    )
+    notify_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook/SMTP call.")
+    notify_webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 key of the webhook signature (needed by webhook routes)."
+    )
+    notify_console_url: str | None = Field(
+        None, description="Console address put in messages as the acknowledgement link."
+    )
+    notify_host: str = Field("127.0.0.1", description="Address of the notifier's /metrics.")
+    notify_port: int = Field(6070, description="Port of the notifier's /metrics.")
+    notify_smtp_host: str | None = Field(
+        None, description="SMTP server of e-mail routes (needed by e-mail routes)."
+    )
+    notify_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    notify_smtp_security: Literal["off", "starttls", "ssl"] = Field(
+        "starttls", description="SMTP transport security: off, starttls or ssl (SMTPS)."
+    )
+    notify_smtp_user: str | None = Field(None, description="SMTP login (unset: none).")
+    notify_smtp_password: str | None = Field(None, description="SMTP password (never logged).")
+    notify_smtp_from: str = Field(
+        "quantrac@localhost", description="Sender address of notification e-mails."
     )
     log_level: str = Field("INFO", description="Python logging level.")
 
