@@ -118,7 +118,14 @@ def cmd_stations(args: argparse.Namespace) -> int:
 def cmd_limits(args: argparse.Namespace) -> int:
     from stations.registry import load_registry
     from thresholds.catalogue import load_catalogue
-    from thresholds.limits import format_limits, limits_to_json, resolve_limits
+    from thresholds.limits import (
+        LimitResolutionError,
+        applicable_regulations,
+        catalogue_gaps,
+        format_limits,
+        limits_to_json,
+        resolve_limits,
+    )
 
     try:
         at = date.fromisoformat(args.at) if args.at else date.today()
@@ -131,8 +138,24 @@ def cmd_limits(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    limits = resolve_limits(source, load_catalogue(), at)
+    catalogue = load_catalogue()
+    try:
+        limits = resolve_limits(source, catalogue, at)
+    except LimitResolutionError as exc:
+        print(f"quantrac limits: {exc}", file=sys.stderr)
+        return 2
+    if not args.json and source.facility:
+        # issue 19: which facility, its permit and status, and which regulation applies and why
+        facility = registry.facility(source.facility)
+        print(f"{source.id} — {source.name}")
+        print(f"facility {facility.id}: {facility.name}; permit {facility.permit.text}")
+        print(f"status: {facility.status} ({facility.status_basis})")
+        for line in applicable_regulations(source, catalogue, at):
+            print(f"on {at.isoformat()}: {line}")
     print(limits_to_json(limits) if args.json else format_limits(limits))
+    if not args.json:
+        for line in catalogue_gaps(source, catalogue, at):
+            print(line)
     if not args.json and source.target_class is not None:
         # QCVN 08:2023 classifies the water body; it sets no limit (thresholds/water_quality.py)
         print(
@@ -223,9 +246,77 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from core.progress import Progress
+    from reports.scheduler import run_forever, run_once
+    from stations.registry import load_registry
+    from storage.migrate import migrate
+    from streams.runtime import services
+
+    only = [i.strip() for s in args.source for i in s.split(",") if i.strip()]
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else None
+    except ValueError:
+        print(f"quantrac scheduler: --at {args.at!r}: an ISO date-time", file=sys.stderr)
+        return 2
+    if at is not None and at.tzinfo is None:
+        print(
+            "quantrac scheduler: --at needs an offset, e.g. 2026-11-01T06:00+07:00", file=sys.stderr
+        )
+        return 2
+    configured = _settings()
+    known = {s.id for s in load_registry(configured.registry_path).sources}
+    unknown = [s for s in only if s not in known]
+    if unknown:
+        print(f"quantrac scheduler: unknown source id {unknown[0]!r}", file=sys.stderr)
+        return 2
+    with services(configured) as settings:
+        assert settings.database_url
+        migrate(settings.database_url)
+        if not args.once:
+            run_forever(settings, only)
+            return 0
+        progress = Progress("scheduled reports")
+        summary = run_once(settings, at, only, lambda i, n, run: progress.update(i, n))
+        progress.finish(summary.line())
+        for error in summary.errors:
+            print(f"  {error}", file=sys.stderr)
+    return 1 if summary.failed or summary.mail_failed else 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from notify.rules import RulesError, load_rules
+
+    if args.check:
+        try:
+            rules = load_rules(Path(args.check))
+        except RulesError as exc:
+            print(f"quantrac notify: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.check}: OK, {len(rules.routes)} route(s), {len(rules.channels)} channel(s)")
+        return 0
+    from notify.service import check_ready, run_notify
+    from streams.ports import check_free
+    from streams.runtime import services
+
+    configured = _settings()
+    try:
+        check_ready(load_rules(configured.notify_rules), configured)
+    except RulesError as exc:
+        print(f"quantrac notify: {exc}", file=sys.stderr)
+        return 2
+    check_free(configured.notify_host, configured.notify_port, "QUANTRAC_NOTIFY_PORT")
+    with services(configured) as settings:
+        run_notify(settings)
+    return 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     from core.topics import ensure_topics
     from stations.gateway import run_gateway
+    from storage.api_tokens import CachedTokens
     from streams.ports import check_free
     from streams.runtime import services
 
@@ -237,8 +328,50 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         check_free(configured.gateway_host, port, setting)
     with services(configured) as settings:
         ensure_topics(settings)
-        run_gateway(settings)
+        assert settings.database_url  # services() resolved it: API tokens live there
+        tokens = CachedTokens(settings.database_url, settings.api_token_cache_s)
+        try:
+            run_gateway(settings, tokens)
+        finally:
+            tokens.close()
     return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from console import token_cli
+    from storage.api_tokens import TokenError
+    from streams.runtime import services
+
+    if args.action in ("create", "revoke") and not args.target:
+        what = "NAME --scope read|ingest" if args.action == "create" else "ID"
+        return token_cli.fail(f"usage: quantrac tokens {args.action} {what}")
+    if args.action != "create" and (args.scope or args.sources or args.expires is not None):
+        return token_cli.fail("--scope, --sources and --expires are options of `tokens create`")
+    if args.action == "create" and not args.scope:
+        return token_cli.fail("tokens create needs --scope read|ingest")
+    try:
+        with services(_settings()) as settings:
+            url = settings.database_url
+            assert url
+            if args.action == "create":
+                out = token_cli.create(
+                    url, args.target, args.scope, days=args.expires, sources=args.sources or []
+                )
+            elif args.action == "list":
+                out = token_cli.list_text(url, as_json=args.json)
+            else:
+                out = token_cli.revoke(url, args.target)
+    except TokenError as exc:
+        return token_cli.fail(str(exc))
+    print(out)
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    """``quantrac forward [run|check|status|retry DEST]`` (streams/forwarding.py)."""
+    from streams.forward_cli import forward_command
+
+    return forward_command(args, _settings)
 
 
 def cmd_mqtt_acl(args: argparse.Namespace) -> int:
@@ -365,6 +498,22 @@ def build_parser() -> argparse.ArgumentParser:
         "terminal; else a prompt asks twice)",
     )
     us.add_argument("--json", action="store_true", help="list: JSON instead of a table")
+    tok = add(
+        "tokens",
+        cmd_tokens,
+        "API tokens for machines: create NAME --scope read|ingest | list [--json] | revoke ID",
+    )
+    tok.add_argument("action", choices=["create", "list", "revoke"])
+    tok.add_argument("target", nargs="?", metavar="NAME|ID", help="create: a name; revoke: id")
+    tok.add_argument("--scope", choices=["read", "ingest"], help="create: what the token may do")
+    tok.add_argument("--expires", type=float, metavar="DAYS", help="create: expire after DAYS")
+    tok.add_argument(
+        "--sources",
+        nargs="+",
+        metavar="ID",
+        help="create, ingest: the sources the token may post for (space or comma separated)",
+    )
+    tok.add_argument("--json", action="store_true", help="list: JSON instead of a table")
     sec = add("secrets", cmd_secrets, "replace the placeholder secrets of the deploy env files")
     sec.add_argument(
         "action",
@@ -374,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sec.add_argument("--env-dir", default="deploy/env", help="default: deploy/env")
     add("gateway", cmd_gateway, "receive station data: FTP (Circular 10 files), HTTP, MQTT")
+    ntf = add("notify", cmd_notify, "send violation notifications (e-mail, signed webhooks)")
+    ntf.add_argument(
+        "--check", metavar="FILE", help="validate a routing rules file and exit (2 if invalid)"
+    )
     acl = add(
         "mqtt-acl",
         cmd_mqtt_acl,
@@ -385,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mode 0644 instead of 0600 for the password file, for a broker running as another "
         "user (the hashes are salted PBKDF2-SHA512 of random account passwords)",
+    )
+    fwd = add("forward", cmd_forward, "forward archived originals to downstream receivers")
+    fwd.add_argument(
+        "action", nargs="?", choices=["run", "check", "status", "retry"], default="run"
+    )
+    fwd.add_argument("destination", nargs="?", help="the destination to retry (with `retry`)")
+    fwd.add_argument(
+        "--file", help="destinations file (default QUANTRAC_FORWARD_DESTINATIONS_FILE)"
     )
     sim = add("simulate", cmd_simulate, "simulated dataloggers for every registered source")
     sim.add_argument(
@@ -406,6 +567,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="start this many hours in the past (never beyond now)",
     )
     sim.add_argument("--seed", type=int, default=1)
+    sch = add(
+        "scheduler",
+        cmd_scheduler,
+        "monthly compliance and quality reports on schedule: stored, e-mailed, audited",
+    )
+    sch.add_argument(
+        "--once",
+        action="store_true",
+        help="one run (what is due now, missed months included), then exit; default: every "
+        "QUANTRAC_SCHEDULE_POLL_S until SIGTERM",
+    )
+    sch.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        help="only these source ids (repeat, or comma-separated)",
+    )
+    sch.add_argument(
+        "--at",
+        help="with --once: run as if it were this time (ISO with offset), e.g. to make a "
+        "month again after deleting its row",
+    )
     rep = add("report", cmd_report, "regulator reports: `quantrac report KIND --help`")
     rep.add_argument(
         "rest",

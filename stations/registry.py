@@ -63,6 +63,8 @@ class RegulationId(StrEnum):
     QCVN_08_2023 = "QCVN_08_2023"  # surface water
     QCVN_40_2011 = "QCVN_40_2011"  # industrial wastewater
     QCVN_19_2009 = "QCVN_19_2009"  # industrial emissions (dust, inorganic)
+    QCVN_40_2025 = "QCVN_40_2025"  # industrial wastewater, replaces 40:2011 (Circular 06/2025)
+    QCVN_19_2024 = "QCVN_19_2024"  # industrial emissions, replaces 19:2009 (Circular 45/2024)
 
 
 class _RegulationRule(typing.NamedTuple):
@@ -77,7 +79,32 @@ REGULATION_RULES: dict[RegulationId, _RegulationRule] = {
     RegulationId.QCVN_08_2023: _RegulationRule(SourceKind.SURFACE_WATER, ("A", "B", "C", "D"), ()),
     RegulationId.QCVN_40_2011: _RegulationRule(SourceKind.WASTEWATER, ("A", "B"), ("Kq", "Kf")),
     RegulationId.QCVN_19_2009: _RegulationRule(SourceKind.STACK, ("A", "B"), ("Kp", "Kv")),
+    # Columns A/B/C by receiving water / zone; no Kq/Kf or Kp/Kv in the tables catalogued
+    # (docs/regulations.md §5.2, §6.2: structure partly UNVERIFIED).
+    RegulationId.QCVN_40_2025: _RegulationRule(SourceKind.WASTEWATER, ("A", "B", "C"), ()),
+    RegulationId.QCVN_19_2024: _RegulationRule(SourceKind.STACK, ("A", "B", "C"), ()),
 }
+
+# Regulations replaced by a newer one; a facility marked "new" is held to the replacement only
+# (Circular 06/2025/TT-BTNMT Art. 3, Circular 45/2024/TT-BTNMT Art. 3.1; thresholds/transition.py).
+REPLACED_BY: dict[RegulationId, RegulationId] = {
+    RegulationId.QCVN_40_2011: RegulationId.QCVN_40_2025,
+    RegulationId.QCVN_19_2009: RegulationId.QCVN_19_2024,
+}
+# The earliest effective date of the replacements (QCVN 19:2024: 01/07/2025): a facility
+# commissioned before it cannot be "new" for the transition rules.
+NEW_STANDARDS_FROM = date(2025, 7, 1)
+
+
+class Fuel(StrEnum):
+    """What a stack's combustion burns: the reference O2 of a limit depends on it."""
+
+    COAL = "coal"
+    OIL = "oil"
+    GAS = "gas"
+    BIOMASS = "biomass"
+    WASTE = "waste"
+    NONE = "none"  # process emissions without combustion
 
 # Regulations that classify the receiving water rather than limit a source: never a limit set.
 CLASSIFICATION_ONLY = frozenset({RegulationId.QCVN_08_2023})
@@ -135,16 +162,49 @@ class FtpIdentity(_Model):
         return (self.province, self.facility, self.station)
 
 
+class Permit(_Model):
+    """The facility's environmental permit (giấy phép môi trường). The limits and coefficients it
+    sets live on each point's limit sets (``overrides``, ``coefficients``, ``permit_clause``),
+    each citing it."""
+
+    number: str = Field(min_length=1)
+    issued: date
+    issuer: str = Field(min_length=1)
+    note: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.number} ({self.issuer}, {self.issued.isoformat()})" + (
+            f", {self.note}" if self.note else ""
+        )
+
+
 class Facility(_Model):
     """A company or zone operating one or more emission monitoring points."""
 
     id: str = Field(pattern=ID_PATTERN, max_length=24)
     name: str = Field(min_length=1)
     operator: str = Field(min_length=1)
-    permit: str = Field(min_length=1, description="environmental permit reference")
+    permit: Permit
     district: District
     zone: str | None = Field(None, description="industrial zone or cluster, if inside one")
-    sector: str = ""
+    sector: str = Field(min_length=1)
+    # Transition rules (thresholds/transition.py): "existing" = operating, or EIA approved /
+    # permit documents submitted, before the new regulations took effect; "new" otherwise.
+    status: Literal["existing", "new"]
+    status_basis: str = Field(min_length=1, description="why existing or new (dates, documents)")
+    commissioned: date | None = None
+    fuel: Fuel | None = Field(None, description="main fuel of its stacks; each stack may differ")
+    illustrative: bool = True  # names, permits and values are placeholders, not official records
+
+    @model_validator(mode="after")
+    def _status_fits_dates(self) -> Facility:
+        if self.status == "new" and self.commissioned and self.commissioned < NEW_STANDARDS_FROM:
+            raise ValueError(
+                f"status 'new' but commissioned {self.commissioned.isoformat()}, before the new "
+                f"regulations took effect ({NEW_STANDARDS_FROM.isoformat()}): it is 'existing'"
+            )
+        return self
 
 
 class ParameterSpec(_Model):
@@ -197,6 +257,13 @@ class LimitOverride(_Model):
         return self
 
 
+class ReferenceO2Override(_Model):
+    """The permit's reference O2: C_ref = C × (21 − o2_percent) / (21 − O2 measured)."""
+
+    o2_percent: float = Field(ge=0, lt=20.9)
+    basis: str = Field(min_length=1, description="permit reference and clause")
+
+
 class LimitSet(_Model):
     """A regulation column (or class) applied to a source, with coefficients and overrides."""
 
@@ -209,11 +276,18 @@ class LimitSet(_Model):
     # a parameter the regulation exempts (Cmax = C) keeps its table value's status.
     coefficients_verified: bool = True
     note: str = ""
+    # The regulation's row group (sector, capacity or discharge-flow class) for this point.
+    category: str | None = None
+    # The permit clause imposing this set regardless of the transition, and from when.
+    permit_clause: str = ""
+    valid_from: date | None = None
 
     @model_validator(mode="after")
     def _fits_regulation(self) -> LimitSet:
         rule = REGULATION_RULES[self.regulation]
         problems = []
+        if self.valid_from is not None and not self.permit_clause:
+            problems.append("'valid_from' needs 'permit_clause' (the permit that imposes it)")
         if self.column not in rule.columns:
             allowed = ", ".join("null" if c is None else c for c in rule.columns)
             problems.append(f"column {self.column!r} is not one of: {allowed}")
@@ -253,7 +327,26 @@ class Source(_Model):
     # a stack's exhaust gas flow. Decree 45/2022 brackets fines by it (docs/regulations.md §8b).
     permitted_flow_m3_per_day: float | None = Field(None, gt=0, description="wastewater only")
     permitted_flow_m3_per_hour: float | None = Field(None, gt=0, description="stacks only")
+    # Stacks: the sector and fuel the reference O2 depends on; filled from the facility when not
+    # given (Registry), so every stack carries both.
+    sector: str | None = None
+    fuel: Fuel | None = None
+    # Stacks: the reference O2 the permit writes its limits at; overrides the sector/fuel table
+    # (thresholds/data/reference_o2.yaml, thresholds/reference_o2.py; issue 19).
+    reference_o2: ReferenceO2Override | None = None
     note: str = ""
+
+    _status: str | None = PrivateAttr(None)
+
+    @property
+    def transition_status(self) -> str | None:
+        """The facility's "existing"/"new" (None outside a registry or for stations)."""
+        return self._status
+
+    @property
+    def measures_o2(self) -> bool:
+        """Whether the point reports O2 (the reference-O2 correction needs it)."""
+        return self.parameter(Parameter.O2) is not None
 
     @model_validator(mode="after")
     def _consistent(self) -> Source:
@@ -275,6 +368,12 @@ class Source(_Model):
             problems.append("'permitted_flow_m3_per_day' is for wastewater sources only")
         if self.permitted_flow_m3_per_hour is not None and self.kind != SourceKind.STACK:
             problems.append("'permitted_flow_m3_per_hour' is for stack sources only")
+        if (self.sector is not None or self.fuel is not None) and self.kind != SourceKind.STACK:
+            problems.append("'sector' and 'fuel' are for stack sources only")
+        if self.reference_o2 is not None and self.kind != SourceKind.STACK:
+            problems.append("'reference_o2' is for stack sources only")
+        elif self.reference_o2 is not None and Parameter.O2 not in codes:
+            problems.append("'reference_o2' needs the stack to report O2 (the correction uses it)")
         for i, limit in enumerate(self.limits):
             rule = REGULATION_RULES[limit.regulation]
             if limit.regulation in CLASSIFICATION_ONLY:
@@ -329,6 +428,30 @@ class Registry(_Model):
     _by_ftp: dict[tuple[str, str, str], Source] = PrivateAttr(default_factory=dict)
     _facilities: dict[str, Facility] = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stacks_inherit(cls, data: Any) -> Any:
+        """A stack without its own sector/fuel takes the facility's (the O2 reference needs
+        both on every stack)."""
+        if not isinstance(data, dict):
+            return data
+        facilities = {
+            f.get("id"): f for f in data.get("facilities") or [] if isinstance(f, dict)
+        }
+        sources = data.get("sources")
+        if not isinstance(sources, list):
+            return data
+        out = []
+        for src in sources:
+            fac = facilities.get(src.get("facility")) if isinstance(src, dict) else None
+            if fac is not None and src.get("kind") == SourceKind.STACK.value:
+                src = dict(src)
+                src.setdefault("sector", fac.get("sector"))
+                if src.get("fuel") is None and fac.get("fuel") is not None:
+                    src["fuel"] = fac.get("fuel")
+            out.append(src)
+        return {**data, "sources": out}
+
     @model_validator(mode="after")
     def _cross_check(self) -> Registry:
         problems: list[str] = []
@@ -336,16 +459,34 @@ class Registry(_Model):
         problems += _duplicates("sources", [s.id for s in self.sources])
         ftp_names = ["_".join(s.ftp.triple) for s in self.sources]
         problems += _duplicates("sources[].ftp", ftp_names)
-        facility_ids = {f.id for f in self.facilities}
+        by_facility = {f.id: f for f in self.facilities}
         for s in self.sources:
-            if s.facility is not None and s.facility not in facility_ids:
-                known = ", ".join(sorted(facility_ids)) or "none defined"
+            if s.facility is not None and s.facility not in by_facility:
+                known = ", ".join(sorted(by_facility)) or "none defined"
                 problems.append(f"sources[{s.id}].facility: '{s.facility}' is not one of: {known}")
+            facility = by_facility.get(s.facility or "")
+            if facility is not None and facility.status == "new":
+                problems += [
+                    f"sources[{s.id}].limits[{i}]: {ls.regulation} is replaced by "
+                    f"{REPLACED_BY[ls.regulation]}; facility {facility.id} is 'new' and is held "
+                    "to the replacement (give 'permit_clause' if its permit imposes the old one)"
+                    for i, ls in enumerate(s.limits)
+                    if ls.regulation in REPLACED_BY and not ls.permit_clause
+                ]
+        with_points = {s.facility for s in self.sources}
+        problems += [
+            f"facilities[{f.id}]: no monitoring point refers to it (sources[].facility)"
+            for f in self.facilities
+            if f.id not in with_points
+        ]
         if problems:
             raise ValueError("\n".join(problems))
         self._by_id = {s.id: s for s in self.sources}
         self._by_ftp = {s.ftp.triple: s for s in self.sources}
-        self._facilities = {f.id: f for f in self.facilities}
+        self._facilities = by_facility
+        for s in self.sources:
+            if s.facility is not None:
+                s._status = by_facility[s.facility].status
         return self
 
     def get(self, source_id: str) -> Source:
@@ -364,6 +505,10 @@ class Registry(_Model):
 
     def facility(self, facility_id: str) -> Facility:
         return self._facilities[facility_id]
+
+    def points_of(self, facility_id: str) -> list[Source]:
+        """A facility's monitoring points (outfalls and stacks), in registry order."""
+        return [s for s in self.sources if s.facility == facility_id]
 
     def of_kind(self, kind: SourceKind) -> list[Source]:
         return [s for s in self.sources if s.kind == kind]
@@ -500,9 +645,11 @@ __all__ = [
     "District",
     "Facility",
     "FtpIdentity",
+    "Fuel",
     "LimitOverride",
     "LimitSet",
     "ParameterSpec",
+    "Permit",
     "Registry",
     "RegulationId",
     "Source",

@@ -41,7 +41,7 @@ def sync_sources(conninfo: str, registry: Registry) -> int:
                 s.lon,
                 facility.id if facility else None,
                 facility.name if facility else None,
-                facility.permit if facility else None,
+                facility.permit.text if facility else None,
                 s.interval_s,
                 Jsonb(s.model_dump(mode="json")),
             )

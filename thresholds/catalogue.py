@@ -266,7 +266,7 @@ class Regulation(_Model):
     effective_to: date | None = None  # inclusive last day of general application
     transition_until: date | None = None  # last day existing facilities may keep applying it
     # On the regulation that replaces others: the clause of its issuing act that lets existing
-    # facilities keep the old one until the old one's ``transition_until`` (thresholds/transition.py)
+    # facilities keep the old one until the old one's ``transition_until`` (see transition.py)
     transition_clause: str = ""
     # Row groups of its tables (sector, capacity, discharge-flow class): id -> meaning.
     categories: dict[str, str] = Field(default_factory=dict)

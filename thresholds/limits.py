@@ -13,7 +13,12 @@ Rules of resolution (pure, no I/O):
 - a permit override wins: its bounds replace the catalogue's for that parameter (given bounds
   define the kind: max → upper, min → lower, both → range), it names its legal basis, and may set
   the averaging basis (``period``); values are taken as final (no coefficients);
-- catalogue values are converted to the unit the source's parameter is registered in.
+- catalogue values are converted to the unit the source's parameter is registered in;
+- of a regulation and its replacement listed for one source (QCVN 40:2011 and 40:2025), one
+  applies per date: the permit's choice, else the transition clause and the facility's status
+  (``thresholds/transition.py``); each limit says why in ``selected_by``;
+- a limit set naming a ``category`` (sector, capacity or discharge-flow class row group) takes
+  that group's rows instead of the general row for the same parameter and basis.
 
 The registry's Source model is not imported: any object with the attributes of
 :class:`SourceLike` works (duck typing, checked by mypy through Protocols).
@@ -30,6 +35,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from thresholds.catalogue import Basis, Catalogue, Regulation, Rule, RuleKind
+from thresholds.transition import TransitionError, select_limit_sets
 
 
 class LimitResolutionError(ValueError):
@@ -89,6 +95,7 @@ class Limit(BaseModel):
     # corrected to it before the comparison (thresholds/reference_o2.py). None: as measured.
     o2_reference: float | None = None
     o2_basis: str = ""  # where the reference comes from (permit, or regulation and clause)
+    selected_by: str = ""  # why this regulation applies on the date (permit or transition clause)
 
     @property
     def checked(self) -> bool:
@@ -118,7 +125,13 @@ def resolve_limits(source: SourceLike, catalogue: Catalogue, at: date) -> list[L
     """Every limit ``source`` is held to on ``at``, ordered by parameter, then basis."""
     measured = {str(p.code): p.unit for p in source.parameters}
     limits: list[Limit] = []
-    for limit_set in source.limits:
+    status = getattr(source, "transition_status", None)
+    try:
+        selected = select_limit_sets(source.id, source.limits, catalogue, at, status)
+    except TransitionError as exc:
+        raise LimitResolutionError(str(exc)) from None
+    for choice in selected:
+        limit_set = choice.limit_set
         resolved = resolve_limit_set(
             source.id,
             catalogue,
@@ -128,7 +141,10 @@ def resolve_limits(source: SourceLike, catalogue: Catalogue, at: date) -> list[L
             coefficients=limit_set.coefficients,
             overrides=limit_set.overrides,
             measured=measured,
+            category=getattr(limit_set, "category", None),
         )
+        if choice.reason:
+            resolved = [lim.model_copy(update={"selected_by": choice.reason}) for lim in resolved]
         # The registry may doubt the whole limit set, or only its coefficient values (then only
         # the limits those coefficients multiply are in doubt).
         doubt_all = not getattr(limit_set, "verified", True)
@@ -164,10 +180,12 @@ def resolve_limit_set(
     coefficients: Mapping[Any, float],
     overrides: Mapping[Any, Any],
     measured: Mapping[str, str],
+    category: str | None = None,
 ) -> list[Limit]:
     """Limits from one regulation for one source (plain arguments; see ``resolve_limits``).
 
-    ``measured`` maps the parameter codes the source measures to their registered units.
+    ``measured`` maps the parameter codes the source measures to their registered units;
+    ``category`` names the row group (sector, capacity, flow class) of the regulation's tables.
     """
     where = f"source {source_id}, limits {regulation}"
     if regulation not in catalogue:
@@ -181,10 +199,21 @@ def resolve_limit_set(
         )
     _check_column(where, reg, column)
     coeffs = _check_coefficients(where, reg, coefficients)
+    if category is not None and category not in reg.categories:
+        allowed = ", ".join(reg.categories) or "none"
+        raise LimitResolutionError(f"{where}: category {category!r} not valid; allowed: {allowed}")
+    # A category's own rows replace the general row for the same parameter and basis.
+    specific = {
+        (r.parameter, reg.period_of(r)) for r in reg.rules if category and r.category == category
+    }
 
     limits: dict[str, list[Limit]] = {}
     for rule in reg.rules:
         if rule.parameter not in measured:
+            continue
+        if rule.category is not None and rule.category != category:
+            continue
+        if rule.category is None and (rule.parameter, reg.period_of(rule)) in specific:
             continue
         lo, hi = reg.rule_dates(rule)
         if not lo <= at <= hi:
@@ -216,6 +245,62 @@ def resolve_limit_set(
             override,
         )
     return [limit for group in limits.values() for limit in group]
+
+
+def applicable_regulations(source: SourceLike, catalogue: Catalogue, at: date) -> list[str]:
+    """One line per limit set that applies on ``at``: regulation, column, category and why
+    (the permit, or the transition clause and the facility's status)."""
+    status = getattr(source, "transition_status", None)
+    lines = []
+    for choice in select_limit_sets(source.id, source.limits, catalogue, at, status):
+        ls = choice.limit_set
+        reg_id = str(ls.regulation)
+        code = catalogue[reg_id].code if reg_id in catalogue else reg_id
+        column = f", cột {ls.column}" if ls.column else ""
+        category = getattr(ls, "category", None)
+        group = f", nhóm {category}" if category else ""
+        lines.append(f"{code}{column}{group}" + (f" — {choice.reason}" if choice.reason else ""))
+    return lines
+
+
+def catalogue_gaps(source: SourceLike, catalogue: Catalogue, at: date) -> list[str]:
+    """Measured parameters whose applicable table cell is not catalogued (UNVERIFIED) and that no
+    permit override covers, one line each: ``quantrac limits`` shows them next to the limits."""
+    measured = {str(p.code) for p in source.parameters}
+    status = getattr(source, "transition_status", None)
+    lines: list[str] = []
+    for choice in select_limit_sets(source.id, source.limits, catalogue, at, status):
+        limit_set = choice.limit_set
+        reg_id, column = str(limit_set.regulation), limit_set.column
+        if reg_id not in catalogue:
+            continue
+        reg = catalogue[reg_id]
+        category = getattr(limit_set, "category", None)
+        covered = {str(k) for k in limit_set.overrides}
+        specific = {
+            (r.parameter, reg.period_of(r))
+            for r in reg.rules
+            if category and r.category == category
+        }
+        for rule in reg.rules:
+            if rule.parameter not in measured or rule.parameter in covered:
+                continue
+            if rule.category is not None and rule.category != category:
+                continue
+            if rule.category is None and (rule.parameter, reg.period_of(rule)) in specific:
+                continue
+            lo, hi = reg.rule_dates(rule)
+            cell = rule.cell(column)
+            if not lo <= at <= hi or cell is None or not cell.is_gap:
+                continue
+            rid = rule_id(
+                reg.id,
+                column if rule.columns is not None else None,
+                rule.parameter,
+                reg.period_of(rule),
+            )
+            lines.append(f"{rid}: no value catalogued — UNVERIFIED ({_join(rule.note, cell.note)})")
+    return lines
 
 
 def rule_id(regulation: str, column: str | None, parameter: str, period: Basis) -> str:
@@ -314,7 +399,8 @@ def _check_coefficients(
 def _citation(reg: Regulation, rule: Rule, column: str | None, period: Basis) -> str:
     row = f"dòng {rule.row}" + (f" ({rule.label})" if rule.label != rule.row else "")
     col = f", cột {column}" if column and rule.columns is not None else ""
-    return f"{reg.code}, {rule.table}, {row}{col}, {_PERIOD_TEXT[period]}"
+    group = f", nhóm {rule.category}" if rule.category else ""
+    return f"{reg.code}, {rule.table}, {row}{group}{col}, {_PERIOD_TEXT[period]}"
 
 
 def _from_rule(

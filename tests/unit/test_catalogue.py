@@ -210,11 +210,31 @@ def test_dates(
 
 
 @pytest.mark.parametrize("reg", ["QCVN_40_2025", "QCVN_19_2024"])
-def test_new_regulations_ship_no_numbers(catalogue: Catalogue, reg: str) -> None:
-    # §5.2 / §6.2: numeric tables UNVERIFIED → metadata only; permits supply the limits.
+def test_new_regulations_ship_no_verified_numbers(catalogue: Catalogue, reg: str) -> None:
+    # §5.2 / §6.2: the primary tables were not retrieved → every row and cell is flagged
+    # unverified (QCVN 40:2025: gaps only); permits supply the limits.
     regulation = catalogue[reg]
-    assert regulation.rules == [] and regulation.verified is False
+    assert regulation.rules and regulation.verified is False
     assert any("UNVERIFIED" in note for note in regulation.notes)
+    for rule in regulation.rules:
+        assert not rule.verified and rule.note
+        assert all(not cell.verified and cell.note for _, cell in rule.cells())
+    if reg == "QCVN_40_2025":
+        assert all(cell.is_gap for rule in regulation.rules for _, cell in rule.cells())
+
+
+@pytest.mark.parametrize(
+    ("reg", "clause"),
+    [
+        ("QCVN_40_2025", "Circular 06/2025/TT-BTNMT Art. 3"),
+        ("QCVN_19_2024", "Circular 45/2024/TT-BTNMT Art. 3.1"),
+    ],
+)
+def test_new_regulations_cite_their_transition_clause(
+    catalogue: Catalogue, reg: str, clause: str
+) -> None:
+    assert catalogue[reg].transition_clause.startswith(clause)
+    assert "31/12/2031" in catalogue[reg].transition_clause
 
 
 @pytest.mark.parametrize(

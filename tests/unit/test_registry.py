@@ -44,13 +44,14 @@ def raw() -> dict[str, Any]:
 
 
 def test_counts(registry: Registry) -> None:
+    # Issue 19: 20 stations and 38 facilities with large emission sources, each with its points
     counts = {k: len(registry.of_kind(k)) for k in SourceKind}
     assert counts[SourceKind.AMBIENT_AIR] == 10
     assert counts[SourceKind.SURFACE_WATER] == 10
-    assert counts[SourceKind.WASTEWATER] + counts[SourceKind.STACK] == 38
+    assert counts[SourceKind.WASTEWATER] + counts[SourceKind.STACK] == 51
     assert counts[SourceKind.STACK] > counts[SourceKind.WASTEWATER] >= 12
-    assert 20 <= len(registry.facilities) <= 30
-    assert len(registry.sources) == 58
+    assert len(registry.facilities) == 38
+    assert len(registry.sources) == 71 >= 20 + 38
 
 
 def test_file_says_it_is_illustrative() -> None:
@@ -59,19 +60,31 @@ def test_file_says_it_is_illustrative() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "prefix", "regulation"),
+    ("kind", "prefix", "old", "new"),
     [
-        (SourceKind.AMBIENT_AIR, "HD-KK-", RegulationId.QCVN_05_2023),
-        (SourceKind.WASTEWATER, "HD-NT-", RegulationId.QCVN_40_2011),
-        (SourceKind.STACK, "HD-KT-", RegulationId.QCVN_19_2009),
+        (SourceKind.AMBIENT_AIR, "HD-KK-", RegulationId.QCVN_05_2023, None),
+        (SourceKind.WASTEWATER, "HD-NT-", RegulationId.QCVN_40_2011, RegulationId.QCVN_40_2025),
+        (SourceKind.STACK, "HD-KT-", RegulationId.QCVN_19_2009, RegulationId.QCVN_19_2024),
     ],
 )
 def test_ids_and_limit_sets_by_kind(
-    registry: Registry, kind: SourceKind, prefix: str, regulation: RegulationId
+    registry: Registry,
+    kind: SourceKind,
+    prefix: str,
+    old: RegulationId,
+    new: RegulationId | None,
 ) -> None:
+    # Emission points of existing facilities list the old regulation and its replacement (the
+    # transition picks one per date); new facilities list only the replacement.
     for source in registry.of_kind(kind):
         assert source.id.startswith(prefix)
-        assert [limit.regulation for limit in source.limits] == [regulation]
+        regulations = [limit.regulation for limit in source.limits]
+        if new is None:
+            assert regulations == [old]
+        elif source.transition_status == "new":
+            assert regulations == [new], source.id
+        else:
+            assert regulations == [old, new], source.id
 
 
 def test_surface_water_is_classified_not_limited(registry: Registry) -> None:
@@ -154,9 +167,9 @@ def test_wastewater_ranges_cover_three_times_cmax(
 ) -> None:
     for source in registry.of_kind(SourceKind.WASTEWATER):
         spec = source.parameter(parameter)
-        if spec is None:
+        if spec is None or source.transition_status == "new":
             continue
-        (limit,) = source.limits
+        limit = next(ls for ls in source.limits if ls.regulation is RegulationId.QCVN_40_2011)
         cmax = limit_b * limit.coefficients["Kq"] * limit.coefficients["Kf"]
         assert spec.range[1] >= 3 * cmax, source.id
 
@@ -209,12 +222,12 @@ def test_format_table(registry: Registry) -> None:
     table = format_table(registry)
     for source in registry.sources:
         assert source.id in table
-    assert table.splitlines()[-1].startswith("58 sources")
+    assert table.splitlines()[-1].startswith("71 sources")
 
 
 def test_to_json(registry: Registry) -> None:
     data = json.loads(to_json(registry))
-    assert len(data["sources"]) == 58
+    assert len(data["sources"]) == 71 and len(data["facilities"]) == 38
     assert data["sources"][0]["installed"].count("-") == 2
     assert Registry.model_validate(data).get("HD-NT-03").kind == SourceKind.WASTEWATER
 
