@@ -247,13 +247,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
     from datetime import datetime
 
     from core.progress import Progress
     from reports.scheduler import run_forever, run_once
     from stations.registry import load_registry
     from storage.migrate import migrate
-    from streams.runtime import services
+    from streams.embedded import EmbeddedPostgres
+    from streams.runtime import require_urls
 
     only = [i.strip() for s in args.source for i in s.split(",") if i.strip()]
     try:
@@ -272,9 +274,13 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if unknown:
         print(f"quantrac scheduler: unknown source id {unknown[0]!r}", file=sys.stderr)
         return 2
-    with services(configured) as settings:
-        assert settings.database_url
-        migrate(settings.database_url)
+    with ExitStack() as stack:  # the database only: the scheduler needs no broker
+        url = configured.database_url
+        if not url:
+            require_urls(configured, ("database_url",))  # embedded only where allowed
+            url = stack.enter_context(EmbeddedPostgres(configured.data_dir / "pg")).uri
+        settings = configured.model_copy(update={"database_url": url})
+        migrate(url)
         if not args.once:
             run_forever(settings, only)
             return 0

@@ -152,6 +152,64 @@ class Metrics:
             ["stage", "error"],
             registry=registry,
         )
+        # Forwarding to downstream receivers (streams/forwarding.py, issue 20)
+        self.forward_queued = Gauge(
+            "quantrac_forward_queued_files",
+            "Archived files waiting for delivery to a destination (from the delivery ledger).",
+            ["destination"],
+            registry=registry,
+        )
+        self.forward_failed = Gauge(
+            "quantrac_forward_failed_files",
+            "Files a destination refused max_refusals times, set aside until `quantrac forward "
+            "retry` (from the delivery ledger).",
+            ["destination"],
+            registry=registry,
+        )
+        self.forward_oldest_age = Gauge(
+            "quantrac_forward_oldest_queued_age_seconds",
+            "Seconds since the oldest file still waiting for a destination was archived (0 when "
+            "none waits).",
+            ["destination"],
+            registry=registry,
+        )
+        self.forward_delivered = Counter(
+            "quantrac_forward_delivered_total",
+            "Files delivered to a destination by this forwarder process, by whether the receiver "
+            "already had them (already: true after a crash between sending and recording).",
+            ["destination", "already"],
+            registry=registry,
+        )
+        self.forward_attempt_failures = Counter(
+            "quantrac_forward_attempt_failures_total",
+            "Failed delivery attempts, by destination and kind: transient (retried with "
+            "backoff), refused (the receiver refused the file), missing (the archived file is "
+            "gone or changed).",
+            ["destination", "kind"],
+            registry=registry,
+        )
+        # Notifications (notify/, `quantrac notify`, issue 21)
+        self.notifications = Counter(
+            "quantrac_notifications_total",
+            "Notification delivery attempts by channel type (email, webhook, file) and outcome: "
+            "sent (confirmed), retry (failed, due again with backoff), failed (given up after "
+            "QUANTRAC_NOTIFY_MAX_ATTEMPTS), cancelled (an escalation acknowledged meanwhile).",
+            ["channel_type", "outcome"],
+            registry=registry,
+        )
+        self.notifications_planned = Counter(
+            "quantrac_notifications_planned_total",
+            "Violation events × routes by what the route did: send (the episode's message), "
+            "group (an episode inside the rate-limit window, logged, not sent), fold (a later "
+            "event of an announced episode), close, skip; and escalation (queued).",
+            ["action"],
+            registry=registry,
+        )
+        self.notifications_pending = Gauge(
+            "quantrac_notifications_pending",
+            "Deliveries waiting to be sent or retried (from the delivery log).",
+            registry=registry,
+        )
 
     def init_sources(self, source_ids: Iterable[str], parameters: Iterable[str] = ()) -> None:
         """Create every bounded label set up front, so a series exists before its first event."""

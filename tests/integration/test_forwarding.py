@@ -1,0 +1,308 @@
+"""Forwarding archived originals to downstream receivers (issue 20), against real receivers on
+127.0.0.1 (pyftpdlib, http.server) and the real PostgreSQL ledger.
+
+- an FTP receiver stopped for 60 s mid-stream: every file arrives exactly once (one rename
+  into its final name), byte-identical, in archive order per source, and the backlog drains;
+- the forwarder process SIGKILLed mid-stream and started again: still exactly once; a file the
+  receiver already holds (a crash after the rename) is not uploaded again;
+- an HTTP receiver that fails at first and refuses one file: retried, one copy per file, the
+  refused file set aside without blocking its source, queued again on `retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from core.metrics import Metrics
+from core.settings import Settings
+from stations.archive import LOCAL_TZ, Archive
+from stations.forward_config import Destination
+from storage import forward_ledger as ledger
+from storage.migrate import migrate
+from streams.embedded import free_port
+from streams.runtime import QuantracProcess
+from tests.integration.forward_support import (
+    FTP_PASSWORD,
+    FTP_USER,
+    ForwarderThread,
+    FtpReceiver,
+    HttpReceiver,
+    archive_file,
+    wait_until,
+)
+
+# source id → station code in its Circular 10 file names
+SOURCES = {"HD-NT-01": "KHI01", "HD-NT-02": "KHI02", "HD-KK-03": "NUOC03"}
+PATTERN = "{province}/{facility}/{station}/{yyyy}/{mm}/{dd}/{name}"
+OUTAGE_S = 60
+
+
+def ftp_destination(port: int, **kw: object) -> Destination:
+    base: dict[str, object] = {
+        "name": "national",
+        "kind": "ftp",
+        "url": f"ftp://127.0.0.1:{port}/incoming",
+        "username": FTP_USER,
+        "password": FTP_PASSWORD,
+        "path": PATTERN,
+        "retry_min_s": 0.2,
+        "retry_max_s": 3.0,
+        "timeout_s": 5.0,
+    }
+    return Destination(**(base | kw))  # type: ignore[arg-type]
+
+
+def queue_counts(database_url: str, destination: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT state, count(*) FROM forward_queue WHERE destination = %s GROUP BY state",
+            (destination,),
+        ).fetchall()
+    return {state: n for state, n in rows}
+
+
+def expected_remote(archive_path: str) -> str:
+    day, _, name = archive_path.split("/")
+    _, facility, station, _ = name.split("_")
+    return f"incoming/HD/{facility}/{station}/{day[:4]}/{day[5:7]}/{day[8:10]}/{name}"
+
+
+def check_exactly_once(
+    receiver: FtpReceiver, archive_root: Path, written: dict[str, list[str]]
+) -> None:
+    renames = receiver.events.renames()
+    everything = [p for paths in written.values() for p in paths]
+    # exactly once: one rename into each final name, none into anything else
+    assert sorted(renames) == sorted(expected_remote(p) for p in everything)
+    for p in everything:
+        got = (receiver.root / expected_remote(p)).read_bytes()
+        assert got == (archive_root / p).read_bytes(), p
+    leftovers = [p for p in receiver.root.rglob("*") if p.is_file() and p.suffix == ".part"]
+    assert leftovers == []
+    # in archive order per source
+    for paths in written.values():
+        want = [expected_remote(p) for p in paths]
+        assert [r for r in renames if r in set(want)] == want
+
+
+def test_ftp_receiver_down_60s_mid_stream_every_file_once_byte_identical(
+    database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    archive_root = tmp_path / "archive"
+    archive = Archive(archive_root)
+    receiver = FtpReceiver(tmp_path / "receiver", free_port())
+    receiver.root.mkdir()
+    receiver.start()
+    metrics = Metrics(CollectorRegistry())
+    forwarder = ForwarderThread(
+        [ftp_destination(receiver.port)], archive_root, database_url, metrics
+    ).start()
+    written: dict[str, list[str]] = {sid: [] for sid in SOURCES}
+
+    def write(minutes: range, pause_s: float = 0.0) -> None:
+        for minute in minutes:
+            for sid, station in SOURCES.items():
+                written[sid].append(archive_file(archive, sid, station, minute))
+            time.sleep(pause_s)
+
+    try:
+        write(range(0, 20), pause_s=0.05)
+        wait_until(lambda: len(receiver.events.renames()) >= 15, 60, "15 files delivered")
+        receiver.stop()  # mid-stream: deliveries are in flight
+        down_at = time.monotonic()
+        write(range(20, 40), pause_s=1.0)  # the gateway keeps archiving through the outage
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+        during = queue_counts(database_url, "national")
+        failures = metrics.forward_attempt_failures.labels("national", "transient")._value.get()
+        oldest = metrics.forward_oldest_age.labels("national")._value.get()
+        queued_gauge = metrics.forward_queued.labels("national")._value.get()
+        receiver.start()  # the receiver is back: the backlog drains
+        wait_until(
+            lambda: queue_counts(database_url, "national") == {"delivered": 120},
+            180,
+            "the backlog to drain",
+        )
+    finally:
+        forwarder.stop()
+        receiver.stop()
+    assert during.get("queued", 0) > 0 and during.get("failed", 0) == 0
+    assert failures > 0 and oldest > 30 and queued_gauge == during["queued"]
+    check_exactly_once(receiver, archive_root, written)
+    delivered = sum(
+        metrics.forward_delivered.labels("national", a)._value.get() for a in ("false", "true")
+    )
+    assert delivered == 120
+    assert metrics.forward_queued.labels("national")._value.get() == 0
+
+
+def test_forwarder_killed_mid_stream_restarts_without_duplicates(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(database_url)
+    archive_root = tmp_path / "archive"
+    archive = Archive(archive_root)
+    receiver = FtpReceiver(tmp_path / "receiver", free_port())
+    receiver.root.mkdir()
+    written: dict[str, list[str]] = {sid: [] for sid in SOURCES}
+    for minute in range(0, 60):
+        for sid, station in SOURCES.items():
+            written[sid].append(archive_file(archive, sid, station, minute))
+    # A crash after the rename but before the ledger recorded it: the receiver already holds
+    # the first file of HD-NT-01, identical; the forwarder must not upload it again.
+    first = written["HD-NT-01"][0]
+    held = receiver.root / expected_remote(first)
+    held.parent.mkdir(parents=True)
+    held.write_bytes((archive_root / first).read_bytes())
+    receiver.events.renamed_to.append(expected_remote(first))  # it arrived (once) before
+    receiver.start()
+    monkeypatch.setenv("FWD_TEST_FTP_PASSWORD", FTP_PASSWORD)
+    config = tmp_path / "destinations.yaml"
+    config.write_text(
+        "destinations:\n"
+        "  - name: national\n"
+        "    kind: ftp\n"
+        f"    url: ftp://127.0.0.1:{receiver.port}/incoming\n"
+        f"    username: {FTP_USER}\n"
+        "    password_env: FWD_TEST_FTP_PASSWORD\n"
+        f"    path: '{PATTERN}'\n"
+        f"    since: {datetime.now(LOCAL_TZ).date().isoformat()}\n"
+        "    retry_min_s: 0.2\n"
+        "    retry_max_s: 2\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        forward_destinations_file=config,
+        forward_port=port,
+        forward_poll_s=0.3,
+    )
+    log_path = tmp_path / "forward.log"
+    proc = QuantracProcess(settings, log_path, command="forward").start()
+    try:
+        wait_until(lambda: len(receiver.events.renames()) >= 40, 90, "40 files delivered")
+        proc.kill()  # SIGKILL mid-stream: no chance to finish the file in hand
+        killed_at = len(receiver.events.renames())
+        assert killed_at < 180, "the stream was over before the kill"
+        proc = QuantracProcess(settings, log_path, command="forward").start()
+        wait_until(
+            lambda: queue_counts(database_url, "national") == {"delivered": 180},
+            120,
+            "every file delivered after the restart\n" + proc.log(),
+        )
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        proc.stop()
+        receiver.stop()
+    check_exactly_once(receiver, archive_root, written)
+    assert expected_remote(first) not in receiver.events.stores()  # never uploaded
+    assert f"{expected_remote(first)}.part" not in receiver.events.stores()
+    assert 'quantrac_forward_queued_files{destination="national"} 0.0' in body
+    assert "Traceback" not in proc.log(None)
+
+
+def test_http_receiver_failing_then_refusing_one_file(database_url: str, tmp_path: Path) -> None:
+    migrate(database_url)
+    archive_root = tmp_path / "archive"
+    archive = Archive(archive_root)
+    poison = b"TSS\t99.5\t"  # the receiver refuses the files of minute 99 (HTTP 400)
+    receiver = HttpReceiver(fail_first=3, refuse=lambda body: poison in body).start()
+    dest = Destination(
+        name="city",
+        kind="http",
+        url=f"http://127.0.0.1:{receiver.port}/files",
+        token="city-token-1",
+        sources=("HD-NT-*",),
+        retry_min_s=0.2,
+        retry_max_s=1.0,
+        max_refusals=2,
+    )
+    metrics = Metrics(CollectorRegistry())
+    written: list[str] = []
+    for minute in (1, 2, 99, 3, 4):  # minute 99 is refused; 3 and 4 come after it
+        for sid, station in SOURCES.items():
+            path = archive_file(archive, sid, station, minute)
+            if sid.startswith("HD-NT-"):
+                written.append(path)
+    forwarder = ForwarderThread([dest], archive_root, database_url, metrics).start()
+    try:
+        wait_until(
+            lambda: queue_counts(database_url, "city") == {"delivered": 8, "failed": 2},
+            60,
+            "8 delivered and the 2 refused set aside",
+        )
+    finally:
+        forwarder.stop()
+        receiver.stop()
+
+    async def retry() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await ledger.requeue_failed(conn, "city", datetime.now(UTC))
+
+    assert asyncio.run(retry()) == 2  # what `quantrac forward retry city` does
+    assert queue_counts(database_url, "city") == {"delivered": 8, "queued": 2}
+    kept = {p.path: p for p in receiver.kept.values()}
+    for path in written:
+        name, body = path.split("/")[-1], (archive_root / path).read_bytes()
+        if poison in body:
+            assert name not in kept
+            continue
+        assert kept[name].body == body
+        assert kept[name].authorization == "Bearer city-token-1"
+        assert kept[name].source == path.split("/")[1]
+    assert len(kept) == 8
+    assert not any(p.source.startswith("HD-KK") for p in receiver.posts)  # not its source
+    refusals = [p for p in receiver.posts if poison in p.body]
+    assert len(refusals) == 4  # 2 files x max_refusals
+    assert metrics.forward_attempt_failures.labels("city", "refused")._value.get() == 4
+    assert metrics.forward_attempt_failures.labels("city", "transient")._value.get() == 3
+
+
+def test_a_resend_after_a_crash_repeats_the_idempotency_key(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The ledger lost the delivery (a crash before it recorded it): the POST is made again with
+    the same key, and the receiver keeps one copy."""
+    migrate(database_url)
+    archive_root = tmp_path / "archive"
+    archive = Archive(archive_root)
+    receiver = HttpReceiver().start()
+    dest = Destination(
+        name="city", kind="http", url=f"http://127.0.0.1:{receiver.port}/f", retry_min_s=0.2
+    )
+    path = archive_file(archive, "HD-NT-01", "KHI01", 5)
+    metrics = Metrics(CollectorRegistry())
+
+    async def deliver_twice() -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        from streams.forwarding import Forwarder
+
+        fwd = Forwarder([dest], archive_root, database_url, metrics)
+        async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+            assert await fwd.scan_once(pool) == 1
+            await fwd.deliver_pass(pool, dest)
+            async with pool.connection() as conn:
+                await conn.execute("UPDATE forward_queue SET state = 'queued'")
+            await fwd.deliver_pass(pool, dest)
+            async with pool.connection() as conn:
+                states = await ledger.states(conn, fwd.clock())
+        assert states[0].queued == 0 and states[0].delivered_24h == 1
+
+    try:
+        asyncio.run(deliver_twice())
+    finally:
+        receiver.stop()
+    assert len(receiver.posts) == 2 and receiver.posts[0].key == receiver.posts[1].key
+    assert len(receiver.kept) == 1
+    assert receiver.posts[0].body == (archive_root / path).read_bytes()
