@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
 import console.notifications as delivery_log  # the notifications' delivery log (notify/)
+from console import api_models as m
 from console import auth, chart_data, open_data, scheduled, tokens
 from console.bands import AQI_BANDS, aqi_class, aqi_name, wqi_class
 from console.bands import stylesheet as band_stylesheet
@@ -410,7 +411,12 @@ def create_app(
     async def login_page(request: Request) -> HTMLResponse:
         return _login_page(request)
 
-    @app.post("/login", tags=["session"], responses={400: {}, 401: {}, 403: {}, 429: {}})
+    @app.post(
+        "/login",
+        status_code=303,
+        tags=["session"],
+        responses={**m.REDIRECT, 400: {}, 401: {}, 403: {}, 429: {}},
+    )
     async def login_submit(request: Request) -> Response:
         """Form login (username, password, csrf_token = the login page's token).
 
@@ -458,14 +464,16 @@ def create_app(
         response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/login")
         return response
 
-    @app.post("/logout", tags=["session"], responses={401: {}, 403: {}})
+    @app.post(
+        "/logout", status_code=303, tags=["session"], responses={**m.REDIRECT, 401: {}, 403: {}}
+    )
     async def logout(request: Request, conn: ConnDep, session: ApiUser) -> Response:
         await auth.logout(conn, request.cookies[auth.SESSION_COOKIE], session.user.username)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(auth.SESSION_COOKIE)
         return response
 
-    @app.get("/api/me", tags=["session"])
+    @app.get("/api/me", response_model=m.Me, tags=["session"])
     async def me(session: ApiUser) -> dict[str, str]:
         return {
             "username": session.user.username,
@@ -535,7 +543,7 @@ def create_app(
         "/api/events",
         tags=["violations"],
         response_class=StreamingResponse,
-        responses={401: {}},
+        responses={**m.EVENT_STREAM, 401: {}},
     )
     async def api_events(request: Request) -> StreamingResponse:
         """Server-Sent Events: ``event: violation`` with the violation's JSON on each change.
@@ -581,7 +589,7 @@ def create_app(
             raise HTTPException(404, f"no source {source_id!r}")
         return src
 
-    @app.get("/api/sources/{source_id}", tags=["sources"])
+    @app.get("/api/sources/{source_id}", response_model=m.SourceDetail, tags=["sources"])
     async def api_source(source_id: str, conn: ConnDep, session: ApiUser) -> dict[str, Any]:
         src = await _source_or_404(conn, source_id)
         latest = await q.latest_values(conn, source_id)
@@ -618,7 +626,11 @@ def create_app(
             raise HTTPException(422, "at most 400 days per request")
         return await q.series(conn, source_id, parameter, start, end, resolution)
 
-    @app.get("/api/sources/{source_id}/smoothed", tags=["sources"])
+    @app.get(
+        "/api/sources/{source_id}/smoothed",
+        response_model=list[m.SmoothedPoint],
+        tags=["sources"],
+    )
     async def api_smoothed(
         source_id: str,
         parameter: str,
@@ -665,11 +677,19 @@ def create_app(
 
     # --- users (admin) ---------------------------------------------------------------------
 
-    @app.get("/api/users", tags=["users"], responses={401: {}, 403: {}})
+    @app.get(
+        "/api/users", response_model=list[m.UserRow], tags=["users"], responses={401: {}, 403: {}}
+    )
     async def api_users(conn: ConnDep, session: AdminUser) -> list[dict[str, Any]]:
         return await auth.list_users(conn)
 
-    @app.post("/api/users", status_code=201, tags=["users"], responses={401: {}, 403: {}})
+    @app.post(
+        "/api/users",
+        response_model=m.UserCreated,
+        status_code=201,
+        tags=["users"],
+        responses={401: {}, 403: {}},
+    )
     async def api_create_user(body: NewUser, conn: ConnDep, session: AdminUser) -> dict[str, str]:
         try:
             user = await auth.create_user_async(
@@ -684,7 +704,12 @@ def create_app(
             raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
         return {"username": user.username, "role": user.role.value}
 
-    @app.put("/api/users/{username}", tags=["users"], responses={401: {}, 403: {}, 404: {}})
+    @app.put(
+        "/api/users/{username}",
+        response_model=m.UserState,
+        tags=["users"],
+        responses={401: {}, 403: {}, 404: {}},
+    )
     async def api_update_user(
         username: str, body: UserUpdate, conn: ConnDep, session: AdminUser
     ) -> dict[str, Any]:
@@ -696,6 +721,7 @@ def create_app(
 
     @app.post(
         "/api/users/{username}/password",
+        response_model=m.PasswordDone,
         tags=["users"],
         responses={401: {}, 403: {}, 404: {}, 422: {}},
     )
@@ -735,7 +761,12 @@ def create_app(
             now=_now(),
         )
 
-    @app.post("/api/me/password", tags=["session"], responses={401: {}, 403: {}, 422: {}, 429: {}})
+    @app.post(
+        "/api/me/password",
+        response_model=m.PasswordDone,
+        tags=["session"],
+        responses={401: {}, 403: {}, 422: {}, 429: {}},
+    )
     async def api_change_password(
         request: Request, body: PasswordChangeRequest, session: ApiUser
     ) -> dict[str, str]:
