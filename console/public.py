@@ -44,6 +44,11 @@ WORDS: dict[str, tuple[str, str]] = {
     ),
     "map": ("Bản đồ trạm quan trắc", "Map of the monitoring stations"),
     "legend": ("Thang VN_AQI (QĐ 1459/QĐ-TCMT, Bảng 1)", "VN_AQI scale (Decision 1459, Table 1)"),
+    "shapes": (
+        "● trạm không khí: VN_AQI giờ · ■ trạm nước mặt: VN_WQI ngày gần nhất (QĐ 1460/QĐ-TCMT)",
+        "● air station: hourly VN_AQI · ■ surface water station: latest daily VN_WQI (Decision"
+        " 1460/QĐ-TCMT)",
+    ),
     "ambient_air": ("Trạm không khí xung quanh", "Ambient air station"),
     "surface_water": ("Trạm nước mặt", "Surface water station"),
     "aqi_hour": ("VN_AQI giờ", "Hourly VN_AQI"),

@@ -82,7 +82,7 @@ def station_map(markers: list[Marker], *, zoom: int, tile_url: str = "", title: 
     if tile_url and tile_origin(tile_url):
         parts += _tiles(tile_url, zoom, x0, y0, x1, y1)
     for m, x, y in placed:
-        r = 13
+        r = 10
         shape = (
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{m.fill}" stroke="#333"/>'
             if m.shape == "circle"
@@ -92,7 +92,7 @@ def station_map(markers: list[Marker], *, zoom: int, tile_url: str = "", title: 
         parts.append(
             f'<a href="#station-{escape(m.id)}" class="marker" id="marker-{escape(m.id)}">'
             f"<title>{escape(m.title)}</title>{shape}"
-            f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" font-size="11"'
+            f'<text x="{x:.1f}" y="{y + 3:.1f}" text-anchor="middle" font-size="9"'
             f' fill="{m.ink}">'
             f"{escape(m.label)}</text></a>"
         )

@@ -3,6 +3,10 @@
 "use strict";
 
 (function () {
+  const HOUR = new Intl.DateTimeFormat("en-GB", {
+    hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Ho_Chi_Minh",
+  });
+
   function draw(station, label) {
     const box = document.getElementById("chart-" + station.id);
     if (!box || typeof uPlot === "undefined") return;
@@ -13,7 +17,10 @@
       height: 160,
       legend: { show: false },
       scales: { y: { range: (u, lo, hi) => [0, Math.max(100, Math.ceil((hi || 0) / 50) * 50)] } },
-      axes: [{}, { size: 40 }],
+      // hours in Vietnam's time (the stations' clock), 24-hour notation, whatever the reader's
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Asia/Ho_Chi_Minh"),
+      axes: [{ values: (u, splits) => splits.map((ts) => HOUR.format(new Date(ts * 1000))) },
+             { size: 40 }],
       series: [{}, { label: label, stroke: "#12324f", width: 2, points: { show: true, size: 4 } }],
     };
     box.textContent = "";
