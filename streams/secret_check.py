@@ -76,6 +76,11 @@ def process_secrets(settings: Settings) -> list[Secret]:
         found.append(
             Secret("QUANTRAC_MQTT_URL (its password)", urlsplit(settings.mqtt_url).password, True)
         )
+    # notifications (notify/): the webhook signing key and the SMTP login's password, when set
+    if settings.notify_webhook_secret is not None:
+        found.append(Secret("QUANTRAC_NOTIFY_WEBHOOK_SECRET", settings.notify_webhook_secret, True))
+    if settings.notify_smtp_user:
+        found.append(Secret("QUANTRAC_NOTIFY_SMTP_PASSWORD", settings.notify_smtp_password, True))
     return found
 
 

@@ -246,3 +246,22 @@ def test_message_text() -> None:
     assert "05/12/2026 08:00" in text  # started 01:00 UTC = 08:00 local
     assert "QCVN 40:2025/BTNMT, Table 1" in text
     assert "Acknowledge in the console: https://console.example.vn/violations/" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"notify_webhook_secret": "CHANGE-ME"}, "QUANTRAC_NOTIFY_WEBHOOK_SECRET is a placeholder"),
+        ({"notify_webhook_secret": ""}, "QUANTRAC_NOTIFY_WEBHOOK_SECRET is empty"),
+        ({"notify_smtp_user": "quantrac"}, "QUANTRAC_NOTIFY_SMTP_PASSWORD is empty"),
+    ],
+)
+def test_notify_secrets_are_checked_at_start(fields: dict[str, str], named: str) -> None:
+    from core.settings import Settings
+    from streams.secret_check import SecretError, check_secrets
+
+    with pytest.raises(SecretError, match=named) as info:
+        check_secrets(Settings.model_validate(fields))
+    assert "CHANGE-ME" not in str(info.value)  # the variable is named, never its value
+    real = {"notify_webhook_secret": "k2V9q-real-random", "notify_smtp_password": "x7!Rr-real"}
+    check_secrets(Settings.model_validate({**fields, **real}))
