@@ -37,6 +37,19 @@ from reports.service import (
 )
 
 
+def _file_response(*formats: Format) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answer of a file route: binary content of each format's media type."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        200: {
+            "description": "The report file (Content-Disposition names it)",
+            "content": {MEDIA_TYPES[f].split(";")[0]: binary for f in formats},
+        },
+        400: {"description": "bad request (kind, period, source, format)"},
+        404: {"description": "no such source or violation"},
+    }
+
+
 def build_router(
     settings: Settings,
     *,
@@ -71,11 +84,15 @@ def build_router(
             background=BackgroundTask(path.unlink, missing_ok=True),
         )
 
-    @router.get("/evidence/{violation_id}.zip")
+    @router.get(
+        "/evidence/{violation_id}.zip",
+        response_class=FileResponse,
+        responses=_file_response(Format.ZIP),
+    )
     def evidence(violation_id: str) -> FileResponse:
         return serve(ReportRequest(ReportKind.EVIDENCE, Format.ZIP, violation=violation_id))
 
-    @router.get("/{kind}")
+    @router.get("/{kind}", response_class=FileResponse, responses=_file_response(*Format))
     def report(
         kind: ReportKind,
         period: str | None = None,
