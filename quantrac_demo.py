@@ -92,6 +92,21 @@ def ensure_demo_users(configured: Settings, conninfo: str) -> bool:
     return True
 
 
+def demo_notify_env(settings: Settings, resolved: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The notifier's environment: QUANTRAC_NOTIFY_RULES as set, else the demo's rules, which
+    append every message to DATA_DIR/notifications.jsonl (notify.rules.demo_rules)."""
+    if settings.notify_rules:
+        return env
+    import yaml
+
+    from notify.rules import demo_rules
+
+    path = resolved.data_dir / "notify-demo-rules.yaml"
+    sink = (resolved.data_dir / "notifications.jsonl").resolve()
+    path.write_text(yaml.safe_dump(demo_rules(sink), sort_keys=False), encoding="utf-8")
+    return {**env, "QUANTRAC_NOTIFY_RULES": str(path)}
+
+
 def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
     registry = load_registry(settings.registry_path)
     source_ids = sorted(s.id for s in registry.sources)
@@ -113,6 +128,14 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
         console = subprocess.Popen(
             [sys.executable, "-m", "quantrac_cli", "console"],
             env=env,
+            start_new_session=True,
+            preexec_fn=orphan_guard,
+        )
+        # Notifications: the configured rules, or the demo's (to a local file, nothing sent out)
+        notices = demo_notify_env(settings, resolved, env)
+        notifier = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "notify"],
+            env=notices,
             start_new_session=True,
             preexec_fn=orphan_guard,
         )
@@ -145,7 +168,7 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
             if with_users
             else "             (no demo users on a configured database: quantrac users add)"
         )
-        with terminate_on_exit([simulator, gateway, worker, console]):
+        with terminate_on_exit([simulator, gateway, worker, console, notifier]):
             print(
                 f"""
 quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
@@ -154,6 +177,7 @@ quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
   console  : http://127.0.0.1:{resolved.console_port}/   (log in as one of these)
 {users}
   metrics  : http://127.0.0.1:{resolved.web_port}/metrics
+  notices  : {notices["QUANTRAC_NOTIFY_RULES"]} (delivery log: console /notifications)
   ingest   : ftp://127.0.0.1:{resolved.gateway_ftp_port}  http://127.0.0.1:{resolved.gateway_http_port}/ingest
              (one account per source; passwords in {resolved.data_dir}/ftp_users.json)
   stop     : Ctrl-C

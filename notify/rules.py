@@ -239,3 +239,24 @@ def group_key(route: str, ev: EventView) -> str:
 def dedupe_key(kind: str, route: str, channel: str, violation_id: str) -> str:
     """One delivery per (kind, route, channel, violation): what makes a re-plan a no-op."""
     return f"{kind}:{route}:{channel}:{violation_id}"
+
+
+def demo_rules(sink: Path) -> dict[str, Any]:
+    """The demo's rules: every exceedance and outage to a local file (nothing leaves the
+    machine); the console's delivery log shows them, grouping and escalation included."""
+    return {
+        "channels": {
+            "demo-sink": {"type": "file", "path": str(sink)},
+            "demo-escalation": {"type": "file", "path": str(sink)},
+        },
+        "routes": [
+            {
+                "name": "demo",
+                "match": {"kinds": ["exceedance", "outage"]},
+                "channels": ["demo-sink"],
+                "group_window_minutes": 60,
+                "notify_close": True,
+                "escalate": {"after_minutes": 15, "channels": ["demo-escalation"]},
+            }
+        ],
+    }

@@ -521,3 +521,59 @@ def test_console_shows_the_delivery_log(setup: Any, tmp_path: Path) -> None:
                         assert failed.json() == []
 
     asyncio.run(check())
+
+
+def test_quantrac_notify_process_with_the_demo_rules(db: str, tmp_path: Path) -> None:
+    """The real process: the demo's rules (a local file), its /metrics, SIGTERM stops it."""
+    import signal
+
+    from notify.rules import demo_rules
+
+    sink = tmp_path / "notifications.jsonl"
+    rules = tmp_path / "demo-rules.yaml"
+    rules.write_text(yaml.safe_dump(demo_rules(sink)))
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "QUANTRAC_DATABASE_URL": db,
+        "QUANTRAC_KAFKA_URL": "kafka://127.0.0.1:1",  # required by every process, unused here
+        "QUANTRAC_DATA_DIR": str(tmp_path),
+        "QUANTRAC_NOTIFY_RULES": str(rules),
+        "QUANTRAC_NOTIFY_POLL_S": "0.2",
+        "QUANTRAC_NOTIFY_PORT": str(port),
+    }
+    with open(tmp_path / "notify.log", "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "notify"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    log_tail = lambda: (tmp_path / "notify.log").read_text()[-3000:]  # noqa: E731
+    try:
+
+        def started() -> bool:
+            with psycopg.connect(db) as conn:
+                return bool(
+                    conn.execute(
+                        "SELECT 1 FROM information_schema.tables"
+                        " WHERE table_name = 'notification_state'"
+                    ).fetchone()
+                    and conn.execute("SELECT 1 FROM notification_state").fetchone()
+                )
+
+        wait_until(started, 60, 0.2, log_tail)
+        store(db, event("V1", "opened", 0), event("V1", "updated", 1), event("V1", "closed", 2))
+        wait_until(
+            lambda: sink.exists() and len(sink.read_text().splitlines()) == 2, 60, 0.2, log_tail
+        )
+        kinds = [json.loads(line)["kind"] for line in sink.read_text().splitlines()]
+        assert kinds == ["episode", "closed"]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'quantrac_notifications_total{channel_type="file",outcome="sent"} 2.0' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_tail()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
