@@ -30,6 +30,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
+import console.forwarding as forwarding  # the forwarder's delivery ledger (issue 20)
 import console.notifications as delivery_log  # the notifications' delivery log (notify/)
 from console import api_models as m
 from console import auth, chart_data, open_data, scheduled, tokens
@@ -365,6 +366,7 @@ def create_app(
 
     app.include_router(delivery_log.build_router(render, page_user, api_user, get_conn))
     app.include_router(scheduled.build_router(render, page_user, api_user, get_conn))
+    app.include_router(forwarding.build_router(render, page_user, api_user, get_conn))
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:

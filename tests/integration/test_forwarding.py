@@ -306,3 +306,76 @@ def test_a_resend_after_a_crash_repeats_the_idempotency_key(
     assert len(receiver.posts) == 2 and receiver.posts[0].key == receiver.posts[1].key
     assert len(receiver.kept) == 1
     assert receiver.posts[0].body == (archive_root / path).read_bytes()
+
+
+def test_console_lists_destinations_with_backlog_and_last_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The Forwarding page and /api/forwarding, for operators and admins (not regulators)."""
+    from console.app import create_app
+    from console.auth import create_user
+
+    migrate(database_url)
+    archive = Archive(tmp_path / "archive")
+    paths = [archive_file(archive, "HD-NT-01", "KHI01", m) for m in range(3)]
+
+    async def fill() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            now = datetime.now(UTC)
+            for dest in ("national", "city"):
+                await ledger.enqueue(
+                    conn,
+                    [
+                        ledger.QueuedFile(dest, p, "HD-NT-01", p.split("/")[-1], 10, "ab", now)
+                        for p in paths
+                    ],
+                )
+                await ledger.set_cursor_day(conn, dest, now.astimezone(LOCAL_TZ).date())
+            heads = await ledger.heads(conn, "national")
+            await ledger.mark_retry(
+                conn, heads[0].id, "connect to 127.0.0.1:21: refused", now, now, give_up=False
+            )
+            for h in await ledger.heads(conn, "city"):
+                await ledger.mark_delivered(conn, h.id, now)
+            rest = await ledger.heads(conn, "city")
+            await ledger.mark_retry(conn, rest[0].id, "HTTP 400 'bad file'", now, now, give_up=True)
+
+    asyncio.run(fill())
+    password = "correct horse battery"
+    for name, role in (("op", "operator"), ("adm", "admin"), ("reg", "regulator")):
+        create_user(database_url, name, password, role)
+    app = create_app(Settings(database_url=database_url, data_dir=tmp_path))
+
+    async def check() -> None:
+        async with app.router.lifespan_context(app):
+            for who, want in (("op", 200), ("adm", 200), ("reg", 403)):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    await c.get("/login")
+                    login = await c.post(
+                        "/login",
+                        data={
+                            "username": who,
+                            "password": password,
+                            "csrf_token": c.cookies.get("qt_login_csrf") or "",
+                        },
+                    )
+                    assert login.status_code == 303, login.text
+                    api = await c.get("/api/forwarding")
+                    html = await c.get("/forwarding?lang=en")
+                    assert (api.status_code, html.status_code) == (want, want), who
+                    if want != 200:
+                        continue
+                    got = {d["destination"]: d for d in api.json()["destinations"]}
+                    assert (got["national"]["queued"], got["national"]["failed"]) == (3, 0)
+                    assert got["national"]["last_error"] == "connect to 127.0.0.1:21: refused"
+                    assert got["national"]["last_error_path"] == paths[0]
+                    assert (got["city"]["queued"], got["city"]["failed"]) == (1, 1)
+                    assert got["city"]["delivered_24h"] == 1
+                    assert "Data forwarding" in html.text
+                    assert 'data-destination="national"' in html.text
+                    assert "connect to 127.0.0.1:21: refused" in html.text
+                    assert html.text.count('class="fwd-failed"') == 1
+                    assert 'href="/forwarding"' in html.text
+
+    asyncio.run(check())
