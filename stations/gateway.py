@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -53,6 +54,9 @@ from stations.circular10 import (
 )
 from stations.ingest_limits import IngestLimits, RateLimiter, cap_rejections
 from stations.registry import Registry, load_registry
+
+if TYPE_CHECKING:
+    from stations.http_ingest import IngestTokens
 
 log = logging.getLogger(__name__)
 
@@ -543,8 +547,10 @@ class Gateway:
         ftp_port: int | None = None,
         http_port: int | None = None,
         mqtt_topic_root: str | None = None,
+        tokens: IngestTokens | None = None,  # API tokens at the HTTP door (quantrac_cli wires)
     ) -> None:
         self.settings = settings
+        self.tokens = tokens
         self.registry = registry or load_registry(settings.registry_path)
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -607,6 +613,7 @@ class Gateway:
                 self.host,
                 self.http_port,
                 ssl_context=server_context(self.settings),
+                tokens=self.tokens,
             )
             await http.start()
             self._http = http
@@ -668,14 +675,16 @@ class Gateway:
         await self.stop()
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, tokens: IngestTokens | None = None
+) -> None:
     """Run the gateway until ``stop`` is set, or SIGTERM/SIGINT."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Gateway(settings):
+        async with Gateway(settings, tokens=tokens):
             await stop.wait()
             log.info("gateway stopping")
     finally:
@@ -683,10 +692,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_gateway(settings: Settings) -> None:
+def run_gateway(settings: Settings, tokens: IngestTokens | None = None) -> None:
     """``quantrac gateway``: blocks until SIGTERM/SIGINT, then stops cleanly."""
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, tokens=tokens))
 
 
 def fresh_metrics() -> Metrics:

@@ -5,18 +5,25 @@
 - ``POST /ingest/file/{name}`` — a Circular 10 file as the body, its file name in the path;
 - ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
 
-Authentication is HTTP Basic with the source's ingest account (the FTP credentials). Answers,
-each sent only after the broker acknowledged what was published:
+Authentication is HTTP Basic with the source's ingest account (the FTP credentials), or an API
+token of scope ``ingest`` (``Authorization: Bearer qt_…``, created with ``quantrac tokens create
+NAME --scope ingest --sources ID…``): it posts as one of its sources, the only one or the one
+named by ``?source=ID``. A token is checked against the database through a short cache
+(storage/api_tokens.py, ``CachedTokens``); each use is counted. Answers, each sent only after
+the broker acknowledged what was published:
 
 =====  =====================================================================================
 202    some readings accepted: ``{"accepted": n, "rejected": m, "rejections": [...]}``
 400    nothing accepted: the same body, ``rejections`` lists each specific error
-401    no or wrong credentials (``WWW-Authenticate: Basic``)
-403    the body is for another source (dead-lettered as ``sender_mismatch``)
+401    no or wrong credentials (``WWW-Authenticate: Basic``); an unknown, revoked or expired
+       token (``WWW-Authenticate: Bearer``)
+403    the body is for another source (dead-lettered as ``sender_mismatch``); a token of scope
+       ``read``, or ``?source=`` not among the token's sources (nothing archived)
 413    body over ``QUANTRAC_GATEWAY_MAX_BODY_BYTES`` (dead-lettered as ``file_too_large``)
-429    the account is over ``QUANTRAC_GATEWAY_DELIVERIES_PER_MINUTE`` (counted as
+429    the account (the source) is over ``QUANTRAC_GATEWAY_DELIVERIES_PER_MINUTE`` (counted as
        ``rate_limited``; nothing archived or published: send again after ``Retry-After``)
-503    the broker did not acknowledge: send again (``Retry-After``)
+503    the broker did not acknowledge, or a token could not be checked (database down): send
+       again (``Retry-After``)
 =====  =====================================================================================
 """
 
@@ -24,13 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import ssl
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.api_tokens import ApiToken, Scope, TokenStoreDown, Verdict, bearer
 from core.errors import RejectReason
 from core.metrics import Metrics
 from core.records import Channel
@@ -42,6 +52,16 @@ log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 REALM = 'Basic realm="quantrac ingest", charset="UTF-8"'
+BEARER_REALM = 'Bearer realm="quantrac ingest"'
+
+
+class IngestTokens(Protocol):
+    """The token table as the gateway sees it (storage.api_tokens.CachedTokens); ``find``
+    raises TokenStoreDown when the table cannot be read."""
+
+    async def find(self, secret: str) -> ApiToken | None: ...
+
+    async def record(self, token_id: str, *, route: str, outcome: str, ip: str) -> None: ...
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -117,8 +137,10 @@ class HttpIngest:
         port: int,
         *,
         ssl_context: ssl.SSLContext | None = None,  # HTTPS (core.tls.server_context)
+        tokens: IngestTokens | None = None,  # None: Bearer tokens are refused (401)
     ) -> None:
         self.ingest = ingest
+        self.tokens = tokens
         self.ssl_context = ssl_context
         self.accounts = accounts
         self.metrics = metrics
@@ -159,9 +181,58 @@ class HttpIngest:
             )
         return creds[0]
 
-    def _admitted(self, request: web.Request) -> str:
-        """The authenticated account, if it is within its deliveries per minute."""
-        account = self._account(request)
+    async def _token_account(self, request: web.Request, secret: str) -> tuple[str, str]:
+        """(source, token id) for an ingest token allowed to post for that source."""
+
+        def refuse(status: type[web.HTTPException], message: str) -> web.HTTPException:
+            headers = {"WWW-Authenticate": BEARER_REALM} if status is web.HTTPUnauthorized else {}
+            body = json.dumps({"error": message})
+            return status(headers=headers, text=body, content_type="application/json")
+
+        if self.tokens is None:
+            raise refuse(web.HTTPUnauthorized, "API tokens are not enabled on this gateway")
+        try:
+            token = await self.tokens.find(secret)
+        except TokenStoreDown:
+            log.exception("HTTP ingest: API token not checked")
+            raise web.HTTPServiceUnavailable(
+                headers={"Retry-After": "30"},
+                text='{"error": "the token cannot be checked now; send again"}',
+                content_type="application/json",
+            ) from None
+        if token is None:
+            raise refuse(web.HTTPUnauthorized, "unknown API token")
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else request.path
+        ip = request.remote or "unknown"
+        verdict = token.verdict(datetime.now(UTC))
+        if verdict is not Verdict.OK:
+            await self.tokens.record(token.id, route=path, outcome=verdict, ip=ip)
+            raise refuse(web.HTTPUnauthorized, f"API token {token.id} is {verdict}")
+        wanted = request.query.get("source")
+        if wanted is None and len(token.sources) == 1:
+            wanted = token.sources[0]
+        problem = None
+        if token.scope is not Scope.INGEST:
+            problem = f"API token {token.id} has scope {token.scope}, not ingest"
+        elif wanted is None:
+            problem = f"name the source: ?source= one of {', '.join(token.sources)}"
+        elif wanted not in token.sources:
+            problem = f"API token {token.id} may not post for {wanted[:40]}"
+        if problem is not None:
+            await self.tokens.record(token.id, route=path, outcome="scope", ip=ip)
+            raise refuse(web.HTTPForbidden, problem)
+        assert wanted is not None
+        await self.tokens.record(token.id, route=path, outcome=Verdict.OK, ip=ip)
+        return wanted, token.id
+
+    async def _admitted(self, request: web.Request) -> str:
+        """The authenticated account (a source id), if it is within its deliveries per minute."""
+        secret = bearer(request.headers.get("Authorization"))
+        if secret is not None:
+            account, _ = await self._token_account(request, secret)
+        else:
+            account = self._account(request)
         if not self.ingest.admit(Channel.HTTP, account):
             limit = self.ingest.limits.deliveries_per_minute
             raise web.HTTPTooManyRequests(
@@ -176,7 +247,7 @@ class HttpIngest:
     # meanwhile serves the other stations (and answers the MQTT and FTP doors' commits).
 
     async def post_json(self, request: web.Request) -> web.Response:
-        account = self._admitted(request)
+        account = await self._admitted(request)
         body = await read_bounded(request, self.ingest.limits.max_body_bytes)
         if not body.complete:
             return await self._oversize(account, "ingest.json", body)
@@ -186,7 +257,7 @@ class HttpIngest:
         return await self._commit(delivery)
 
     async def post_file(self, request: web.Request) -> web.Response:
-        account = self._admitted(request)
+        account = await self._admitted(request)
         name = request.match_info["name"]
         body = await read_bounded(request, self.ingest.limits.max_body_bytes)
         if not body.complete:
