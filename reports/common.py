@@ -198,6 +198,12 @@ class ViolationRow:
     flow_bracket: str | None = None
     flow_basis: str | None = None
     flow_value: float | None = None
+    # Reference-O2 correction (stacks, issue 19): peak_value is at o2_reference; these are the
+    # peak window's measured value and O2. None where no correction applies.
+    peak_measured_value: float | None = None
+    peak_o2_measured: float | None = None
+    o2_reference: float | None = None
+    correction_basis: str | None = None
 
     def penalty_text(self) -> str:
         """``Điều 18 … · 20–<40 m³/ngày (permitted flow 30)``; "" when no band applies."""
@@ -219,7 +225,8 @@ class ViolationRow:
 _VIOLATION_COLS = (
     "violation_id, kind, source_id, parameter, rule_id, period, state, started_at, ended_at, "
     'last_at, peak_value, "limit", peak_ratio, severity, legal_basis, penalty_article, '
-    "penalty_sanction, penalty_verified, flow_bracket, flow_basis, flow_value"
+    "penalty_sanction, penalty_verified, flow_bracket, flow_basis, flow_value, "
+    "peak_measured_value, peak_o2_measured, o2_reference, correction_basis"
 )
 
 

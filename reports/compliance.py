@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,11 +33,20 @@ from reports.common import (
     reading_counts,
 )
 from reports.i18n import t
-from reports.method import method_rows, method_section
+from reports.method import StackMethod, method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
 from stations.registry import Source
 from thresholds.limits import Limit
+from thresholds.reference_o2 import (
+    O2,
+    Correction,
+    CorrectionSettings,
+    correct_series,
+    default_table,
+    settings_of,
+    with_reference,
+)
 
 F, N, D, B, TX = CellType.FLOAT, CellType.INT, CellType.DATETIME, CellType.BOOL, CellType.TEXT
 PERIODS = ("1h", "8h", "24h", "day")
@@ -256,6 +265,50 @@ def exceedance_section(stats: Sequence[LimitStats]) -> Section:
     return Section("sec.exceedances", cols, rows)
 
 
+def corrected_averages(
+    averages: Sequence[AverageRow], settings: CorrectionSettings
+) -> tuple[list[AverageRow], list[tuple[AverageRow, Correction]]]:
+    """The averages with each corrected parameter's value at the reference O2 (a window not
+    judged becomes invalid), and the pairs (measured average, correction) behind them (pure;
+    the same rule as the worker's stage, thresholds/reference_o2.py)."""
+    assert settings.reference is not None
+    o2 = [a for a in averages if a.parameter == O2]
+    mine = [a for a in averages if a.parameter in settings.parameters]
+    pairs = correct_series(mine, o2, settings.reference, settings.max_o2)
+    fixed = {id(a): replace(a, value=c.corrected, valid=a.valid and c.judged) for a, c in pairs}
+    return [fixed.get(id(a), a) for a in averages], pairs
+
+
+def reference_o2_section(pairs: Sequence[tuple[AverageRow, Correction]], tz: str) -> Section:
+    cols = [
+        Column("parameter"),
+        Column("averaging"),
+        Column("window_start", D),
+        Column("measured_value", F),
+        Column("o2_measured", F),
+        Column("o2_reference", F),
+        Column("corrected_value", F),
+        Column("unit"),
+        Column("not_judged"),
+    ]
+    rows = [
+        (
+            a.parameter,
+            a.period,
+            local(a.window_start, tz),
+            c.measured,
+            c.o2_measured,
+            c.o2_reference,
+            c.corrected,
+            a.unit,
+            c.reason,
+        )
+        for a, c in pairs
+        if a.period in ("1h", "day")
+    ]
+    return Section("sec.reference_o2", cols, rows, in_pdf=False, note_key="note.hourly_not_in_pdf")
+
+
 def violations_section(
     violations: Sequence[ViolationRow], ack_counts: dict[str, int], tz: str, with_source: bool
 ) -> Section:
@@ -271,6 +324,9 @@ def violations_section(
         Column("ended_at", D),
         Column("duration_h", F),
         Column("peak_value", F),
+        Column("peak_measured_value", F),
+        Column("peak_o2_measured", F),
+        Column("o2_reference", F),
         Column("limit_max", F),
         Column("peak_ratio", F),
         Column("severity"),
@@ -291,7 +347,10 @@ def violations_section(
             local(v.started_at, tz),
             local(v.ended_at, tz),
             v.duration_h(),
-            v.peak_value,
+            v.peak_value,  # at the reference O2 when o2_reference is set
+            v.peak_measured_value,
+            v.peak_o2_measured,
+            v.o2_reference,
             v.limit,
             v.peak_ratio,
             v.severity,
@@ -334,6 +393,23 @@ def averages_table(key: str, averages: Sequence[AverageRow], tz: str, in_pdf: bo
     )
 
 
+def _stack_method(source: Source, o2set: CorrectionSettings | None) -> StackMethod | None:
+    """What the method says of a stack's reference O2 and standard conditions."""
+    if source.kind.value != "stack":
+        return None
+    table = default_table()
+    regulations = [str(getattr(ls.regulation, "value", ls.regulation)) for ls in source.limits]
+    conditions = next((c for r in regulations if (c := table.conditions_for(r)) is not None), None)
+    codes = [p.code.value for p in source.parameters]
+    return StackMethod(
+        reference=o2set.reference if o2set else None,
+        parameters=tuple(sorted(o2set.parameters)) if o2set else (),
+        conditions=conditions,
+        reported=tuple(c for c in ("Temp", "P", "H2O", "O2") if c in codes),
+        max_o2=table.formula.max_o2_measured,
+    )
+
+
 def charts(
     limits: Sequence[Limit], averages: Sequence[AverageRow], ctx: ReportContext
 ) -> list[Chart]:
@@ -352,6 +428,11 @@ def charts(
     return out
 
 
+def facility_points(ctx: ReportContext, facility_id: str) -> str:
+    """A facility's monitoring points, one "id (kind)" each, in registry order."""
+    return ", ".join(f"{p.id} ({p.kind.value})" for p in ctx.registry.points_of(facility_id))
+
+
 def build_compliance(
     conn: psycopg.Connection[Any], ctx: ReportContext, source_id: str, period: ReportPeriod
 ) -> Report:
@@ -361,7 +442,14 @@ def build_compliance(
     counts = reading_counts(conn, [source.id], period.start, period.end)
     comp = completeness_rows(source, counts, period, ctx.now, ctx.threshold)
     averages = fetch_averages(conn, source.id, period.start, period.end, PERIODS)
-    stats = [limit_stats(lim, averages) for lim in limits]
+    # stacks with a reference O2: limits are judged on the corrected values (issue 19)
+    o2set = settings_of(ctx.registry, source) if source.kind.value == "stack" else None
+    judged: list[AverageRow] = list(averages)
+    pairs: list[tuple[AverageRow, Correction]] = []
+    if o2set is not None and o2set.reference is not None:
+        limits = with_reference(limits, o2set.reference, o2set.parameters)
+        judged, pairs = corrected_averages(averages, o2set)
+    stats = [limit_stats(lim, judged) for lim in limits]
     violations = fetch_violations(conn, [source.id], period.start, period.end)
     acks = fetch_acks(conn, [v.violation_id for v in violations])
     ack_counts: dict[str, int] = defaultdict(int)
@@ -377,8 +465,14 @@ def build_compliance(
         (t("name", lang), source.name),
         (t("kind", lang), source.kind.value),
         (t("district", lang), source.district.value),
-        (t("facility", lang), facility.name if facility else ""),
-        (t("permit", lang), facility.permit if facility else ""),
+        # issue 19: the facility (id, name, permit, status) and all its monitoring points
+        (t("facility", lang), f"{facility.id} — {facility.name}" if facility else ""),
+        (t("permit", lang), facility.permit.text if facility else ""),
+        (
+            t("facility_status", lang),
+            f"{facility.status}: {facility.status_basis}" if facility else "",
+        ),
+        (t("facility_points", lang), facility_points(ctx, facility.id) if facility else ""),
         (t("period", lang), f"{period.first_day.isoformat()} – {period.last_day.isoformat()}"),
         (t("status", lang), t(verdict, lang)),
         (t("violations", lang), str(len(exceed))),
@@ -420,11 +514,19 @@ def build_compliance(
         Section("sec.outages", outage_cols, outage_rows),
         averages_table("sec.daily", daily, tz, in_pdf=True),
         averages_table("sec.hourly", hourly, tz, in_pdf=False),
+        *([reference_o2_section(pairs, tz)] if pairs else []),
         method_section(
-            method_rows(lang=lang, timezone=tz, threshold=ctx.threshold, limits=limits, outage=True)
+            method_rows(
+                lang=lang,
+                timezone=tz,
+                threshold=ctx.threshold,
+                limits=limits,
+                outage=True,
+                stack=_stack_method(source, o2set),
+            )
         ),
     ]
-    sections[4].charts = charts(limits, averages, ctx)
+    sections[4].charts = charts(limits, judged, ctx)
     return Report(
         ReportKind.COMPLIANCE,
         "title.compliance",

@@ -4,8 +4,14 @@ Contents:
 - ``violation.json``: the violation as recorded (times UTC, ISO 8601);
 - ``limit.json``: the limit applied, with its legal citation (resolved from the registry and the
   catalogue; the violation's own recorded legal basis is kept beside it);
+- ``facility.json`` (emission sources, issue 19): the facility the point belongs to — id,
+  illustrative name, operator, permit, sector, existing/new status and its basis — and all its
+  monitoring points, so the file is read per facility;
 - ``readings.csv``: the parameter's readings around the episode with device status and QC flag;
 - ``averages.csv``: the parameter's averages (all periods) around the episode;
+- ``o2_correction.csv`` (stacks with a reference O2, issue 19): per window of the violation's
+  averaging period, the measured value, the stack's O2 average of the same window, the reference
+  O2, the corrected value the limit was applied to, and why a window was not judged;
 - ``events.csv`` and ``acknowledgements.csv``: the violation's history;
 - ``originals/``: the original station files — each reading's archived file, taken only from the
   ``archive_path`` stored with it and only when that path lies in the violation's own source
@@ -30,6 +36,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -41,6 +48,13 @@ from reports.common import ReportContext, ViolationRow, fetch_acks, fetch_events
 from reports.render_csv import BOM, inert
 from storage.writer import AVERAGE_COLUMNS, READING_COLUMNS
 from thresholds.limits import resolve_limits
+from thresholds.reference_o2 import (
+    O2,
+    ReferenceO2,
+    correct_series,
+    settings_of,
+    with_reference,
+)
 
 MARGIN = {
     "1h": timedelta(hours=3),
@@ -137,6 +151,61 @@ def archived_original(archive_dir: Path | None, archive_path: str | None, source
         return f.read()
 
 
+@dataclass(frozen=True)
+class _Window:
+    period: str
+    window_start: datetime
+    window_end: datetime
+    value: float | None
+    valid: bool
+
+
+def _o2_correction(
+    conn: psycopg.Connection[Any],
+    v: ViolationRow,
+    start: datetime,
+    end: datetime,
+    reference: ReferenceO2,
+) -> bytes:
+    """The violation's windows with measured value, O2, reference and corrected value."""
+    rows = conn.execute(
+        "SELECT parameter, period, window_start, window_end, value, valid FROM averages"
+        " WHERE source_id = %s AND parameter = ANY(%s) AND period = %s"
+        " AND window_start >= %s AND window_start < %s ORDER BY window_start",
+        (v.source_id, [v.parameter, O2], v.period, start, end),
+    ).fetchall()
+    pollutant = [_Window(*r[1:]) for r in rows if r[0] == v.parameter]
+    o2 = [_Window(*r[1:]) for r in rows if r[0] == O2]
+    header = [
+        "period",
+        "window_start",
+        "window_end",
+        "measured_value",
+        "o2_measured",
+        "o2_reference",
+        "corrected_value",
+        "not_judged",
+        "reference_basis",
+    ]
+    return _csv(
+        header,
+        [
+            (
+                a.period,
+                a.window_start,
+                a.window_end,
+                a.value,
+                c.o2_measured,
+                c.o2_reference,
+                c.corrected,
+                c.reason,
+                reference.text(),
+            )
+            for a, c in correct_series(pollutant, o2, reference)
+        ],
+    )
+
+
 def build_evidence(
     conn: psycopg.Connection[Any],
     ctx: ReportContext,
@@ -164,12 +233,29 @@ def build_evidence(
         "recorded_limit": v.limit,
     }
     source = ctx.registry.find(v.source_id)
+    o2set = settings_of(ctx.registry, source) if source and source.kind.value == "stack" else None
+    if o2set is not None and v.parameter not in o2set.parameters:
+        o2set = None
     if source is not None:
         day = v.started_at.astimezone(ZoneInfo(ctx.timezone)).date()
-        for lim in resolve_limits(source, ctx.catalogue, day):
+        limits = resolve_limits(source, ctx.catalogue, day)
+        if o2set is not None:
+            limits = with_reference(limits, o2set.reference, o2set.parameters)
+        for lim in limits:
             if lim.rule_id == v.rule_id:
                 limit_doc["limit"] = lim.model_dump(mode="json")
     files["limit.json"] = _json(limit_doc)
+    if source is not None and source.facility:
+        facility = ctx.registry.facility(source.facility)
+        files["facility.json"] = _json(
+            facility.model_dump(mode="json")
+            | {
+                "points": [
+                    {"id": p.id, "name": p.name, "kind": p.kind.value}
+                    for p in ctx.registry.points_of(facility.id)
+                ]
+            }
+        )
 
     # The stored columns, less the two the package is already about (source, parameter).
     reading_cols = READING_COLUMNS[2:]
@@ -187,6 +273,8 @@ def build_evidence(
         (v.source_id, v.parameter, start, end),
     ).fetchall()
     files["averages.csv"] = _csv(list(average_cols), averages)
+    if o2set is not None and o2set.reference is not None:
+        files["o2_correction.csv"] = _o2_correction(conn, v, start, end, o2set.reference)
     events = fetch_events(conn, v.violation_id)
     files["events.csv"] = _csv(
         ["seq", "event", "at", "value", "ratio", "severity", "payload"],

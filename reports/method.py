@@ -8,6 +8,7 @@ outage hours are counted, and the legal basis of every limit the report applies.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from core.records import QcFlag
 from reports.i18n import Lang, t
@@ -15,6 +16,7 @@ from reports.model import Column, Section
 from thresholds.annual import MIN_DAY_FRACTION
 from thresholds.aqi import DAY_HOURS, DAY_MIN_HOURS, O3_8H_MIN_HOURS
 from thresholds.limits import Limit
+from thresholds.reference_o2 import ReferenceO2, StandardConditions
 
 EXCLUDED_FLAGS = tuple(f.value for f in QcFlag if f is not QcFlag.VALID)
 
@@ -32,6 +34,7 @@ def method_rows(
     outage: bool = False,
     aqi: bool = False,
     status: bool = False,
+    stack: StackMethod | None = None,
 ) -> list[tuple[str, str]]:
     flags = ", ".join(EXCLUDED_FLAGS)
     rows = [
@@ -167,11 +170,74 @@ def method_rows(
                 ),
             )
         )
+    if stack is not None:
+        rows += stack_method_rows(lang, stack)
     for lim in limits:
         unverified = "" if lim.verified else _pick(lang, " [CHƯA KIỂM CHỨNG]", " [UNVERIFIED]")
         note = f" — {lim.note}" if lim.note else ""
         rows.append((f"{t('m.limit', lang)} {lim.rule_id}", f"{lim.legal_basis}{unverified}{note}"))
     return rows
+
+
+@dataclass(frozen=True)
+class StackMethod:
+    """What a stack's report says about reference O2 and standard conditions (issue 19)."""
+
+    reference: ReferenceO2 | None  # None: compared as measured
+    parameters: tuple[str, ...]  # corrected parameters
+    conditions: StandardConditions | None  # of the regulation the stack is held to
+    reported: tuple[str, ...]  # which of Temp, P, H2O, O2 the stack reports
+    max_o2: float = 20.9
+
+
+def stack_method_rows(lang: Lang, m: StackMethod) -> list[tuple[str, str]]:
+    """The reference-O2 and standard-conditions rows of a stack's method section."""
+    if m.reference is None:
+        o2 = _pick(
+            lang,
+            "Không hiệu chỉnh oxy: giấy phép và bảng O2 tham chiếu (thresholds/data/"
+            "reference_o2.yaml) không nêu O2 tham chiếu cho ngành/nhiên liệu của nguồn; nồng độ "
+            "được so sánh như đo.",
+            "No oxygen correction: neither the permit nor the reference-O2 table (thresholds/"
+            "data/reference_o2.yaml) names a reference O2 for the source's sector/fuel; "
+            "concentrations are compared as measured.",
+        )
+    else:
+        params = ", ".join(m.parameters)
+        o2 = _pick(
+            lang,
+            f"{params}: so sánh giá trị quy về O2 tham chiếu C_ref = C_đo × (21 − O2_ref) / "
+            f"(21 − O2_đo), O2_ref = {m.reference.o2_percent:g} % ({m.reference.basis}"
+            f"{'' if m.reference.verified else ', CHƯA KIỂM CHỨNG'}); O2_đo là trung bình O2 "
+            "của chính nguồn trong cùng khoảng tính trung bình. Khoảng không có trung bình O2 "
+            f"hợp lệ, hoặc O2 ≥ {m.max_o2:g} %, không được đánh giá (nêu lý do). Vi phạm và "
+            "báo cáo ghi cả giá trị đo, O2 đo và giá trị hiệu chỉnh.",
+            f"{params}: compared at the reference O2, C_ref = C_measured × (21 − O2_ref) / "
+            f"(21 − O2_measured), O2_ref = {m.reference.o2_percent:g} % ({m.reference.basis}"
+            f"{'' if m.reference.verified else ', UNVERIFIED'}); O2_measured is the source's "
+            "own O2 average over the same averaging window. A window without a valid O2 "
+            f"average, or with O2 ≥ {m.max_o2:g} %, is not judged (the reason is listed). "
+            "Violations and reports show the measured value, the measured O2 and the corrected "
+            "value.",
+        )
+    reported = ", ".join(m.reported) or _pick(lang, "không", "none")
+    cond = (
+        m.conditions.text()
+        if m.conditions
+        else _pick(
+            lang, "quy chuẩn không nêu (chưa xác định)", "not stated by the regulation (unknown)"
+        )
+    )
+    std = _pick(
+        lang,
+        f"Điều kiện tiêu chuẩn: {cond}. quantrac nhận nồng độ đã quy về mg/Nm³ từ thiết bị đo "
+        "của nguồn và không tự quy đổi nhiệt độ, áp suất hay độ ẩm (khô/ướt); nguồn báo "
+        f"cáo: {reported}.",
+        f"Standard conditions: {cond}. quantrac takes concentrations already in mg/Nm³ from "
+        "the source's analyser and converts neither temperature, pressure nor moisture "
+        f"(dry/wet basis) itself; the source reports: {reported}.",
+    )
+    return [(t("m.reference_o2", lang), o2), (t("m.standard_conditions", lang), std)]
 
 
 def method_section(rows: list[tuple[str, str]]) -> Section:

@@ -116,6 +116,14 @@ class ViolationRow:
     flow_bracket: str | None = None
     flow_basis: str | None = None
     flow_value: float | None = None
+    # Reference-O2 correction (stacks, issue 19): value/peak_value are at o2_reference; these
+    # are what they were corrected from. NULL where no correction applies.
+    measured_value: float | None = None
+    o2_measured: float | None = None
+    o2_reference: float | None = None
+    peak_measured_value: float | None = None
+    peak_o2_measured: float | None = None
+    correction_basis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -334,7 +342,9 @@ _VIOLATION_SELECT = (
     " v.parameter, v.rule_id, v.period, v.state, v.started_at, v.ended_at, v.last_at, v.value,"
     ' v."limit", v.ratio, v.peak_value, v.peak_ratio, v.severity, v.legal_basis, v.last_seq,'
     " v.acknowledged_at, v.acknowledged_by, v.ack_note, v.penalty_article, v.penalty_sanction,"
-    " v.penalty_verified, v.flow_bracket, v.flow_basis, v.flow_value"
+    " v.penalty_verified, v.flow_bracket, v.flow_basis, v.flow_value, v.measured_value,"
+    " v.o2_measured, v.o2_reference, v.peak_measured_value, v.peak_o2_measured,"
+    " v.correction_basis"
     " FROM violations v LEFT JOIN sources s ON s.id = v.source_id"
 )
 

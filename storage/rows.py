@@ -146,6 +146,13 @@ def violation_row(e: ViolationEvent) -> Row:
         db_text_or_none(e.flow_bracket or None),
         db_text_or_none(e.flow_basis or None),
         e.flow_value,
+        # reference-O2 correction (stacks): value/peak are corrected, these are what they came from
+        e.measured_value,
+        e.o2_measured,
+        e.o2_reference,
+        e.peak_measured_value,
+        e.peak_o2_measured,
+        db_text_or_none(e.correction_basis or None, PROSE_MAX, PROSE),
     )
 
 

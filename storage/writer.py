@@ -197,6 +197,13 @@ VIOLATION_COLUMNS = (
     "flow_bracket",
     "flow_basis",
     "flow_value",
+    # reference-O2 correction of stacks (0015_reference_o2.sql)
+    "measured_value",
+    "o2_measured",
+    "o2_reference",
+    "peak_measured_value",
+    "peak_o2_measured",
+    "correction_basis",
 )
 VIOLATIONS = TableSpec(
     "violations",

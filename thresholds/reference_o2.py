@@ -28,6 +28,7 @@ import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +143,15 @@ def _norm(text: str | None) -> str:
 
 
 def reference_for(
-    source: Any, table: ReferenceTable, facility_sector: str | None = None
+    source: Any,
+    table: ReferenceTable,
+    facility_sector: str | None = None,
+    facility_fuel: str | None = None,
 ) -> ReferenceO2 | None:
     """The reference O2 of a stack: the permit's (``source.reference_o2``), else the table entry
-    for its sector (``source.sector`` or ``facility_sector``) and fuel (``source.fuel``), else
-    None (compared as measured). Any object with those attributes works (registry Source)."""
+    for its sector (``source.sector`` or ``facility_sector``) and fuel (``source.fuel`` or
+    ``facility_fuel``), else None (compared as measured). Any object with those attributes
+    works (registry Source)."""
     permit = getattr(source, "reference_o2", None)
     if permit is not None:
         pct = float(_attr(permit, "o2_percent"))
@@ -157,7 +162,8 @@ def reference_for(
             )
         return ReferenceO2(pct, str(_attr(permit, "basis")), True, "permit", "permit value")
     sector = _norm(getattr(source, "sector", None) or facility_sector)
-    fuel = _norm(getattr(source, "fuel", None))
+    fuel_attr = getattr(source, "fuel", None) or facility_fuel
+    fuel = _norm(str(getattr(fuel_attr, "value", fuel_attr or "")))
     if not sector:
         return None
     for entry in table.references:
@@ -247,6 +253,7 @@ def settings_for(
     table: ReferenceTable,
     facility_sector: str | None = None,
     horizon: timedelta = timedelta(hours=72),
+    facility_fuel: str | None = None,
 ) -> CorrectionSettings | None:
     """The stage's settings for a registry source; None when the stage does not apply (not a
     stack, no O2 measured, or no reference O2 named): its averages go straight to the check."""
@@ -256,7 +263,7 @@ def settings_for(
     codes = {str(getattr(p.code, "value", p.code)) for p in getattr(source, "parameters", [])}
     if O2 not in codes:
         return None
-    reference = reference_for(source, table, facility_sector)
+    reference = reference_for(source, table, facility_sector, facility_fuel)
     if reference is None:
         return None
     return CorrectionSettings(
@@ -523,3 +530,43 @@ def with_reference(
         else lim
         for lim in limits
     ]
+
+
+def correction_settings(
+    registry: Any, table: ReferenceTable | None = None, horizon: timedelta = timedelta(hours=72)
+) -> dict[str, CorrectionSettings]:
+    """Per source id, the stage's settings, for every stack it applies to (``settings_for``);
+    a source not in the map skips the stage. ``registry``: a ``stations.registry.Registry``."""
+    table = table or load_reference_table()
+    out: dict[str, CorrectionSettings] = {}
+    for source in registry.sources:
+        facility = registry.facility(source.facility) if source.facility else None
+        got = settings_for(
+            source,
+            table,
+            getattr(facility, "sector", None),
+            horizon,
+            getattr(facility, "fuel", None),
+        )
+        if got is not None:
+            out[source.id] = got
+    return out
+
+
+@cache
+def default_table() -> ReferenceTable:
+    """The shipped table, loaded once (reports and the CLI ask for it per source)."""
+    return load_reference_table()
+
+
+def settings_of(
+    registry: Any, source: Any, table: ReferenceTable | None = None
+) -> CorrectionSettings | None:
+    """``settings_for`` one registry source, its facility's sector and fuel as the fallback."""
+    facility = registry.facility(source.facility) if getattr(source, "facility", None) else None
+    return settings_for(
+        source,
+        table or default_table(),
+        getattr(facility, "sector", None),
+        facility_fuel=getattr(facility, "fuel", None),
+    )

@@ -23,6 +23,7 @@ from thresholds.reference_o2 import (
     ReferenceO2,
     correct,
     correct_series,
+    correction_settings,
     load_reference_table,
     reference_for,
     settings_for,
@@ -273,3 +274,14 @@ def test_violation_on_the_corrected_value_shows_measured_o2_and_corrected() -> N
     _, at_ref = step(None, [avg("O2", 6.0, 1), avg("SO2", 1000.0, 1)], SETTINGS)
     _, none = evaluate(None, at_ref[-1], limit)
     assert none == []
+
+
+def test_the_shipped_registry_corrects_its_thermal_power_stacks() -> None:
+    from stations.registry import load_registry
+
+    registry = load_registry()
+    got = correction_settings(registry)
+    phalai = got["HD-KT-01"]  # Phả Lại, coal: QCVN 22:2009 6 % (UNVERIFIED)
+    assert phalai.reference is not None and phalai.reference.o2_percent == 6
+    assert {"SO2", "NOx", "Dust", "CO"} <= phalai.parameters
+    assert all(registry.get(s).kind.value == "stack" for s in got)
