@@ -43,11 +43,19 @@ def forward_command(args: argparse.Namespace, make_settings: Callable[[], Settin
     if not settings.database_url:
         return _fail("QUANTRAC_DATABASE_URL is not set: the delivery ledger lives in the database")
     if args.action == "run":
-        from streams.forwarding import run_forwarder
+        from psycopg import OperationalError
+        from psycopg_pool import PoolTimeout
+
+        from streams.forwarding import ForwarderBusy, run_forwarder
         from streams.ports import check_free
 
         check_free(settings.forward_host, settings.forward_port, "QUANTRAC_FORWARD_PORT")
-        run_forwarder(settings, destinations)
+        try:
+            run_forwarder(settings, destinations)
+        except ForwarderBusy as exc:
+            return _fail(str(exc))
+        except (OperationalError, PoolTimeout) as exc:
+            return _fail(f"database unreachable: {exc.__class__.__name__}: {exc}")
         return 0
     if args.action == "status":
         return asyncio.run(_status(settings.database_url))

@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Outcome = Literal["delivered", "transient", "refused", "missing"]
+LOCK_KEY = 0x51464F52  # one forwarder per database: two would race on the same files
+
+
+class ForwarderBusy(RuntimeError):
+    """Another forwarder holds the database's forwarding lock."""
 
 
 def utc_now() -> datetime:
@@ -208,14 +213,28 @@ class Forwarder:
         )
         await pool.open(wait=True)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._scan_loop(pool, stop))
-                for d in self.destinations:
-                    tg.create_task(self._deliver_loop(pool, d, stop))
+            async with pool.connection() as lock_conn:  # held for the forwarder's life
+                cur = await lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    raise ForwarderBusy(
+                        "another quantrac forward is running on this database (advisory lock "
+                        f"{LOCK_KEY:#x} held); stop it first"
+                    )
+                try:
+                    await self._run_tasks(pool, stop)
+                finally:
+                    await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         finally:
             for t in self.targets.values():
                 await asyncio.to_thread(t.close)
             await pool.close()
+
+    async def _run_tasks(self, pool: AsyncConnectionPool, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._scan_loop(pool, stop))
+            for d in self.destinations:
+                tg.create_task(self._deliver_loop(pool, d, stop))
 
     # --- scanning ----------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from stations.forward_config import Destination
 from storage import forward_ledger as ledger
 from storage.migrate import migrate
 from streams.embedded import free_port
-from streams.runtime import QuantracProcess
+from streams.runtime import ROOT, QuantracProcess, child_env
 from tests.integration.forward_support import (
     FTP_PASSWORD,
     FTP_USER,
@@ -201,6 +203,18 @@ def test_forwarder_killed_mid_stream_restarts_without_duplicates(
             "every file delivered after the restart\n" + proc.log(),
         )
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        # a second forwarder on the same database refuses to start (exit 2, one line)
+        second = subprocess.run(
+            [sys.executable, "-m", "quantrac_cli", "forward"],
+            env=child_env(settings.model_copy(update={"forward_port": free_port()})),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert "another quantrac forward is running" in second.stderr
+        assert "Traceback" not in second.stderr
     finally:
         proc.stop()
         receiver.stop()
@@ -379,3 +393,48 @@ def test_console_lists_destinations_with_backlog_and_last_error(
                     assert 'href="/forwarding"' in html.text
 
     asyncio.run(check())
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantrac_cli", "forward", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_cli_check_and_its_errors(tmp_path: Path, database_url: str) -> None:
+    config = tmp_path / "destinations.yaml"
+    config.write_text(
+        "destinations:\n"
+        "  - {name: national, kind: ftp, url: 'ftp://127.0.0.1:21/in', username: hd,"
+        " password_env: FWD_CLI_PW, path: '{station}/{name}'}\n",
+        encoding="utf-8",
+    )
+    base = child_env(Settings(data_dir=tmp_path, database_url=database_url))
+    base.pop("QUANTRAC_FORWARD_DESTINATIONS_FILE", None)
+    base.pop("FWD_CLI_PW", None)
+    ok = run_cli("check", "--file", str(config), env={**base, "FWD_CLI_PW": "pw-s3cret-99"})
+    assert ok.returncode == 0, ok.stderr
+    assert "national: ftp ftp://127.0.0.1:21/in as hd" in ok.stdout
+    assert "pw-s3cret-99" not in ok.stdout + ok.stderr
+    cases = [
+        (("check",), {}, "QUANTRAC_FORWARD_DESTINATIONS_FILE is unset"),
+        (("check", "--file", str(config)), {}, "environment variable FWD_CLI_PW"),
+        (("check", "--file", str(tmp_path / "nope.yaml")), {}, "cannot read"),
+        (("retry",), {"FWD_CLI_PW": "x"}, "retry needs the destination's name"),
+        (("retry", "city", "--file", str(config)), {"FWD_CLI_PW": "x"}, "no destination 'city'"),
+    ]
+    for args, extra, message in cases:
+        got = run_cli(*args, env={**base, **extra})
+        assert got.returncode == 2, (args, got.stderr)
+        assert message in got.stderr, (args, got.stderr)
+        assert "Traceback" not in got.stderr
+    migrate(database_url)
+    status = run_cli("status", "--file", str(config), env={**base, "FWD_CLI_PW": "x"})
+    assert status.returncode == 0 and "no destination has run yet" in status.stdout
+    retry = run_cli("retry", "national", "--file", str(config), env={**base, "FWD_CLI_PW": "x"})
+    assert retry.returncode == 0 and "national: 0 failed file(s) queued again" in retry.stdout
