@@ -1,15 +1,18 @@
 """Notifications end to end on a real PostgreSQL (tests/conftest.py), a real SMTP server
 (aiosmtpd) and a real HTTP webhook receiver, both on 127.0.0.1.
 
-Violation events are stored the way the worker's persist agent stores them (storage/rows.py
-through storage/writer.py's BatchWriter); the notifier (notify/service.py) then runs its rounds
-in the test's thread, so each assertion follows a completed round.
+Most tests store violation events the way the worker's persist agent stores them
+(storage/rows.py through storage/writer.py's BatchWriter); the last one sends readings through
+the real broker and a real worker process. The notifier (notify/service.py) runs its rounds in
+the test's thread, so each assertion follows a completed round; one test runs the real
+`quantrac notify` process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -577,3 +580,93 @@ def test_quantrac_notify_process_with_the_demo_rules(db: str, tmp_path: Path) ->
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_pipeline_exceedance_to_mail_and_webhook(
+    settings: Settings,
+    worker: Any,
+    smtp: tuple[Mailbox, int],
+    webhook: Receiver,
+    tmp_path: Path,
+) -> None:
+    """Readings through the real broker and worker: an hourly COD exceedance episode at HD-NT-01
+    (QCVN 40:2011 B × Kq 1.1 × Kf 0.9 = 148.5 mg/L; tests/integration/test_pipeline.py) is one
+    e-mail and one signed webhook, and its close one more each."""
+    from core.records import Channel, RawReading
+    from core.topics import RAW, bootstrap_servers, ensure_topics
+    from stations.feed import KafkaFeed
+
+    url = settings.database_url
+    assert url
+    migrate(url)
+    ensure_topics(settings)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "channels": {
+                    "duty": {"type": "email", "to": ["duty@example.vn"]},
+                    "ops": {"type": "webhook", "url": f"http://127.0.0.1:{webhook.port}/h"},
+                },
+                "routes": [
+                    {
+                        "name": "outfalls",
+                        "match": {"sources": ["HD-NT-01"], "kinds": ["exceedance"]},
+                        "channels": ["duty", "ops"],
+                        "notify_close": True,
+                    }
+                ],
+            }
+        )
+    )
+    mailbox, smtp_port = smtp
+    webhook.start()
+    n = new_notifier(notifier_settings(url, smtp_port, rules, tmp_path))
+
+    step = timedelta(minutes=5)
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=10)
+    levels = [100, 100, 230, 230, 100, 100, 100]  # hourly levels; 230 / 148.5 = 1.55
+    readings = [
+        RawReading(
+            source_id="HD-NT-01",
+            parameter="COD",
+            value=round(level + 60 * math.sin(k * 2.3), 3),  # as test_pipeline._noisy
+            unit="mg/L",
+            measured_at=t0 + h * timedelta(hours=1) + k * step,
+            status="00",
+            received_at=datetime.now(UTC),
+            channel=Channel.SIMULATOR.value,
+            origin=f"test:{h}:{k}",
+        )
+        for h, level in enumerate(levels)
+        for k in range(12)
+    ]
+
+    async def produce() -> None:
+        async with KafkaFeed(bootstrap_servers(settings), settings.topic(RAW.name)) as feed:
+            await feed.send(readings)
+
+    asyncio.run(produce())
+    worker.start()
+
+    def closed_notice() -> bool:
+        n.run_once()
+        return any(d["kind"] == "closed" for d in webhook.documents())
+
+    wait_until(closed_notice, 240, 0.5, worker.log)
+    settle(n)
+    docs = webhook.documents()
+    assert [d["kind"] for d in docs] == ["episode", "closed"], docs
+    assert docs[0]["violation"]["source_id"] == "HD-NT-01"
+    assert docs[0]["violation"]["parameter"] == "COD"
+    assert all(channels.verify(SECRET, h["X-Quantrac-Signature"], b) for h, b in webhook.requests)
+    mails = mailbox.to("duty@example.vn")
+    assert len(mails) == 2
+    assert mails[0]["Subject"].startswith("[quantrac] opened: HD-NT-01 COD")
+    assert mails[1]["Subject"].startswith("[quantrac] closed: HD-NT-01 COD")
+    with psycopg.connect(url) as conn:  # the episode had more events than messages
+        row = conn.execute(
+            "SELECT count(*) FROM violation_events e JOIN violations v USING (violation_id)"
+            " WHERE v.kind = 'exceedance' AND v.source_id = 'HD-NT-01'"
+        ).fetchone()
+    assert row is not None and row[0] > 2
