@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from core.settings import Settings
+from reports.cli_args import add_kinds as add_report_kinds
 
 
 def _settings() -> Settings:
@@ -234,11 +235,11 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.cli import run_report
+    from reports.cli import run_parsed
     from reports.service import ReportRequestError
 
     try:
-        path = run_report(_settings(), args.rest)
+        path = run_parsed(_settings(), args)
     except ReportRequestError as exc:
         print(f"quantrac report: {exc}", file=sys.stderr)
         return 2
@@ -251,7 +252,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from core.progress import Progress
-    from reports.scheduler import run_forever, run_once
+    from reports.scheduler import list_stored, run_forever, run_once
     from stations.registry import load_registry
     from storage.migrate import migrate
     from streams.embedded import EmbeddedPostgres
@@ -281,6 +282,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             url = stack.enter_context(EmbeddedPostgres(configured.data_dir / "pg")).uri
         settings = configured.model_copy(update={"database_url": url})
         migrate(url)
+        if args.list:
+            print(list_stored(url, as_json=args.json))
+            return 0
         if not args.once:
             run_forever(settings, only)
             return 0
@@ -361,7 +365,12 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             assert url
             if args.action == "create":
                 out = token_cli.create(
-                    url, args.target, args.scope, days=args.expires, sources=args.sources or []
+                    url,
+                    args.target,
+                    args.scope,
+                    days=args.expires,
+                    sources=args.sources or [],
+                    registry_path=settings.registry_path,
                 )
             elif args.action == "list":
                 out = token_cli.list_text(url, as_json=args.json)
@@ -590,17 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="only these source ids (repeat, or comma-separated)",
     )
+    sch.add_argument("--list", action="store_true", help="list the stored reports, then exit")
+    sch.add_argument("--json", action="store_true", help="with --list: JSON instead of a table")
     sch.add_argument(
         "--at",
         help="with --once: run as if it were this time (ISO with offset), e.g. to make a "
         "month again after deleting its row",
     )
     rep = add("report", cmd_report, "regulator reports: `quantrac report KIND --help`")
-    rep.add_argument(
-        "rest",
-        nargs=argparse.REMAINDER,
-        help="KIND --source ID --period P --format csv|xlsx|pdf [--lang en] [-o FILE]",
-    )
+    add_report_kinds(rep)  # one sub-command per kind, each with its own --help
     return p
 
 

@@ -12,11 +12,14 @@ The lead wires ``run_report`` into the main CLI; it returns the path written.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from core.progress import Progress
 from core.settings import Settings
+from reports.cli_args import add_kinds
 from reports.common import ReportContext
 from reports.i18n import Lang
 from reports.model import ReportKind
@@ -34,18 +37,7 @@ from reports.service import (
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantrac report", description="Regulator reports.")
-    p.add_argument("kind", choices=[k.value for k in ReportKind])
-    p.add_argument(
-        "--source",
-        action="append",
-        default=[],
-        help="source id (repeat, or comma-separated; 'all' for exports)",
-    )
-    p.add_argument("--period", help="2026-10, 2026-Q3, 2026, 2026-10-05 or 2026-10-01..2026-10-15")
-    p.add_argument("--violation", help="violation id (evidence packages)")
-    p.add_argument("--format", choices=[f.value for f in Format], default=None)
-    p.add_argument("--lang", choices=[lang.value for lang in Lang], default=Lang.VI.value)
-    p.add_argument("-o", "--output", type=Path, help="output file (default: a name in the cwd)")
+    add_kinds(p)
     return p
 
 
@@ -65,7 +57,12 @@ def request_from_args(args: argparse.Namespace) -> ReportRequest:
 
 def run_report(settings: Settings, argv: Sequence[str]) -> Path:
     """Parse ``argv`` (without the leading 'report'), write the report, return its path."""
-    args = parser().parse_args(list(argv))
+    return run_parsed(settings, parser().parse_args(list(argv)))
+
+
+def run_parsed(settings: Settings, args: argparse.Namespace) -> Path:
+    """Write the report ``args`` (from :func:`add_kinds`) ask for; return its path. Progress
+    (bytes written) goes to stderr on a terminal, one summary line at the end."""
     req = request_from_args(args)
     check_request(req)  # fail before starting a database
     ctx = ReportContext.from_settings(settings, req.lang)
@@ -93,7 +90,26 @@ def run_report(settings: Settings, argv: Sequence[str]) -> Path:
             url = stack.enter_context(EmbeddedPostgres(settings.data_dir / "pg")).uri
         conn = stack.enter_context(connect(url))
         tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as out:
-            write_report(conn, ctx, req, out, settings.data_dir / "archive")
+        progress = Progress(f"report {req.kind}")
+        with open(tmp, "wb") as raw:
+            out = CountingWriter(raw, lambda n: progress.update(n // 1024, unit="kB"))
+            write_report(conn, ctx, req, out, settings.data_dir / "archive")  # type: ignore[arg-type]
         tmp.replace(path)  # never leave a half-written report under the real name
+        progress.finish(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB)")
     return path
+
+
+class CountingWriter:
+    """A binary file that counts what is written through it (progress of long exports)."""
+
+    def __init__(self, raw: BinaryIO, on_write: Callable[[int], None]) -> None:
+        self.raw, self.on_write, self.written = raw, on_write, 0
+
+    def write(self, data: bytes) -> int:
+        n = self.raw.write(data)
+        self.written += n
+        self.on_write(self.written)
+        return n
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, flush... as the file has them
+        return getattr(self.raw, name)

@@ -348,3 +348,54 @@ def run_forever(settings: Settings, only: Sequence[str] = ()) -> None:
             log.warning("scheduled reports: database error, retrying: %s", exc)
         log.info("next reports due at %s", next_run(datetime.now(UTC), schedule).isoformat())
         stop.wait(settings.schedule_poll_s)
+
+
+# --- listing (quantrac scheduler --list) ----------------------------------------------------
+
+LIST_COLUMNS = (
+    "id",
+    "period",
+    "kind",
+    "subject",
+    "facility",
+    "status",
+    "filename",
+    "size_bytes",
+    "mailed_at",
+    "error",
+)
+
+
+def stored_reports(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The stored scheduled reports, newest month first (no file contents)."""
+    cur = conn.execute(
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM scheduled_reports"
+        " ORDER BY period DESC, kind, facility NULLS LAST, subject"
+    )
+    return [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ("id", "period", "kind", "subject", "status", "size", "mailed")
+    lines = [header]
+    for r in rows:
+        mailed = r["mailed_at"].astimezone(TZ).strftime("%Y-%m-%d %H:%M") if r["mailed_at"] else "-"
+        size = f"{r['size_bytes'] / 1024:.0f} kB" if r["size_bytes"] else (r["error"] or "-")
+        lines.append(
+            (str(r["id"]), r["period"], r["kind"], r["subject"], r["status"], size, mailed)
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in lines
+    )
+
+
+def list_stored(conninfo: str, as_json: bool = False) -> str:
+    import json
+
+    with psycopg.connect(conninfo) as conn:
+        rows = stored_reports(conn)
+    if as_json:
+        return json.dumps(rows, default=str, ensure_ascii=False, indent=1)
+    return format_table(rows)

@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from core.progress import Progress
 from core.records import Channel, RawReading
 from core.settings import Settings
 from core.tls import client_context
@@ -336,6 +337,7 @@ async def simulate(
     until_caught_up: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     workers: int = 8,
+    on_tick: Callable[[timedelta, timedelta, SimStats], None] | None = None,
 ) -> SimStats:
     """Deliver simulated files until ``stop`` is set, or with ``until_caught_up`` (batch runs
     and tests) until the simulated clock reached now and every file due by now was delivered."""
@@ -378,6 +380,8 @@ async def simulate(
             retry = await send.deliver(due, sim_now)
             pending += retry
             caught_up = clock() >= now() - timedelta(seconds=1)
+            if on_tick is not None:  # progress: simulated time done of the time to catch up
+                on_tick(clock() - clock.sim_start, now() - clock.sim_start, stats)
             if until_caught_up and caught_up and not any(p[0].due_at <= now() for p in pending):
                 break  # files due later (latency, outage end, retries) are left unsent
             with contextlib.suppress(TimeoutError):
@@ -523,13 +527,32 @@ def run_simulator(
 ) -> SimStats:
     """``quantrac simulate``: runs until SIGTERM/SIGINT; returns what was delivered."""
 
+    progress = Progress("simulate backfill")
+    caught_up = False
+
+    def on_tick(done: timedelta, total: timedelta, stats: SimStats) -> None:
+        nonlocal caught_up
+        if caught_up:
+            return
+        minutes, of = int(done.total_seconds() // 60), int(total.total_seconds() // 60)
+        progress.update(minutes, max(of, 1), unit="simulated min")
+        if done >= total - timedelta(seconds=1):
+            caught_up = True
+            progress.finish(f"caught up: {stats.files} files, {stats.readings} readings")
+
     async def main() -> SimStats:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         return await simulate(
-            settings, via=via, speed=speed, backfill_hours=backfill_hours, seed=seed, stop=stop
+            settings,
+            via=via,
+            speed=speed,
+            backfill_hours=backfill_hours,
+            seed=seed,
+            stop=stop,
+            on_tick=on_tick,
         )
 
     stats = asyncio.run(main())

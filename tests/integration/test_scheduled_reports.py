@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import subprocess
 import sys
@@ -115,6 +116,16 @@ def test_monthly_reports_stored_once_mailed_listed_downloaded_audited(
     assert r.returncode == 0, err
     assert "scheduled reports: 0 due: 0 stored" in err and "0 e-mail(s) sent" in err, err
     assert r.stdout == b""
+    r = subprocess.run(
+        [sys.executable, "-m", "quantrac_cli", "scheduler", "--list", "--json"],
+        cwd=ROOT, env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    listed = json.loads(r.stdout)
+    assert sorted((x["subject"], x["period"], x["status"]) for x in listed) == [
+        (KK, "2026-10", "done"),
+        (NT, "2026-10", "done"),
+    ]
 
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(

@@ -1,0 +1,72 @@
+"""``quantrac report KIND`` as real sub-commands (issue 21): each kind has its own --help with
+only its options; a report written from the command line prints its path on stdout and one
+summary line on stderr (progress only on a terminal)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_reports import NT, insert_dataset
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantrac_cli", *args],
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_each_report_kind_has_its_own_help() -> None:
+    top = cli("report", "--help")
+    assert top.returncode == 0, top.stderr
+    for kind in ("compliance", "air-quality", "province", "export", "evidence"):
+        assert kind in top.stdout.decode()
+    options = {
+        "compliance": ({"--source", "--period", "--format", "--lang"}, {"--violation"}),
+        "province": ({"--period", "--format"}, {"--source", "--violation"}),
+        "export": ({"--source", "--period", "{csv,xlsx}"}, {"--violation", "pdf"}),
+        "evidence": ({"--violation", "--output"}, {"--period", "--source", "--format"}),
+    }
+    for kind, (present, absent) in options.items():
+        r = cli("report", kind, "--help")
+        text = r.stdout.decode()
+        assert r.returncode == 0 and f"usage: quantrac report {kind}" in text, text
+        assert all(o in text for o in present), (kind, text)
+        assert not any(o in text for o in absent), (kind, text)
+    r = cli("report", "nonsense")
+    assert r.returncode == 2 and "invalid choice: 'nonsense'" in r.stderr.decode()
+
+
+def test_report_prints_path_on_stdout_and_a_summary_on_stderr(
+    database_url: str, tmp_path: Path
+) -> None:
+    insert_dataset(database_url)
+    env = dict(os.environ, QUANTRAC_DATABASE_URL=database_url, QUANTRAC_DATA_DIR=str(tmp_path))
+    out = tmp_path / "c.xlsx"
+    r = cli(
+        "report", "compliance", "--source", NT, "--period", "2026-10", "--format", "xlsx",
+        "-o", str(out), env=env,
+    )  # fmt: skip
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert r.stdout.decode().strip() == str(out)
+    size_kb = out.stat().st_size / 1024
+    summary = [line for line in err.splitlines() if line.startswith("report compliance:")]
+    assert len(summary) == 1, err
+    assert re.fullmatch(
+        rf"report compliance: wrote {re.escape(str(out))} \({size_kb:.0f} kB\) \([0-9.]+ s\)",
+        summary[0],
+    ), summary
+    assert "\r" not in err  # no terminal: no progress line redrawn
