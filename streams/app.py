@@ -1,7 +1,9 @@
-"""The Faust application: ``create_app(settings)`` declares the topics and the agents.
+"""The Faust application: ``create_app(settings)`` wires topics, state tables and stages.
 
-Agents are thin: read, call a pure function, send or write. The pure functions live in
-``thresholds/`` (QA/QC, averaging, AQI, limits) and the writers in ``storage/``.
+Every stateful stage is a declaration (``Stage``: input, items, key, state, a pure step in
+``thresholds/steps.py`` or ``streams/validate.py``) run by one ``Runner`` that owns decoding,
+dead letters, the skip of re-delivered messages, emitting, metrics and commits
+(streams/runner.py). The persist agents write batches to PostgreSQL and ack after the commit.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from core.records import (
     QcBatch,
     QcFlag,
     QcReading,
-    RawReading,
     Rejection,
     Tick,
     ViolationEvent,
@@ -40,59 +41,26 @@ from stations.registry import load_registry
 from storage import rows as to_row
 from storage import writer as tables
 from storage.writer import BatchWriter, Row, TableSpec
-from streams.batch import Batch, LiveStates
+from streams.batch import Batch
 from streams.checks import LimitBook, outage_allowance
 from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
-from streams.errors import DeadLetters, RecordSchema, write_rows
-from streams.validate import Validator, decode_raw, decode_valid
+from streams.errors import DeadLetters, RecordSchema, coordinates, write_rows
+from streams.runner import Output, Runner, Stage, typed
+from streams.validate import Arrival, Validator, decode_raw, decode_valid, validate
+from thresholds import steps
 from thresholds.aqi_station import StationAqi
-from thresholds.averaging import LOCAL_TZ
 from thresholds.catalogue import load_catalogue
 from thresholds.qc import SeriesState, load_qc_rules
-from thresholds.violations import OutageState, RuleState, check_outage, evaluate
-from thresholds.water_quality import StationDays, WaterDay, is_worse
-from thresholds.windows import SeriesWindows, WindowOut
+from thresholds.violations import OutageState, RuleState
+from thresholds.water_quality import StationDays
+from thresholds.windows import SeriesWindows
 
 log = logging.getLogger(__name__)
 
 
-def to_average(r: QcReading, out: WindowOut) -> Average:
-    return Average(
-        source_id=r.source_id,
-        parameter=r.parameter,
-        period=out.period.value,
-        window_start=out.window_start,
-        window_end=out.window_end,
-        value=out.stat.value,
-        unit=r.unit,
-        samples=out.stat.samples,
-        expected=out.stat.expected,
-        completeness=out.stat.completeness,
-        valid=out.stat.valid,
-        revision=out.revision,
-        final=out.final,
-    )
-
-
-def to_water_day(source_id: str, target: str | None, d: WaterDay, day_start: datetime) -> Any:
-    return WaterQualityDay(
-        source_id=source_id,
-        day=d.day,
-        day_start=day_start,
-        water_class=d.water_class,
-        target_class=target,
-        alert=is_worse(d.water_class, target),
-        wqi=d.wqi,
-        wqi_meets_minimum=d.wqi_meets_minimum,
-        wqi_groups=d.wqi_groups,
-        wqi_note=d.wqi_note,
-        means=d.means,
-        classes=d.classes,
-        skipped=d.skipped,
-        over_table1=d.over_table1,
-        revision=d.revision,
-    )
+def same(x: Any) -> Any:
+    return x
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -182,12 +150,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     limit_book = LimitBook(registry, load_catalogue())
     air_stations = {s.id for s in registry.sources if s.kind is SourceKind.AMBIENT_AIR}
-    water_targets = {s.id: s.target_class for s in registry.of_kind(SourceKind.SURFACE_WATER)}
+    water = steps.WaterConfig(
+        limit_book.catalogue,
+        {s.id: s.target_class for s in registry.of_kind(SourceKind.SURFACE_WATER)},
+    )
     metrics.init_sources(
         [s.id for s in registry.sources],
         sorted({p.code.value for s in registry.sources for p in s.parameters}),
     )
-    step, within = settings.stream_batch, settings.stream_batch_seconds
 
     def table(name: str) -> Any:
         return app.Table(name, default=None, partitions=settings.topic_partitions)
@@ -201,39 +171,21 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     aqi_state = table("aqi_state")  # air station -> StationAqi
     water_state = table("water_state")  # surface-water station -> StationDays
 
-    def new_windows(key: str) -> Callable[[Any], SeriesWindows]:
-        source_id, parameter = key.split("|", 1)
+    def route(out: Output) -> tuple[Any, str, Any]:
+        r = out.record
+        if isinstance(r, Rejection):
+            key = r.source_id or (dead.key(out.event) if out.event is not None else "")
+            return rejected_topic, key, r
+        if isinstance(r, QcBatch):
+            return valid_topic, r.source_id, r.dumps()
+        if isinstance(r, ViolationEvent):
+            return violations_topic, r.violation_id, r
+        return outputs_by_type[type(r)], r.source_id, r
 
-        def load(d: Any) -> SeriesWindows:
-            if d:
-                return SeriesWindows.from_dict(d)
-            return SeriesWindows(
-                parameter,
-                registry.get(source_id).interval_for(parameter),
-                settings.completeness_threshold,
-                int(settings.late_horizon_hours),
-            )
-
-        return load
-
-    def load_rule(d: Any) -> RuleState | None:
-        return RuleState.from_json(d) if d else None
-
-    def dump_rule(state: RuleState | None) -> Any:
-        return state.to_json() if state else None
-
-    def load_aqi(d: Any) -> StationAqi:
-        # The AQI day's completeness is thresholds/aqi.py's, shared with `quantrac aqi --daily`.
-        return StationAqi.from_dict(d) if d else StationAqi()
-
-    def same(x: Any) -> Any:
-        return x
-
-    states: LiveStates = {}  # the agents' state objects, kept between batches (streams/batch.py)
-
-    def load_qc(d: Any) -> SeriesState:
-        return SeriesState.from_dict(d) if d else SeriesState()
-
+    outputs_by_type = {Average: averages_topic, AqiRecord: aqi_topic, WaterQualityDay: water_topic}
+    runner = Runner(
+        {}, dead, route, batch=settings.stream_batch, within=settings.stream_batch_seconds
+    )
     stage_latency = {
         stage: metrics.latency.labels(stage)
         for stage in ("validated", "stored", "averaged", "violation")
@@ -242,209 +194,232 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     def observe_latency(stage: str, since: datetime) -> None:
         stage_latency[stage].observe((datetime.now(UTC) - since).total_seconds())
 
-    @app.agent(raw_topic, name="validate_readings")
-    async def validate_readings(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch, now = Batch(states), datetime.now(UTC)
-            judged: list[tuple[Any, int, QcReading]] = []
-            delivered: list[tuple[Any, int, RawReading]] = []
-            for event in events:
-                m = event.message
-                decoded = decode_raw(
-                    event.value,
-                    # the broker's time: the same when the message is delivered again
-                    datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else now,
-                    f"{m.topic}:{m.partition}:{m.offset}",
+    def broker_time(event: Any) -> datetime:
+        # the broker's time: the same when the message is delivered again
+        m = event.message
+        return datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC)
+
+    def series_key(r: Any) -> str:
+        return f"{r.source_id}|{r.parameter}"
+
+    def count_rejection(r: Any) -> Any:
+        return ("rejected", r.channel, r.reason) if isinstance(r, Rejection) else None
+
+    def inc(counts: Counter[Any]) -> None:
+        for (kind, *labels), n in counts.items():
+            counters[kind].labels(*labels).inc(n)
+
+    counters = {
+        "rejected": metrics.rejections,
+        "average": metrics.averages_emitted,
+        "violation": metrics.violation_events,
+    }
+
+    # -- validate: raw → flagged readings, stored, then passed on -------------------------------
+    def arrivals(event: Any) -> list[Arrival] | Rejection:
+        m, now = event.message, datetime.now(UTC)
+        decoded = decode_raw(event.value, broker_time(event), coordinates(event))
+        if isinstance(decoded, Rejection):
+            return decoded
+        return [Arrival(r, m.offset * POSITION_STRIDE + i, now) for i, r in enumerate(decoded)]
+
+    async def store_readings(batch: Batch, outputs: list[Output]) -> list[Output]:
+        # Readings are stored here, before the raw offsets can be committed: the raw topic has
+        # this one consumer, so "stored, then acked" holds without depending on how Faust
+        # combines the acks of several agents reading one topic. A reading the database refuses
+        # is dead-lettered and not passed on.
+        judged = [o for o in outputs if isinstance(o.record, QcReading)]
+        passed = [o for o in outputs if not isinstance(o.record, QcReading)]
+        refused = await write_rows(write_readings, [to_row.reading_row(o.record) for o in judged])
+        by_source: dict[str, list[QcReading]] = {}
+        for o, error in zip(judged, refused, strict=True):
+            q = o.record
+            observe_latency("validated", q.received_at)
+            if error is not None:
+                line = q.position % POSITION_STRIDE + 1
+                rej = dead.rejection(
+                    "validate_readings",
+                    o.event,
+                    RejectReason.STORAGE_ERROR,
+                    error,
+                    line=line,
+                    source_id=q.source_id,
                 )
-                if isinstance(decoded, Rejection):
-                    metrics.rejections.labels(decoded.channel, decoded.reason).inc()
-                    batch.emit(rejected_topic, str(event.key or b"", "utf-8", "replace"), decoded)
-                    continue
-                delivered += [(event, i, r) for i, r in enumerate(decoded)]
-            for event, index, r in delivered:
-                with dead.guard("validate_readings", batch, event, line=index + 1):
-                    key = f"{r.source_id}|{r.parameter}"
-                    slot = batch.slot(qc_state, key, event, load_qc, SeriesState.to_dict)
-                    if slot is None:
-                        continue  # applied before a restart; its output was confirmed then
-                    position = event.message.offset * POSITION_STRIDE + index
-                    result = validator.check(r, slot.state, now, position)
-                    if not isinstance(result, QcReading):  # a Rejection
-                        metrics.rejections.labels(result.channel, result.reason).inc()
-                        batch.emit(rejected_topic, r.source_id, result)
-                        continue
-                    batch.set(slot, event, slot.state)
-                    judged.append((event, index, result))
-                    if result.flag == QcFlag.VALID:
-                        t = result.measured_at.timestamp()
-                        seen = batch.slot(last_valid, r.source_id, event, same, same)
-                        if seen is not None and (seen.state is None or t >= seen.state + 60):
-                            batch.set(seen, event, t)  # one write per source per minute at most
-                            metrics.last_reading.labels(r.source_id).set(t)
-                    observe_latency("validated", r.received_at)
-            # Readings are stored here, before the raw offsets can be committed: the raw topic
-            # has this one consumer, so "stored, then acked" holds without depending on how
-            # Faust combines the acks of several agents reading one topic. A reading the
-            # database refuses is dead-lettered and not passed on.
-            refused = await write_rows(write_readings, [to_row.reading_row(q) for *_, q in judged])
-            stored: list[QcReading] = []
-            by_source: dict[str, list[QcReading]] = {}
-            for (event, index, q), error in zip(judged, refused, strict=True):
-                if error is not None:
-                    rej = dead.rejection(
-                        "validate_readings",
-                        event,
-                        RejectReason.STORAGE_ERROR,
-                        error,
-                        line=index + 1,
-                        source_id=q.source_id,
-                    )
-                    batch.emit(rejected_topic, q.source_id, rej)
-                    continue
-                stored.append(q)
-                by_source.setdefault(q.source_id, []).append(q)
-                observe_latency("stored", q.received_at)
-            # counted per batch: a labels() lookup per reading was 4 % of the worker's CPU
-            for (parameter, flag), n in Counter((q.parameter, q.flag) for q in stored).items():
-                metrics.qc_flags.labels(parameter, flag).inc(n)
-            for source_id, mine in by_source.items():
-                for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
-                    chunk = mine[i : i + MAX_BATCH_READINGS]
-                    batch.emit(valid_topic, source_id, QcBatch(source_id, chunk).dumps())
-            await batch.commit(stream, events)
-
-    @app.agent(valid_topic, name="average_readings")
-    async def average_readings(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch = Batch(states)
-            running: dict[str, Average] = {}  # newest running-hour mean per series
-            emitted: Counter[tuple[str, str]] = Counter()
-            inputs: list[tuple[Any, QcReading]] = []
-            for event in events:
-                m = event.message
-                decoded = decode_valid(
-                    event.value,
-                    datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC),
-                    f"{m.topic}:{m.partition}:{m.offset}",
+                passed.append(Output(o.event, line, rej, dead=True))
+                continue
+            by_source.setdefault(q.source_id, []).append(q)
+            observe_latency("stored", q.received_at)
+            if q.flag == QcFlag.VALID:
+                note_valid(batch, o.event, q)
+        for (parameter, flag), n in Counter(
+            (q.parameter, q.flag) for mine in by_source.values() for q in mine
+        ).items():
+            metrics.qc_flags.labels(parameter, flag).inc(n)
+        for source_id, mine in by_source.items():
+            for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
+                passed.append(
+                    Output(None, None, QcBatch(source_id, mine[i : i + MAX_BATCH_READINGS]))
                 )
-                if isinstance(decoded, Rejection):
-                    metrics.rejections.labels(decoded.channel, decoded.reason).inc()
-                    batch.emit(rejected_topic, str(event.key or b"", "utf-8", "replace"), decoded)
-                    continue
-                inputs += [(event, r) for r in decoded.readings]
-            for event, r in inputs:
-                if r.flag != QcFlag.VALID:
-                    continue  # stored with its flag by validate_readings; never averaged
-                with dead.guard("average_readings", batch, event):
-                    key = f"{r.source_id}|{r.parameter}"
-                    slot = batch.slot(
-                        window_state, key, event, new_windows(key), SeriesWindows.to_dict
-                    )
-                    if slot is None:
-                        continue
-                    if 0 <= r.position <= slot.state.last_input:
-                        continue  # a copy the validate stage emitted again after a crash
-                    outs = slot.state.add(r.measured_at, r.value)
-                    slot.state.last_input = max(slot.state.last_input, r.position)
-                    batch.set(slot, event, slot.state)
-                    for out in outs:
-                        avg = to_average(r, out)
-                        if not out.final:
-                            running[key] = avg  # only a batch's last one matters (warnings)
-                            continue
-                        emitted[(avg.period, str(avg.valid).lower())] += 1
-                        batch.emit(averages_topic, r.source_id, avg)
-                    observe_latency("averaged", r.received_at)
-            for avg in running.values():
-                batch.emit(averages_topic, avg.source_id, avg)
-            for (period, valid), n in emitted.items():
-                metrics.averages_emitted.labels(period, valid).inc(n)
-            await batch.commit(stream, events)
+        return passed
 
-    @app.agent(averages_topic, name="check_thresholds")
-    async def check_thresholds(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch = Batch(states)
-            for event in dead.decoded("check_thresholds", batch, events):
-                with dead.guard("check_thresholds", batch, event):
-                    avg: Average = event.value
-                    for limit in limit_book.for_average(avg):
-                        key = f"{avg.source_id}|{limit.rule_id}"
-                        slot = batch.slot(rule_state, key, event, load_rule, dump_rule)
-                        if slot is None:
-                            continue
-                        penalty = limit_book.penalty_for(avg.source_id, limit.parameter)
-                        new_state, out = evaluate(slot.state, avg, limit, penalty=penalty)
-                        batch.set(slot, event, new_state)
-                        for e in out:
-                            metrics.violation_events.labels(e.event, e.severity).inc()
-                            batch.emit(violations_topic, e.violation_id, e)
-                        if out:
-                            observe_latency("violation", avg.window_end)
-            await batch.commit(stream, events)
+    def note_valid(batch: Batch, event: Any, q: QcReading) -> None:
+        """The outage watch's input: the newest valid reading per source, at most once a minute."""
+        t = q.measured_at.timestamp()
+        seen = batch.slot(last_valid, q.source_id, event, same, same)
+        if seen is not None and (seen.state is None or t >= seen.state + 60):
+            batch.set(seen, event, t)
+            metrics.last_reading.labels(q.source_id).set(t)
 
-    @app.agent(averages_topic, name="compute_aqi")
-    async def compute_aqi(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch = Batch(states)
-            for event in dead.decoded("compute_aqi", batch, events):
-                avg = event.value
-                if avg.source_id not in air_stations or not avg.final:
-                    continue
-                with dead.guard("compute_aqi", batch, event):
-                    slot = batch.slot(aqi_state, avg.source_id, event, load_aqi, StationAqi.to_dict)
-                    if slot is None:
-                        continue
-                    outs = slot.state.add(
-                        avg.parameter, avg.period, avg.window_start, avg.value, avg.valid
-                    )
-                    batch.set(slot, event, slot.state)
-                    for out in outs:
-                        res = out.result
-                        batch.emit(
-                            aqi_topic,
-                            avg.source_id,
-                            AqiRecord(
-                                source_id=avg.source_id,
-                                kind=out.kind,
-                                window_start=out.window_start,
-                                aqi=res.aqi,
-                                category=res.category.value if res.category else None,
-                                dominant=res.dominant.value if res.dominant else None,
-                                sub_indices=res.sub_indices,
-                            ),
-                        )
-            await batch.commit(stream, events)
+    validate_stage: Stage[Arrival, SeriesState] = Stage(
+        name="validate_readings",
+        table=qc_state,
+        decode=arrivals,
+        key=lambda a: series_key(a.reading),
+        load=lambda key, d: SeriesState.from_dict(d) if d else SeriesState(),
+        dump=SeriesState.to_dict,
+        step=validate,
+        config=validator,
+        finish=store_readings,
+        count=count_rejection,
+        on_counts=inc,
+    )
 
-    def load_days(d: Any) -> StationDays:
-        return StationDays.from_dict(d) if d else StationDays()
+    # -- average: valid readings → window means ----------------------------------------------
+    def valid_readings(event: Any) -> list[QcReading] | Rejection:
+        decoded = decode_valid(event.value, broker_time(event), coordinates(event))
+        if isinstance(decoded, Rejection):
+            return decoded
+        for r in decoded.readings:
+            observe_latency("averaged", r.received_at)
+        return [r for r in decoded.readings if r.flag == QcFlag.VALID]
 
-    # Surface water: QCVN 08:2023 classifies the water body (no limits, no violations). Each
-    # final, valid local-day mean updates the station's day; the day's class and VN_WQI are
-    # emitted again with a higher revision (thresholds/water_quality.py).
-    @app.agent(averages_topic, name="classify_water")
-    async def classify_water(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch = Batch(states)
-            for event in dead.decoded("classify_water", batch, events):
-                avg = event.value
-                if avg.source_id not in water_targets or avg.period != "day":
-                    continue
-                if not (avg.final and avg.valid) or avg.value is None:
-                    continue
-                with dead.guard("classify_water", batch, event):
-                    load, dump = load_days, StationDays.to_dict
-                    slot = batch.slot(water_state, avg.source_id, event, load, dump)
-                    if slot is None:
-                        continue
-                    day = avg.window_start.astimezone(LOCAL_TZ).date().isoformat()
-                    out = slot.state.add(day, avg.parameter, avg.value, limit_book.catalogue)
-                    batch.set(slot, event, slot.state)
-                    if out is not None:
-                        target = water_targets[avg.source_id]
-                        record = to_water_day(avg.source_id, target, out, avg.window_start)
-                        batch.emit(water_topic, avg.source_id, record)
-            await batch.commit(stream, events)
+    def load_windows(key: str, d: Any) -> SeriesWindows:
+        source_id, parameter = key.split("|", 1)
+        interval = registry.get(source_id).interval_for(parameter)
+        threshold, horizon = settings.completeness_threshold, int(settings.late_horizon_hours)
+        if d:
+            return SeriesWindows.from_dict(d, interval, threshold, horizon)
+        return SeriesWindows(parameter, interval, threshold, horizon)
+
+    async def newest_running(batch: Batch, outputs: list[Output]) -> list[Output]:
+        # a running hour's mean only feeds early warnings: a batch's last one per series is enough
+        final = [o for o in outputs if not isinstance(o.record, Average) or o.record.final]
+        running = {
+            series_key(o.record): o
+            for o in outputs
+            if isinstance(o.record, Average) and not o.record.final
+        }
+        return final + list(running.values())
+
+    average_stage: Stage[QcReading, SeriesWindows] = Stage(
+        name="average_readings",
+        table=window_state,
+        decode=valid_readings,
+        key=series_key,
+        load=load_windows,
+        dump=SeriesWindows.to_dict,
+        step=steps.average,
+        finish=newest_running,
+        count=lambda a: (
+            ("average", a.period, str(a.valid).lower())
+            if isinstance(a, Average) and a.final
+            else count_rejection(a)
+        ),
+        on_counts=inc,
+    )
+
+    # -- check: averages → violation events ---------------------------------------------------
+    def judgements(avg: Average) -> list[steps.Judgement]:
+        return [
+            steps.Judgement(avg, limit, limit_book.penalty_for(avg.source_id, limit.parameter))
+            for limit in limit_book.for_average(avg)
+        ]
+
+    async def violation_latency(batch: Batch, outputs: list[Output]) -> list[Output]:
+        for event in {
+            id(o.event): o.event for o in outputs if isinstance(o.record, ViolationEvent)
+        }.values():
+            observe_latency("violation", event.value.window_end)
+        return outputs
+
+    check_stage: Stage[steps.Judgement, RuleState | None] = Stage(
+        name="check_thresholds",
+        table=rule_state,
+        decode=typed(judgements),
+        key=lambda j: f"{j.average.source_id}|{j.limit.rule_id}",
+        load=lambda key, d: RuleState.from_json(d) if d else None,
+        dump=lambda state: state.to_json() if state else None,
+        step=steps.check,
+        finish=violation_latency,
+        count=lambda e: (
+            ("violation", e.event, e.severity) if isinstance(e, ViolationEvent) else None
+        ),
+        on_counts=inc,
+    )
+
+    # -- VN_AQI and surface-water classification: more readers of the averages ---------------
+    aqi_stage: Stage[Average, StationAqi] = Stage(
+        name="compute_aqi",
+        table=aqi_state,
+        decode=typed(lambda a: [a] if a.source_id in air_stations and a.final else []),
+        key=lambda a: a.source_id,
+        # the AQI day's completeness is thresholds/aqi.py's, shared with `quantrac aqi --daily`
+        load=lambda key, d: StationAqi.from_dict(d) if d else StationAqi(),
+        dump=StationAqi.to_dict,
+        step=steps.aqi,
+    )
+    # QCVN 08:2023 classifies the water body (no limits, no violations): each final, valid
+    # local-day mean updates the station's day, emitted again with a higher revision.
+    water_stage: Stage[Average, StationDays] = Stage(
+        name="classify_water",
+        table=water_state,
+        decode=typed(
+            lambda a: (
+                [a]
+                if a.source_id in water.targets and a.period == "day" and a.final and a.valid
+                else []
+            )
+        ),
+        key=lambda a: a.source_id,
+        load=lambda key, d: StationDays.from_dict(d) if d else StationDays(),
+        dump=StationDays.to_dict,
+        step=steps.classify_water,
+        config=water,
+    )
+
+    # -- outages: the leader's ticks → outage opened / closed ---------------------------------
+    def outage_checks(tick: Tick) -> list[steps.OutageCheck]:
+        source = registry.find(tick.source_id)
+        if source is None:
+            return []
+        seen = last_valid.get(tick.source_id)
+        last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
+        allowance = outage_allowance(source, settings.outage_min_s, settings.outage_intervals)
+        return [steps.OutageCheck(tick, last, allowance)]
+
+    outage_stage: Stage[steps.OutageCheck, OutageState | None] = Stage(
+        name="watch_outages",
+        table=outage_state,
+        decode=typed(outage_checks),
+        key=lambda c: c.tick.source_id,
+        load=lambda key, d: OutageState.from_json(d) if d else None,
+        dump=lambda state: state.to_json() if state else None,
+        step=steps.outages,
+        count=lambda e: (
+            ("violation", e.event, e.severity) if isinstance(e, ViolationEvent) else None
+        ),
+        on_counts=inc,
+    )
+
+    for topic_, stage in (
+        (raw_topic, validate_stage),
+        (valid_topic, average_stage),
+        (averages_topic, check_stage),
+        (averages_topic, aqi_stage),
+        (averages_topic, water_stage),
+        (ticks_topic, outage_stage),
+    ):
+        app.agent(topic_, name=stage.name)(runner.agent(stage))
 
     # Outages: the leader sends a tick per registered source to `ticks`, keyed by source, so
     # each tick reaches the worker that owns the source's partition and its tables.
@@ -453,36 +428,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         now = datetime.now(UTC)
         for source in registry.sources:
             await ticks_topic.send(key=source.id, value=Tick(source_id=source.id, at=now))
-
-    @app.agent(ticks_topic, name="watch_outages")
-    async def watch_outages(stream: Any) -> None:
-        async for events in stream.noack_take(step, within=within):
-            batch = Batch(states)
-            for event in dead.decoded("watch_outages", batch, events):
-                tick: Tick = event.value
-                source = registry.find(tick.source_id)
-                if source is None:
-                    continue
-                with dead.guard("watch_outages", batch, event):
-                    slot = batch.slot(outage_state, tick.source_id, event, same, same)
-                    if slot is None:
-                        continue
-                    current = (
-                        OutageState.from_json(slot.state)
-                        if slot.state
-                        else OutageState(source_id=tick.source_id, watch_since=tick.at)
-                    )
-                    seen = last_valid.get(tick.source_id)
-                    last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
-                    allowance = outage_allowance(
-                        source, settings.outage_min_s, settings.outage_intervals
-                    )
-                    new_state, out = check_outage(current, last, tick.at, allowance)
-                    batch.set(slot, event, new_state.to_json())
-                    for e in out:
-                        metrics.violation_events.labels(e.event, e.severity).inc()
-                        batch.emit(violations_topic, e.violation_id, e)
-            await batch.commit(stream, events)
 
     async def to_dead_letter(dead_letters: Sequence[tuple[str, Rejection]]) -> None:
         pending = [await rejected_topic.send(key=k, value=r) for k, r in dead_letters]

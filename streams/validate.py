@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -184,3 +185,20 @@ class Validator:
             position=position,
             archive_path=r.archive_path,
         )
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A raw reading as the validate step sees it: where it sits on ``readings.raw`` and the
+    wall clock of its batch (the QC rules for the future and the late horizon need one)."""
+
+    reading: RawReading
+    position: int  # offset × POSITION_STRIDE + index: the reading's id downstream
+    now: datetime
+
+
+def validate(
+    state: SeriesState, items: Sequence[Arrival], config: Validator
+) -> tuple[SeriesState, list[QcReading | Rejection]]:
+    """The validate stage's step: one series' raw readings → flagged readings or rejections."""
+    return state, [config.check(a.reading, state, a.now, a.position) for a in items]

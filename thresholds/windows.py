@@ -75,10 +75,9 @@ class SeriesWindows:
     # -- state ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
+            # data only: the interval, completeness threshold and late horizon are configuration,
+            # given again at every load (from_dict), so a changed setting reaches every series
             "p": self.parameter,
-            "i": self.interval_s,
-            "t": self.threshold,
-            "z": self.horizon_h,
             # copies: the object lives on (streams/batch.py) and changes these lists in place
             "h": {str(k): [v[0], v[1]] for k, v in self.hours.items()},
             "c": [[a, b] for a, b in self.closed],
@@ -88,7 +87,11 @@ class SeriesWindows:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SeriesWindows:
+    def from_dict(
+        cls, d: dict[str, Any], interval_s: float, threshold: float = 0.75, horizon_h: int = 72
+    ) -> SeriesWindows:
+        """The state ``to_dict`` wrote, under today's configuration (values an earlier version
+        stored with the state, "i", "t" and "z", are ignored)."""
         revisions = {_window_key(k): int(r) for k, r in d.get("r", {}).items()}
         if "c" in d:
             closed = [list(r) for r in d["c"]]
@@ -103,9 +106,9 @@ class SeriesWindows:
                     closed.append([hour, hour + HOUR_S])
         return cls(
             d["p"],
-            d["i"],
-            d["t"],
-            d["z"],
+            interval_s,
+            threshold,
+            horizon_h,
             {int(k): v for k, v in d["h"].items()},
             closed,
             revisions,

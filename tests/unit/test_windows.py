@@ -56,7 +56,7 @@ def test_a_late_sample_re_emits_every_window_that_contains_it_with_the_next_revi
 def test_state_survives_a_json_round_trip(n: int, late: list[int]) -> None:
     w, _ = _fed(n, late)
     w.last_input = n * 1024
-    again = SeriesWindows.from_dict(json.loads(json.dumps(w.to_dict())))
+    again = SeriesWindows.from_dict(json.loads(json.dumps(w.to_dict())), 300.0)
     assert _same(again, w)
     # and behaves the same afterwards
     t = T0 + (n + 13) * STEP
@@ -86,7 +86,7 @@ def test_state_written_before_2026_12_with_every_emitted_window_still_loads() ->
         "e": emitted,
         "w": w.watermark,
     }
-    assert _same(SeriesWindows.from_dict(json.loads(json.dumps(earlier))), w)
+    assert _same(SeriesWindows.from_dict(json.loads(json.dumps(earlier)), 300.0), w)
 
 
 def test_the_state_is_bounded_by_the_late_horizon() -> None:
@@ -99,3 +99,20 @@ def test_the_state_is_bounded_by_the_late_horizon() -> None:
     assert len(w.hours) <= w.horizon_h + 48 + 1
     assert min(w.hours) >= keep_from and all(s >= keep_from for _, s in w.revisions)
     assert w.closed == [[keep_from, w.watermark]]
+
+
+def test_configuration_comes_from_the_load_not_the_state() -> None:
+    """The completeness threshold and the late horizon are settings: a state written under one
+    value and loaded under another follows the new one (issue 18: a changed setting reaches
+    existing series on restart)."""
+    w, _ = _fed(3 * 12 + 1, late=[])  # hours 0-2 closed, 12 readings each
+    stored = json.loads(json.dumps(w.to_dict()))
+    assert not {"i", "t", "z"} & set(stored)
+    strict = SeriesWindows.from_dict(stored, 300.0, threshold=1.0, horizon_h=5)
+    lax = SeriesWindows.from_dict(stored, 300.0, threshold=0.5, horizon_h=200)
+    assert (strict.threshold, strict.horizon_h) == (1.0, 5)
+    assert (lax.threshold, lax.horizon_h) == (0.5, 200)
+    hour = min(w.hours)
+    for state in (strict, lax):
+        state.hours[hour] = [9.0, 9]  # 9 of 12 samples: valid at 0.5, not at 1.0
+    assert not strict.hour_stat(hour).valid and lax.hour_stat(hour).valid

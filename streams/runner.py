@@ -1,0 +1,185 @@
+"""One runner owns the protocol of every stateful stage; a stage only declares itself.
+
+A :class:`Stage` is a declaration: the topic it reads, how a message becomes items, the state
+key of an item, the state table and its codec, and a pure step
+``step(state, items, config) -> (state, outputs)`` (thresholds/steps.py, streams/validate.py).
+:meth:`Runner.run` does the rest, for every stage the same way. For each batch of messages
+(``stream_batch`` messages or ``stream_batch_seconds``, whichever comes first):
+
+1. **Decode.** Each message becomes its items (``Stage.decode``). A message that is not its
+   topic's record becomes one dead letter with its exact bytes and coordinates
+   (``topic:partition:offset``) and the stream goes on (streams/errors.py).
+2. **Group.** A message's items are grouped by state key (``Stage.key``; None: not this stage's
+   item), in order. One key's messages all come from one partition, in offset order.
+3. **Skip.** A group whose message was applied to that key's state before a restart (its offset
+   at or below the offset stored with the state) is skipped: no sample counts twice
+   (streams/batch.py).
+4. **Step.** The step gets the key's state (loaded once per batch, or the live object kept from
+   the previous one), the group's items and the stage's config; its new state is recorded with
+   the message's offset. A step that raises dead-letters each item of the group (coordinates
+   and the item's 1-based line when a message carries several), and the state it may have
+   begun to change is loaded afresh: no input can stall a stream.
+5. **Finish.** An optional ``Stage.finish`` sees the batch's outputs before they leave: the
+   validate stage stores the readings there, so a reading is in the database before its raw
+   offset is committed, and turns what the database refuses into dead letters.
+6. **Count.** ``Stage.count`` labels each output for the stage's metrics (one ``inc`` per label
+   per batch: a labels() lookup per record costs measurable CPU).
+7. **Commit** (``Batch.commit``): every output is sent to its topic (``Runner.route``) and
+   confirmed by the broker; then the changed states go to their changelogs, sealed by a marker;
+   then the messages are acked, so their offsets can be committed. A crash at any point repeats
+   outputs (downstream is idempotent) and never loses one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from core.errors import RejectReason
+from core.records import Rejection
+from streams.batch import Batch, LiveStates
+from streams.errors import DeadLetters, Undecodable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")  # an item
+S = TypeVar("S")  # a key's state
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record a step produced, with the message and item it came from (for a dead letter)."""
+
+    event: Any  # None for a record a finish made of several messages' outputs
+    line: int | None
+    record: Any
+    dead: bool = False  # a dead letter the runner made (counted as a processing error)
+
+
+@dataclass(frozen=True)
+class Stage(Generic[T, S]):
+    """What a stage is: everything the runner needs and nothing of how it runs."""
+
+    name: str  # the agent's name; the label of its metrics and dead letters
+    table: Any  # the state table (Faust), co-partitioned with the input topic
+    decode: Callable[[Any], Sequence[T] | Rejection | Undecodable]  # a message → its items
+    key: Callable[[T], str | None]  # an item → its state key (None: not this stage's)
+    load: Callable[[str, Any], S]  # (key, stored value or None) → state
+    dump: Callable[[S], Any]
+    step: Callable[[S, Sequence[T], Any], tuple[S, Sequence[Any]]]
+    config: Any = None  # the step's third argument
+    finish: Callable[[Batch, list[Output]], Awaitable[list[Output]]] | None = None
+    count: Callable[[Any], Hashable | None] = field(default=lambda record: None)
+    on_counts: Callable[[Counter[Hashable]], None] = field(default=lambda counts: None)
+
+
+def typed(expand: Callable[[Any], Sequence[T]] = lambda v: [v]) -> Callable[[Any], Any]:
+    """``Stage.decode`` for a typed topic (RecordSchema): the record's items, or the dead
+    letter of a value that is not its record."""
+
+    def decode(event: Any) -> Sequence[T] | Undecodable:
+        value = event.value
+        return value if isinstance(value, Undecodable) else expand(value)
+
+    return decode
+
+
+class Runner:
+    """Runs stages on Faust streams (see the module docstring for the order of a batch)."""
+
+    def __init__(
+        self,
+        live: LiveStates,
+        dead: DeadLetters,
+        route: Callable[[Output], tuple[Any, str, Any]],
+        *,
+        batch: int,
+        within: float,
+    ) -> None:
+        self.live = live  # the states committed by this process (streams/batch.py)
+        self.dead = dead
+        self.route = route  # an output → (topic, key, value to send)
+        self.size, self.within = batch, within
+
+    def agent(self, stage: Stage[Any, Any]) -> Callable[[Any], Awaitable[None]]:
+        """The Faust agent function that runs ``stage``."""
+
+        async def agent(stream: Any) -> None:
+            await self.run(stage, stream)
+
+        return agent
+
+    async def run(self, stage: Stage[Any, Any], stream: Any) -> None:
+        async for events in stream.noack_take(self.size, within=self.within):
+            batch = Batch(self.live)
+            outputs = self.apply(stage, batch, events)
+            if stage.finish is not None:
+                outputs = await stage.finish(batch, outputs)
+            counts: Counter[Hashable] = Counter()
+            for out in outputs:
+                label = None if out.dead else stage.count(out.record)
+                if label is not None:
+                    counts[label] += 1
+                topic, key, value = self.route(out)
+                batch.emit(topic, key, value)
+            stage.on_counts(counts)
+            await batch.commit(stream, events)
+
+    def apply(self, stage: Stage[Any, Any], batch: Batch, events: Sequence[Any]) -> list[Output]:
+        """Steps 1–4 of a batch: its outputs, dead letters included, in input order."""
+        outputs: list[Output] = []
+        for event in events:
+            items = stage.decode(event)
+            if isinstance(items, Rejection):  # a message its decoder refused, bytes and all
+                outputs.append(Output(event, None, items))
+                continue
+            if isinstance(items, Undecodable):
+                reason = RejectReason.JSON_SCHEMA
+                rej = self.dead.rejection(stage.name, event, reason, items.error)
+                outputs.append(Output(event, None, rej, dead=True))
+                continue
+            numbered = len(items) > 1
+            for key, group in _by_key(stage.key, items):
+                slot = batch.slot(
+                    stage.table, key, event, functools.partial(stage.load, key), stage.dump
+                )
+                if slot is None:
+                    continue  # applied before a restart; its outputs were confirmed then
+                batch.begin()
+                try:
+                    state, produced = stage.step(slot.state, [it for _, it in group], stage.config)
+                except Exception as exc:
+                    batch.abandon()
+                    outputs += self._dead(stage.name, event, group, exc, numbered)
+                    continue
+                batch.set(slot, event, state)
+                outputs += [Output(event, None, r) for r in produced]
+        return outputs
+
+    def _dead(
+        self, stage: str, event: Any, group: list[tuple[int, Any]], exc: Exception, numbered: bool
+    ) -> list[Output]:
+        log.debug("%s failed on %s", stage, event.message, exc_info=exc)
+        reason = RejectReason.PROCESSING_ERROR
+        out = []
+        for index, item in group:
+            line = index + 1 if numbered else None
+            source_id = getattr(item, "source_id", None)
+            rej = self.dead.rejection(stage, event, reason, exc, line=line, source_id=source_id)
+            out.append(Output(event, line, rej, dead=True))
+        return out
+
+
+def _by_key(
+    key: Callable[[T], str | None], items: Sequence[T]
+) -> list[tuple[str, list[tuple[int, T]]]]:
+    groups: dict[str, list[tuple[int, T]]] = {}
+    for index, item in enumerate(items):
+        k = key(item)
+        if k is not None:
+            groups.setdefault(k, []).append((index, item))
+    return list(groups.items())
