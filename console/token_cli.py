@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from core.api_tokens import Verdict
 from storage import api_tokens as tk
 
 ACTOR = "cli"
@@ -47,6 +48,7 @@ def create(
     from storage.sources import sync_sources
 
     ids = [i.strip() for s in sources for i in s.split(",") if i.strip()]
+    tk.check_new(name, scope, days, ids)  # before any database is touched
     with _connect(conninfo) as conn:
         if ids:
             try:
@@ -65,7 +67,8 @@ def create(
 
 
 def _state(t: tk.ApiToken, now: datetime) -> str:
-    return t.verdict(now).value.replace("ok", "active")
+    verdict = t.verdict(now)
+    return "active" if verdict is Verdict.OK else verdict.value
 
 
 def list_text(conninfo: str, *, as_json: bool) -> str:
