@@ -343,3 +343,31 @@ def test_bad_tile_template_is_refused_at_start(
     settings = Settings(database_url=database_url, data_dir=tmp_path, public_map_tile_url=template)
     with pytest.raises(ValueError, match=r"QUANTRAC_PUBLIC_MAP_TILE_URL=.*expected an http"):
         create_app(settings)
+
+
+async def test_database_gone_is_a_clear_503_not_cached(public_db: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=public_db, data_dir=tmp_path), poll_interval_s=0.2)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            assert (await c.get("/public")).status_code == 200
+            # every connection of the pool is cut; reconnecting is refused from now on
+            name = psycopg.conninfo.conninfo_to_dict(public_db)["dbname"]
+            with psycopg.connect(public_db, dbname="postgres", autocommit=True) as conn:
+                conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            try:
+                page, feed = await asyncio.gather(  # each waits out the pool's timeout
+                    c.get("/public?lang=en"), c.get("/public/api/stations.json")
+                )
+            finally:
+                with psycopg.connect(public_db, dbname="postgres", autocommit=True) as conn:
+                    conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    assert page.status_code == 503 and feed.status_code == 503
+    assert "temporarily unavailable" in page.text and "Traceback" not in page.text
+    assert feed.json() == {"detail": "The data is temporarily unavailable; please try again later."}
+    for r in (page, feed):
+        assert r.headers["cache-control"] == "no-store" and r.headers["retry-after"] == "30"
