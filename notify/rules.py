@@ -11,7 +11,7 @@ events by source or facility, parameter, kind and severity, and sends to its cha
   message, not a storm);
 - ``notify_close``: also a message when an announced episode closes;
 - ``escalate``: a violation still unacknowledged ``after_minutes`` after its episode message
-  goes, once, to the escalation channels.
+  goes, once, to the escalation channels (a grouped episode rides on its group's message).
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ from notify.rules import (
 )
 
 PLAN_LOCK = 0x71_6E_6F_74  # pg_advisory_xact_lock key: one planner at a time ("qnot")
+# Once the planner has drained every unseen event, 'since' moves up to now() - this lag: an event
+# row becomes visible when its transaction commits but carries that transaction's start time, so
+# the lag covers writer transactions of up to an hour (the worker's last seconds). The scan then
+# covers the last hour, not every event since the first start.
+WATERMARK_LAG_S = 3600.0
 MAX_ERROR = 500
 
 Conn = psycopg.Connection[Any]
@@ -111,6 +116,17 @@ def plan(conn: Conn, rules: Rules, console_url: str | None, *, limit: int = 500)
                 "ON CONFLICT DO NOTHING",
                 (vid, seq),
             )
+        if len(events) < limit:  # drained: everything recorded before the lag has been seen
+            conn.execute(
+                "UPDATE notification_state SET value = greatest(value,"
+                " now() - make_interval(secs => %s)) WHERE key = 'since'",
+                (WATERMARK_LAG_S,),
+            )
+            # marks far below the watermark can never be asked for again
+            conn.execute(
+                "DELETE FROM notification_seen WHERE seen_at <"
+                " (SELECT value FROM notification_state WHERE key = 'since') - interval '1 day'"
+            )
     return actions
 
 
@@ -185,7 +201,8 @@ SELECT d.violation_id, extract(epoch FROM now() - min(d.created_at)) / 60.0 AS m
        min(d.source_id) AS source_id, to_jsonb(v) AS violation
   FROM notification_deliveries d
   JOIN violations v ON v.violation_id = d.violation_id
- WHERE d.route = %(route)s AND d.kind = 'episode' AND v.acknowledged_at IS NULL
+ WHERE d.route = %(route)s AND d.kind = 'episode' AND d.status <> 'grouped'
+   AND v.acknowledged_at IS NULL
    AND NOT EXISTS (SELECT 1 FROM notification_deliveries x
                     WHERE x.kind = 'escalation' AND x.route = d.route
                       AND x.violation_id = d.violation_id)
@@ -196,7 +213,9 @@ HAVING min(d.created_at) <= now() - make_interval(secs => %(after)s)
 
 def escalate(conn: Conn, rules: Rules, console_url: str | None) -> int:
     """Queue, once, an escalation for each announced violation still unacknowledged after its
-    route's delay (measured from the episode's first message); returns how many were queued."""
+    route's delay (measured from the episode's first message); returns how many were queued.
+    A grouped episode rides on its group's message and escalation: a flapping limit is one
+    escalation too, not one per flap."""
     queued = 0
     with conn.transaction():
         for route in rules.routes:

@@ -360,6 +360,8 @@ def test_unacknowledged_violation_escalates_once_acknowledged_does_not(setup: An
         event("V5", "opened", 0, parameter="NH4", rule="qcvn40-nh4-1h"),
     )
     settle(n)
+    store(url, event("V6", "opened", 0))  # V1's rule again: grouped, rides on V1's escalation
+    settle(n)
     assert len(mailbox.to("duty@example.vn")) == 2 and not mailbox.to("chief@example.vn")
     acknowledge(url, "V5")
 
@@ -436,6 +438,28 @@ def test_events_before_the_first_start_are_history(setup: Any) -> None:
     store(url, event("NEW", "opened", 0, parameter="TSS", rule="qcvn40-tss-1h"))
     settle(n)
     assert [d["violation"]["violation_id"] for d in webhook.documents()] == ["NEW"]
+
+
+def test_the_scan_window_follows_the_news(setup: Any) -> None:
+    """Drained, 'since' moves up to an hour ago: old seen events are no longer scanned."""
+    settings, _, webhook = setup
+    webhook.start()
+    url = settings.database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO notification_state VALUES ('since', now() - interval '3 days')")
+    n = new_notifier(settings)
+    store(url, event("V1", "opened", 0))
+    with psycopg.connect(url, autocommit=True) as conn:  # a mark from long ago
+        conn.execute("INSERT INTO notification_seen VALUES ('OLD', 0, now() - interval '2 days')")
+    settle(n)
+    assert [d["violation"]["violation_id"] for d in webhook.documents()] == ["V1"]
+    with psycopg.connect(url) as conn:
+        lag = conn.execute(
+            "SELECT now() - value FROM notification_state WHERE key = 'since'"
+        ).fetchone()
+        marks = conn.execute("SELECT violation_id FROM notification_seen ORDER BY 1").fetchall()
+    assert lag is not None and timedelta(minutes=59) < lag[0] <= timedelta(hours=1, minutes=1)
+    assert marks == [("V1",)]
 
 
 def test_cli_refuses_bad_rules_and_missing_secrets(tmp_path: Path, database_url: str) -> None:
