@@ -26,6 +26,17 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
+def file_answer(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a route that sends a file: binary content of each media type."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        200: {
+            "description": "The file (Content-Disposition names it)",
+            "content": {t.split(";")[0]: binary for t in media_types},
+        }
+    }
+
+
 class Me(BaseModel):
     username: str
     role: str

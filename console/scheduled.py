@@ -20,6 +20,8 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from console import auth
+from console.api_models import file_answer
+from reports.service import MEDIA_TYPES
 
 SEE_ROLES = frozenset({auth.Role.REGULATOR, auth.Role.ADMIN})
 
@@ -123,7 +125,10 @@ def build_router(
     ) -> list[ScheduledReport]:
         return await list_reports(conn, period)
 
-    @router.get("/api/scheduled-reports/{report_id}/download", responses={404: {}, 409: {}})
+    @router.get(
+        "/api/scheduled-reports/{report_id}/download",
+        responses={**file_answer(*MEDIA_TYPES.values()), 404: {}, 409: {}},
+    )
     async def download(report_id: int, conn: Conn, session: Viewer) -> Response:
         row = await (
             await conn.execute(
