@@ -199,6 +199,8 @@ def build_public_router(settings: Settings) -> APIRouter:
             return JSONResponse({"detail": word("unavailable", Lang.EN)}, 503, headers=headers)
         return HTMLResponse(f"<!doctype html><p>{word('unavailable', lang)}</p>", 503, headers)
 
+    # HEAD too: caches, CDNs and uptime checks ask for it
+    @router.head("/api/stations.json", include_in_schema=False)
     @router.get(
         "/api/stations.json",
         response_model=PublicFeed,
@@ -219,7 +221,9 @@ def build_public_router(settings: Settings) -> APIRouter:
             headers={"Cache-Control": CACHE_CONTROL, "Access-Control-Allow-Origin": "*"},
         )
 
-    @router.get("", response_class=HTMLResponse, include_in_schema=False)
+    @router.api_route(
+        "", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
     async def public_page(request: Request) -> Response:
         lang = page_lang(request)
         try:

@@ -314,6 +314,9 @@ async def test_no_operator_data_reachable(anon: httpx.AsyncClient) -> None:
     for path in ("/public/api/violations", "/public/audit", "/public/api/stations.json/x"):
         assert (await anon.get(path)).status_code == 404, path
     assert (await anon.post("/public/api/stations.json")).status_code == 405
+    for path in ("/public", "/public/api/stations.json"):
+        head = await anon.head(path)
+        assert head.status_code == 200 and head.headers["cache-control"] == "public, max-age=60"
 
 
 async def test_map_tiles_by_setting(public_db: str, tmp_path: Path) -> None:
