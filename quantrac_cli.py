@@ -145,6 +145,12 @@ def cmd_limits(args: argparse.Namespace) -> int:
     except LimitResolutionError as exc:
         print(f"quantrac limits: {exc}", file=sys.stderr)
         return 2
+    # issue 19: a stack's limits are compared at its reference O2 (permit, else sector/fuel)
+    from thresholds.reference_o2 import settings_of, with_reference
+
+    o2set = settings_of(registry, source)
+    if o2set is not None:
+        limits = with_reference(limits, o2set.reference, o2set.parameters)
     if not args.json and source.facility:
         # issue 19: which facility, its permit and status, and which regulation applies and why
         facility = registry.facility(source.facility)
