@@ -38,7 +38,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "all": ("Tất cả", "All"),
     "filter": ("Lọc", "Filter"),
     "none": ("Chưa có thông báo nào.", "No notifications yet."),
-    "grouped_into": ("gộp vào #", "grouped into #"),
+    "next": ("gửi lại lúc", "next try"),
 }
 
 
