@@ -1,5 +1,8 @@
 """Province summary: every registered source on one page — complied, violated, did not report.
 
+Stations come first, then each facility's monitoring points together (issue 19: reports group by
+facility), with the facility's id, name and permit on each of its rows.
+
 One aggregate query over the period's readings and one over its violations; the per-source figures
 use the same completeness rules as the compliance report (see the method section).
 """
@@ -22,7 +25,10 @@ def build_province(
     conn: psycopg.Connection[Any], ctx: ReportContext, period: ReportPeriod
 ) -> Report:
     lang = ctx.lang
-    sources = list(ctx.registry.sources)
+    registry = ctx.registry
+    sources = [s for s in registry.sources if s.facility is None] + [
+        p for f in registry.facilities for p in registry.points_of(f.id)
+    ]
     ids = [s.id for s in sources]
     counts = reading_counts(conn, ids, period.start, period.end)
     violations = [v for v in fetch_violations(conn, ids, period.start, period.end)]
@@ -42,14 +48,16 @@ def build_province(
         else:
             status = "complied"
         tally[status] += 1
-        facility = ctx.registry.facility(s.facility).name if s.facility else ""
+        facility = registry.facility(s.facility) if s.facility else None
         rows.append(
             (
                 s.id,
                 s.name,
                 s.kind.value,
                 s.district.value,
-                facility,
+                facility.id if facility else "",
+                facility.name if facility else "",
+                facility.permit.text if facility else "",
                 expected,
                 received,
                 valid,
@@ -64,7 +72,9 @@ def build_province(
         Column("name"),
         Column("kind"),
         Column("district"),
+        Column("facility_id"),
         Column("facility"),
+        Column("permit"),
         Column("expected", CellType.INT),
         Column("received", CellType.INT),
         Column("valid", CellType.INT),

@@ -21,11 +21,20 @@ from reports.evidence import build_evidence
 from reports.export import build_export, resolve_sources
 from reports.i18n import Lang
 from reports.model import Report, ReportKind
-from reports.periods import ReportPeriod, check_bounds, check_regulations, parse_period
+from reports.periods import (
+    PeriodOutOfRange,
+    ReportPeriod,
+    check_bounds,
+    check_regulations,
+    parse_period,
+)
 from reports.province import build_province
 from reports.render_csv import render_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
+from stations.registry import Source
+from thresholds.catalogue import Regulation
+from thresholds.transition import select_limit_sets
 
 
 class Format(StrEnum):
@@ -99,9 +108,32 @@ def report_period(ctx: ReportContext, req: ReportRequest) -> ReportPeriod:
     if req.kind in (ReportKind.COMPLIANCE, ReportKind.AIR_QUALITY):
         source = ctx.registry.find(req.sources[0])
         if source is not None:  # an unknown source is the builder's to report
-            regulations = [ctx.catalogue[str(ls.regulation)] for ls in source.limits]
+            regulations = applied_regulations(ctx, source, period)
             check_regulations(period, source.id, regulations)
     return period
+
+
+def applied_regulations(
+    ctx: ReportContext, source: Source, period: ReportPeriod
+) -> list[Regulation]:
+    """The regulations ``source`` is held to over the period: of a regulation and its replacement
+    only the one the permit or the transition picks (thresholds/transition.py); a period across
+    the day the choice changes (e.g. 01/01/2032) is refused, the report states one basis."""
+    status = source.transition_status
+    picked = [
+        [
+            str(s.limit_set.regulation)
+            for s in select_limit_sets(source.id, source.limits, ctx.catalogue, day, status)
+        ]
+        for day in (period.first_day, period.last_day)
+    ]
+    if picked[0] != picked[1]:
+        raise PeriodOutOfRange(
+            f"period {period.label!r}: {source.id} is held to {', '.join(picked[0])} on its first "
+            f"day and {', '.join(picked[1])} on its last (permit or transition, "
+            "docs/regulations.md §5.3); split the period"
+        )
+    return [ctx.catalogue[r] for r in picked[0]]
 
 
 Builder = Callable[[psycopg.Connection[Any], ReportContext, ReportRequest, ReportPeriod], Report]

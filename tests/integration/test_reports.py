@@ -615,6 +615,12 @@ def test_compliance_report_numbers(database_url: str, fmt: Format, lang: Lang) -
     }
     assert summary[t("status", lang)]["value"] == t("violated", lang)
     check(summary[t("violations", lang)]["value"], 1, "summary violations")
+    # issue 19: the facility (id, name, permit, status) and all its points
+    assert summary[t("facility", lang)]["value"].startswith("PL-TPP — ")
+    assert summary[t("permit", lang)]["value"].startswith("12/GPMT-BTNMT")
+    assert summary[t("facility_status", lang)]["value"].startswith("existing: ")
+    points = summary[t("facility_points", lang)]["value"]
+    assert points.startswith(f"{NT} (wastewater), HD-KT-01 (stack)") and points.count("(") == 5
 
     comp = exp_completeness(ds, NT)
     rows = sheets.rows("sec.completeness")
@@ -767,10 +773,16 @@ def test_air_quality_and_province(database_url: str, fmt: Format) -> None:
     prov = Sheets(
         render(database_url, ReportRequest(ReportKind.PROVINCE, fmt, lang, "2026-10")), fmt, lang
     )
-    by_id = {r["source_id"]: r for r in prov.rows("sec.province")}
-    assert len(by_id) == 58
+    province_rows = prov.rows("sec.province")
+    by_id = {r["source_id"]: r for r in province_rows}
+    assert len(by_id) == 71  # 20 stations + the 38 facilities' 51 points (issue 19)
     assert by_id[NT]["status"] == t("violated") and by_id[KK]["status"] == t("complied")
-    assert sum(r["status"] == t("did_not_report") for r in by_id.values()) == 56
+    assert sum(r["status"] == t("did_not_report") for r in by_id.values()) == 69
+    # grouped by facility: stations first, then each facility's points together
+    order = [r[t("facility_id", lang)] or "" for r in province_rows]
+    groups = [f for i, f in enumerate(order) if i == 0 or f != order[i - 1]]
+    assert groups[0] == "" and len(groups) == 39 == len(set(groups))
+    assert by_id[NT][t("permit", lang)].startswith("12/GPMT-BTNMT")
     for sid in (NT, KK):
         c = exp_completeness(ds, sid)
         expected = sum(p["expected"] for p in c.values())
@@ -781,7 +793,7 @@ def test_air_quality_and_province(database_url: str, fmt: Format) -> None:
         check(by_id[sid]["completeness"], valid / expected, f"{sid} completeness")
     check(by_id[NT]["violations"], 1, "NT violations")
     summary = {r["item"]: r["value"] for r in prov.rows("sec.summary")}
-    assert [num(summary[t(k)]) for k in ("complied", "violated", "did_not_report")] == [1, 1, 56]
+    assert [num(summary[t(k)]) for k in ("complied", "violated", "did_not_report")] == [1, 1, 69]
 
 
 def test_export_streams_every_row(database_url: str) -> None:
@@ -919,6 +931,9 @@ def test_evidence_package(database_url: str, tmp_path: Path) -> None:
         body = zf.read(name)
         assert hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"], name
 
+    facility = json.loads(zf.read("facility.json"))  # issue 19: evidence names the facility
+    assert (facility["id"], facility["permit"]["number"]) == ("PL-TPP", "12/GPMT-BTNMT")
+    assert [p["id"] for p in facility["points"]][:2] == [NT, "HD-KT-01"]
     limit = json.loads(zf.read("limit.json"))
     assert limit["limit"]["max"] == 148.5
     assert limit["limit"]["legal_basis"].startswith("QCVN 40:2011/BTNMT, Bảng 1, dòng 5")
@@ -953,7 +968,7 @@ def test_cli_and_api(database_url: str, tmp_path: Path) -> None:
         ],
     )
     wb = openpyxl.load_workbook(out)
-    assert len(list(wb[sheet_title(t("sec.province", "en"), set())].iter_rows())) == 59
+    assert len(list(wb[sheet_title(t("sec.province", "en"), set())].iter_rows())) == 72
 
     app = FastAPI()
     app.include_router(build_router(settings))
@@ -1026,6 +1041,8 @@ def test_formula_like_text_is_written_as_text_numbers_stay_numbers(database_url:
         ("province", None, "2099-01", "starts after the current year"),
         ("air-quality", KK, "2023-01", "starts before QCVN 05:2023/BTNMT existed"),
         ("compliance", KK, "2023-09-01..2023-09-30", "held to it from 2023-09-12"),
+        # issue 19: HD-NT-20's permit imposes QCVN 40:2025 from 2026-07-01 (one basis a report)
+        ("compliance", "HD-NT-20", "2026-06-15..2026-07-15", "split the period"),
         ("province", None, "2025-01-01..2026-10-31", "at most 366 days"),
         ("export", NT, "2026", "365 days; this report covers at most 92 days"),
         ("compliance", NT, "0000", "year 0 is out of range"),
