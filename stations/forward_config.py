@@ -100,7 +100,7 @@ class Destination:
         """Is this archived file for this destination (its source, its kind of file)?"""
         if not any(fnmatch.fnmatchcase(source_id, p) for p in self.sources):
             return False
-        return self.files == "all" or is_circular10(file_name)
+        return self.files == "all" or is_circular10(remote_name(file_name))
 
 
 def is_circular10(name: str) -> bool:

@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Outcome = Literal["delivered", "transient", "refused", "missing"]
+SETTLED_NS = 2_000_000_000  # a folder unchanged for 2 s is skipped until its mtime moves
 LOCK_KEY = 0x51464F52  # one forwarder per database: two would race on the same files
 
 
@@ -155,7 +157,10 @@ class Scanner:
                     if f.name not in seen:
                         found.append(f)
                         seen.add(f.name)
-                self._folder_mtime[key] = mtime
+                # Trust an unchanged mtime only when it is old: a link in the same coarse
+                # clock tick as our listing would leave it unchanged and the file unseen.
+                if time.time_ns() - mtime > SETTLED_NS:
+                    self._folder_mtime[key] = mtime
         return sorted(found, key=lambda f: (f.mtime_ns, f.archive_path))
 
     def forget(self, files: Sequence[ArchivedFile]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from core.metrics import Metrics
@@ -78,7 +79,9 @@ class FtpReceiver:
 
     def start(self) -> FtpReceiver:
         self._stop.clear()
-        self._server = FTPServer(("127.0.0.1", self.port), self._handler())
+        # its own IOLoop: pyftpdlib's shared default one is closed by any other server's stop
+        # (the gateway's, in the end-to-end test)
+        self._server = FTPServer(("127.0.0.1", self.port), self._handler(), ioloop=IOLoop())
         server = self._server
 
         def serve() -> None:

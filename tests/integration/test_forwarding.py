@@ -15,7 +15,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -38,6 +38,7 @@ from tests.integration.forward_support import (
     FtpReceiver,
     HttpReceiver,
     archive_file,
+    circular10_file,
     wait_until,
 )
 
@@ -438,3 +439,117 @@ def test_cli_check_and_its_errors(tmp_path: Path, database_url: str) -> None:
     assert status.returncode == 0 and "no destination has run yet" in status.stdout
     retry = run_cli("retry", "national", "--file", str(config), env={**base, "FWD_CLI_PW": "x"})
     assert retry.returncode == 0 and "national: 0 failed file(s) queued again" in retry.stdout
+
+
+def test_files_the_gateway_accepted_reach_the_receiver_byte_exact(
+    kafka_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """End to end: stations upload to the real gateway (FTP, real broker), the forwarder sends
+    what it archived to the receiver; a body refused whole (another source's file) is
+    quarantined and never forwarded."""
+    import ftplib
+    import io
+    import uuid
+
+    from core.topics import ensure_topics
+    from stations.registry import load_registry
+    from tests.integration.gateway_support import AIR, CORPUS, STACK, running_gateway
+
+    tag = uuid.uuid4().hex[:8]
+    gw_dir = tmp_path / "gateway"
+    gw_settings = Settings(
+        kafka_url=kafka_url,
+        data_dir=gw_dir,
+        topic_prefix=f"t{tag}.",
+        app_id=f"quantrac-test-{tag}",
+        topic_partitions=2,
+    )
+    ensure_topics(gw_settings)
+    migrate(database_url)
+    receiver = FtpReceiver(tmp_path / "receiver", free_port())
+    receiver.root.mkdir()
+    receiver.start()
+    uploads = {
+        ("HD-KK-01", AIR): (CORPUS / "valid_air.txt").read_bytes(),
+        ("HD-KK-01", "HD_TTQT_KHI001_20261124100600.txt"): (CORPUS / "bad_number.txt").read_bytes(),
+        ("HD-KT-01", STACK): (CORPUS / "stack_ppm_dust.txt").read_bytes(),
+    }
+    stray = (CORPUS / "valid_air.txt").read_bytes()  # HD-KT-01 sending HD-KK-01's file
+    dest = ftp_destination(receiver.port, path="{name}", since=date(2026, 11, 24))
+    metrics = Metrics(CollectorRegistry())
+    forwarder = ForwarderThread([dest], gw_dir / "archive", database_url, metrics)
+    try:
+        with running_gateway(gw_settings, load_registry()) as gw:
+            for (account, name), body in uploads.items():
+                ftp = ftplib.FTP()
+                ftp.connect("127.0.0.1", gw.ftp_port, timeout=15)
+                ftp.login(account, gw.password(account))
+                assert ftp.storbinary(f"STOR {name}", io.BytesIO(body)).startswith("226")
+                ftp.close()
+            ftp = ftplib.FTP()
+            ftp.connect("127.0.0.1", gw.ftp_port, timeout=15)
+            ftp.login("HD-KT-01", gw.password("HD-KT-01"))
+            with pytest.raises(ftplib.error_perm):
+                ftp.storbinary("STOR HD_TTQT_KHI001_20261124100700.txt", io.BytesIO(stray))
+            ftp.close()
+        forwarder.start()
+        wait_until(
+            lambda: queue_counts(database_url, "national") == {"delivered": 3}, 60, "3 delivered"
+        )
+    finally:
+        forwarder.stop()
+        receiver.stop()
+    got = {p.name: p.read_bytes() for p in (receiver.root / "incoming").iterdir()}
+    assert got == {name: body for (_, name), body in uploads.items()}
+    assert sorted(receiver.events.renames()) == sorted(f"incoming/{n}" for _, n in uploads)
+    assert any((gw_dir / "quarantine").rglob("HD_TTQT_KHI001_20261124100700.txt"))
+
+
+def test_a_corrected_resend_replaces_and_a_vanished_file_is_set_aside(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A different body under a name already archived (the archive keeps it as name.1.txt)
+    reaches the receiver under the original name, replacing the first; an archived file that is
+    gone when its turn comes is set aside (counted as missing), and its source goes on."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from streams.forwarding import Forwarder
+
+    migrate(database_url)
+    archive_root = tmp_path / "archive"
+    archive = Archive(archive_root)
+    receiver = FtpReceiver(tmp_path / "receiver", free_port())
+    receiver.root.mkdir()
+    receiver.start()
+    dest = ftp_destination(receiver.port, path="{name}")
+    metrics = Metrics(CollectorRegistry())
+    name, first = circular10_file("KHI01", 1)
+    second = first.replace(b"TSS\t1.5", b"TSS\t1.7")
+    now = datetime.now(UTC)
+    paths: dict[str, str] = {}
+
+    async def run() -> None:
+        fwd = Forwarder([dest], archive_root, database_url, metrics)
+        async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+            archive.store(name, first, received_at=now, source_id="HD-NT-01")
+            assert await fwd.scan_once(pool) == 1
+            await fwd.deliver_pass(pool, dest)
+            again = archive.store(name, second, received_at=now, source_id="HD-NT-01")
+            assert again.name == name.replace(".txt", ".1.txt")
+            paths["gone"] = archive_file(archive, "HD-NT-01", "KHI01", 2)
+            paths["after"] = archive_file(archive, "HD-NT-01", "KHI01", 3)
+            assert await fwd.scan_once(pool) == 3
+            (archive_root / paths["gone"]).unlink()
+            for _ in range(4):
+                await fwd.deliver_pass(pool, dest)
+
+    try:
+        asyncio.run(run())
+    finally:
+        receiver.stop()
+    assert (receiver.root / "incoming" / name).read_bytes() == second
+    assert receiver.events.renames().count(f"incoming/{name}") == 2
+    assert queue_counts(database_url, "national") == {"delivered": 3, "failed": 1}
+    assert metrics.forward_attempt_failures.labels("national", "missing")._value.get() == 1
+    assert (receiver.root / "incoming" / paths["after"].split("/")[-1]).exists()
+    assert not (receiver.root / "incoming" / paths["gone"].split("/")[-1]).exists()

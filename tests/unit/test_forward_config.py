@@ -112,6 +112,7 @@ def test_wants_matches_sources_and_circular10_names() -> None:
     assert d.wants("HD-NT-01", "HD_NT01_KHI01_20261201100000.txt")
     assert not d.wants("HD-KK-01", "HD_KK01_KHI01_20261201100000.txt")
     assert not d.wants("HD-NT-01", "http-HD-NT-01-20261201.json")
+    assert d.wants("HD-NT-01", "HD_NT01_KHI01_20261201100000.1.txt")  # a corrected resend
     assert Destination(name="n", kind="http", url="http://h", files="all").wants(
         "HD-NT-01", "http-HD-NT-01-20261201.json"
     )
