@@ -106,6 +106,7 @@ class Fuel(StrEnum):
     WASTE = "waste"
     NONE = "none"  # process emissions without combustion
 
+
 # Regulations that classify the receiving water rather than limit a source: never a limit set.
 CLASSIFICATION_ONLY = frozenset({RegulationId.QCVN_08_2023})
 
@@ -411,10 +412,6 @@ class Source(_Model):
             raise KeyError(f"{self.id} does not measure {code!r} (measured: {measured})")
         return spec.interval_s or self.interval_s
 
-    def expected_per_hour(self, code: Parameter | str) -> float:
-        """Readings of ``code`` the reporting cadence promises per hour (for completeness)."""
-        return 3600.0 / self.interval_for(code)
-
 
 class Registry(_Model):
     """All sources and facilities; build with :func:`load_registry` or ``model_validate``."""
@@ -435,9 +432,7 @@ class Registry(_Model):
         both on every stack)."""
         if not isinstance(data, dict):
             return data
-        facilities = {
-            f.get("id"): f for f in data.get("facilities") or [] if isinstance(f, dict)
-        }
+        facilities = {f.get("id"): f for f in data.get("facilities") or [] if isinstance(f, dict)}
         sources = data.get("sources")
         if not isinstance(sources, list):
             return data
@@ -628,6 +623,11 @@ def format_table(registry: Registry) -> str:
         "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip()
         for r in rows
     ]
+    # issue 19: each facility once, with its status, permit and points
+    lines.append("")
+    for f in registry.facilities:
+        points = ",".join(p.id for p in registry.points_of(f.id))
+        lines.append(f"{f.id:<10} {f.status:<8} {f.permit.number:<16} {points}  {f.name}")
     counts = {k: len(registry.of_kind(k)) for k in SourceKind}
     summary = ", ".join(f"{n} {k.value}" for k, n in counts.items())
     n_sources, n_facilities = len(registry.sources), len(registry.facilities)

@@ -16,6 +16,7 @@ from stations.registry import (
     DEFAULT_PATH,
     Fuel,
     Registry,
+    format_table,
     load_registry,
     parse_registry,
     to_json,
@@ -142,3 +143,11 @@ def test_valid_from_needs_the_permit_clause(raw: dict[str, Any]) -> None:
     point = next(s for s in data["sources"] if s["id"] == "HD-NT-19")
     point["limits"][1]["valid_from"] = date(2027, 1, 1)
     assert any("'valid_from' needs 'permit_clause'" in e for e in _errors(data))
+
+
+def test_table_lists_each_facility_with_its_points(registry: Registry) -> None:
+    lines = format_table(registry).splitlines()
+    rows = [line for line in lines if line.split(" ")[0] in {f.id for f in registry.facilities}]
+    assert len(rows) == 38
+    pl = next(line for line in rows if line.startswith("PL-TPP"))
+    assert "existing" in pl and "12/GPMT-BTNMT" in pl and "HD-NT-01,HD-KT-01" in pl
