@@ -8,6 +8,7 @@ until 31/12/2031; a new facility applies the new one (docs/regulations.md §5.3)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -164,3 +165,19 @@ def test_unrelated_pair_is_an_error_naming_the_point(catalogue: Catalogue) -> No
     three = [OLD_40, NEW_40, LimitSet("QCVN_40_2025", "A")]
     with pytest.raises(TransitionError, match="HD-NT-95"):
         select_limit_sets("HD-NT-95", three, catalogue, date(2026, 1, 1), "existing")
+
+
+def test_category_rows_replace_general_rows_and_unknown_category_is_named(
+    catalogue: Catalogue,
+) -> None:
+    # QCVN 19:2024: Bảng 1 general rows are gaps; the 2.4 rows (gas turbines) apply only to a set
+    # naming that category, and an unknown category is an error listing the allowed ones.
+    general = Point("HD-KT-96", STACK, [LimitSet("QCVN_19_2024", "B")], "new")
+    assert resolve_limits(general, catalogue, date(2026, 1, 1)) == []
+    wrong = Point("HD-KT-97", STACK, [LimitSet("QCVN_19_2024", "B", category="2.9")], "new")
+    message = re.escape("category '2.9' not valid; allowed: 2.4-GT")
+    with pytest.raises(LimitResolutionError, match=message):
+        resolve_limits(wrong, catalogue, date(2026, 1, 1))
+    big = Point("HD-KT-98", STACK, [LimitSet("QCVN_19_2024", "A", category="2.4-GT-GT1200")], "new")
+    got = {lim.parameter: lim.max for lim in resolve_limits(big, catalogue, date(2026, 1, 1))}
+    assert got == {"SO2": 50, "NOx": 50, "Dust": 15}
