@@ -100,3 +100,15 @@ def test_public_page_shows_every_station_category_and_advice(
     assert advice_for(aqi).sensitive.en in card.find_element(By.CSS_SELECTOR, ".sensitive").text
     assert csp_violations(browser) == []
     full_page_shot(browser, "public-page-en")
+
+    browser.set_window_size(360, 800)  # a phone, as in the province's app
+    browser.get(f"{public_server}/public?lang=vi")
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-charts") == "ready"
+    )
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{overflow} px wider than the phone's screen"
+    path = ARTIFACTS / "public-page-phone.png"
+    assert browser.save_screenshot(str(path)), path
