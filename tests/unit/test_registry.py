@@ -198,15 +198,15 @@ def test_get_unknown_names_the_id(registry: Registry) -> None:
         registry.get("HD-XX-99")
 
 
-def test_parameter_and_expected_per_hour(registry: Registry) -> None:
+def test_parameter_and_interval(registry: Registry) -> None:
     source = registry.get("HD-KK-01")
     assert source.parameter("PM2.5") is not None
     assert source.parameter(Parameter.COD) is None
-    assert source.expected_per_hour(Parameter.SO2) == 12.0  # 300 s interval
-    assert source.expected_per_hour(Parameter.WIND_SPEED) == 60.0  # 60 s override
-    assert registry.get("HD-KT-01").expected_per_hour("Dust") == 60.0
+    assert source.interval_for(Parameter.SO2) == 300
+    assert source.interval_for(Parameter.WIND_SPEED) == 60  # a parameter's own cadence
+    assert registry.get("HD-KT-01").interval_for("Dust") == 60
     with pytest.raises(KeyError, match="does not measure"):
-        source.expected_per_hour(Parameter.COD)
+        source.interval_for(Parameter.COD)
 
 
 def test_facility_lookup(registry: Registry) -> None:
