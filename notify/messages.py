@@ -65,6 +65,16 @@ def document(
     return doc
 
 
+def batch(kind: str, doc: dict[str, Any], violation: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Add ``violation`` to a message queued in the same round for the same source (a plant
+    upset raises several parameters at once: one message, not one per parameter). Returns the
+    new document and subject."""
+    also = [*doc.get("also", []), violation]
+    new = {**doc, "also": also}
+    names = ", ".join(str(v.get("parameter", "?")) for v in also)
+    return new, f"{subject(kind, doc.get('violation', {}))} (+{len(also)} more: {names})"
+
+
 def _local(value: Any) -> str:
     if not isinstance(value, str) or not value:
         return "—"
@@ -100,6 +110,13 @@ def email_text(subject_line: str, doc: dict[str, Any]) -> str:
     lines += [f"{k + ':':<17}{val}" for k, val in rows]
     if v.get("message"):
         lines += ["", str(v["message"])]
+    if doc.get("also"):
+        lines += ["", "Also at this source, in the same notice:"]
+        for a in doc["also"]:
+            lines.append(
+                f"- {a.get('parameter')} ({a.get('rule_id', '')}): {_num(a.get('value'))} / "
+                f"{_num(a.get('limit'))}, severity {a.get('severity')}, id {a.get('violation_id')}"
+            )
     if doc.get("url"):
         lines += ["", f"Acknowledge in the console: {doc['url']}"]
     lines += ["", f"Delivery {doc.get('delivery')} (a repeat with this id is the same notice)."]

@@ -5,7 +5,9 @@ names channels (e-mail recipients, a webhook URL, a local file) and routes. A ro
 events by source or facility, parameter, kind and severity, and sends to its channels:
 
 - an *episode* (one violation id: opened, updated, …, closed) is one message, sent at the first
-  event of the episode that the route matches; its later events are folded into it;
+  event of the episode that the route matches; its later events are folded into it; episodes of
+  one source that a round finds together (a plant upset: several parameters at once) share one
+  message (notify/store.py);
 - rate limit: after a message for (route, source, rule), further episodes of that key within
   ``group_window_minutes`` are logged as *grouped* into it, not sent (a flapping limit is one
   message, not a storm);

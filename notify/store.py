@@ -175,6 +175,17 @@ def _plan_route(
         doc = messages.document(
             delivery=key, kind=kind, route=route.name, violation=payload, console_url=console_url
         )
+        status = "grouped" if action is Action.GROUP else "pending"
+        if action is not Action.GROUP:
+            lead = _batch_lead(conn, kind, route.name, name, ev.source_id)
+            if lead is not None:  # same source, same round: into that message
+                into, lead_doc = lead
+                lead_doc, lead_subject = messages.batch(kind, lead_doc, payload)
+                conn.execute(
+                    "UPDATE notification_deliveries SET payload = %s, subject = %s WHERE id = %s",
+                    (Jsonb(lead_doc), lead_subject, into),
+                )
+                status = "grouped"
         conn.execute(
             _INSERT,
             {
@@ -190,10 +201,24 @@ def _plan_route(
                 "into": into,
                 "subject": messages.subject(kind, payload),
                 "payload": Jsonb(doc),
-                "status": "grouped" if action is Action.GROUP else "pending",
+                "status": status,
             },
         )
     return action
+
+
+def _batch_lead(
+    conn: Conn, kind: str, route: str, channel: str, source: str
+) -> tuple[int, dict[str, Any]] | None:
+    """A message of this kind, route and channel for ``source`` queued by this very planning
+    transaction (created_at is the transaction's now()), if any: its id and document."""
+    row = conn.execute(
+        "SELECT id, payload FROM notification_deliveries WHERE kind = %s AND route = %s"
+        " AND channel = %s AND source_id = %s AND status = 'pending' AND attempts = 0"
+        " AND created_at = now() ORDER BY id LIMIT 1",
+        (kind, route, channel, source),
+    ).fetchone()
+    return (int(row[0]), dict(row[1])) if row else None
 
 
 _OVERDUE = """

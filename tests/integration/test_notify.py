@@ -133,7 +133,8 @@ def db(database_url: str) -> str:
             "INSERT INTO sources (id, name, kind, district, facility_id, interval_s, spec)"
             " VALUES ('HD-NT-03', 'Cửa xả KCN Đại An', 'wastewater', 'TP Hải Dương', 'KCN-DA',"
             " 300, '{}'), ('HD-KK-01', 'Trạm Quảng trường', 'ambient_air', 'TP Hải Dương',"
-            " NULL, 300, '{}')"
+            " NULL, 300, '{}'), ('HD-NT-04', 'Cửa xả 2 KCN Đại An', 'wastewater',"
+            " 'TP Hải Dương', 'KCN-DA', 300, '{}')"
         )
     return database_url
 
@@ -349,7 +350,8 @@ def test_an_episode_is_one_message_and_a_flapping_rule_is_grouped(setup: Any) ->
     assert seen == (9,)
 
 
-def test_unacknowledged_violation_escalates_once_acknowledged_does_not(setup: Any) -> None:
+def test_a_source_upset_in_one_round_is_one_message(setup: Any) -> None:
+    """Several parameters of one source opening together: one message listing them all."""
     settings, mailbox, webhook = setup
     webhook.start()
     n = new_notifier(settings)
@@ -357,8 +359,42 @@ def test_unacknowledged_violation_escalates_once_acknowledged_does_not(setup: An
     store(
         url,
         event("V1", "opened", 0),
-        event("V5", "opened", 0, parameter="NH4", rule="qcvn40-nh4-1h"),
+        event("V3", "opened", 0, parameter="TSS", rule="qcvn40-tss-1h"),
+        event("V7", "opened", 0, parameter="NH4", rule="qcvn40-nh4-1h"),
+        event("V8", "opened", 0, source="HD-NT-04", parameter="COD"),
     )
+    settle(n)
+    subjects = sorted(m["Subject"] for m in mailbox.to("duty@example.vn"))
+    assert len(subjects) == 2, subjects
+    assert subjects[0].startswith("[quantrac] opened: HD-NT-03 COD")
+    assert subjects[0].endswith("(+2 more: TSS, NH4)")
+    assert subjects[1].startswith("[quantrac] opened: HD-NT-04 COD") and "more" not in subjects[1]
+    text = next(m for m in mailbox.messages if "HD-NT-03" in m[2]["Subject"])[2].get_content()
+    assert "- TSS (qcvn40-tss-1h): 110 / 67.5" in text and "id V7" in text
+    [lead] = [d for d in webhook.documents() if d["violation"]["source_id"] == "HD-NT-03"]
+    assert [a["violation_id"] for a in lead["also"]] == ["V3", "V7"]
+    log = log_rows(url)
+    lead_ids = {r["channel"]: r["id"] for r in log if r["violation_id"] == "V1"}
+    grouped = {
+        (r["violation_id"], r["channel"]): r["grouped_into"]
+        for r in log
+        if r["status"] == "grouped"
+    }
+    assert grouped == {(v, c): lead_ids[c] for v in ("V3", "V7") for c in ("duty", "ops")}
+    # later events of the batched episodes are folded too
+    store(url, event("V3", "updated", 1, parameter="TSS", rule="qcvn40-tss-1h"))
+    settle(n)
+    assert len(mailbox.messages) == 2 and len(webhook.requests) == 2
+
+
+def test_unacknowledged_violation_escalates_once_acknowledged_does_not(setup: Any) -> None:
+    settings, mailbox, webhook = setup
+    webhook.start()
+    n = new_notifier(settings)
+    url = settings.database_url
+    store(url, event("V1", "opened", 0))
+    settle(n)
+    store(url, event("V5", "opened", 0, source="HD-NT-04", parameter="NH4", rule="nh4-1h"))
     settle(n)
     store(url, event("V6", "opened", 0))  # V1's rule again: grouped, rides on V1's escalation
     settle(n)

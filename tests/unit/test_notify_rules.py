@@ -265,3 +265,28 @@ def test_notify_secrets_are_checked_at_start(fields: dict[str, str], named: str)
     assert "CHANGE-ME" not in str(info.value)  # the variable is named, never its value
     real = {"notify_webhook_secret": "k2V9q-real-random", "notify_smtp_password": "x7!Rr-real"}
     check_secrets(Settings.model_validate({**fields, **real}))
+
+
+def test_batch_adds_a_violation_to_a_queued_message() -> None:
+    lead = {
+        "source_id": "HD-NT-05",
+        "parameter": "COD",
+        "event": "opened",
+        "value": 90.0,
+        "limit": 75.0,
+        "ratio": 1.2,
+        "severity": "1.1-1.5",
+        "violation_id": "A",
+    }
+    doc = messages.document(
+        delivery="d", kind="episode", route="r", violation=lead, console_url=None
+    )
+    doc, subject = messages.batch("episode", doc, {**lead, "parameter": "TN", "violation_id": "B"})
+    doc, subject = messages.batch("episode", doc, {**lead, "parameter": "TSS", "violation_id": "C"})
+    assert subject == "[quantrac] opened: HD-NT-05 COD 90 vs limit 75 ×1.20 band 1.1-1.5 " + (
+        "(+2 more: TN, TSS)"
+    )
+    assert [a["violation_id"] for a in doc["also"]] == ["B", "C"]
+    assert doc["violation"]["violation_id"] == "A"
+    text = messages.email_text(subject, doc)
+    assert "- TN (): 90 / 75, severity 1.1-1.5, id B" in text
