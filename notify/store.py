@@ -37,6 +37,7 @@ PLAN_LOCK = 0x71_6E_6F_74  # pg_advisory_xact_lock key: one planner at a time ("
 # covers the last hour, not every event since the first start.
 WATERMARK_LAG_S = 3600.0
 MAX_ERROR = 500
+MAX_BATCH = 50  # violations in one message at most; a bigger upset starts another message
 
 Conn = psycopg.Connection[Any]
 
@@ -215,8 +216,9 @@ def _batch_lead(
     row = conn.execute(
         "SELECT id, payload FROM notification_deliveries WHERE kind = %s AND route = %s"
         " AND channel = %s AND source_id = %s AND status = 'pending' AND attempts = 0"
-        " AND created_at = now() ORDER BY id LIMIT 1",
-        (kind, route, channel, source),
+        " AND created_at = now() AND coalesce(jsonb_array_length(payload->'also'), 0) < %s"
+        " ORDER BY id LIMIT 1",
+        (kind, route, channel, source, MAX_BATCH - 1),
     ).fetchone()
     return (int(row[0]), dict(row[1])) if row else None
 
