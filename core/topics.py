@@ -30,6 +30,11 @@ RAW = TopicSpec("readings.raw", 7 * DAY_MS, "RawBatch: one delivery's readings, 
 VALID = TopicSpec("readings.valid", 7 * DAY_MS, "QcBatch: one source's QcReadings per batch")
 REJECTED = TopicSpec("readings.rejected", 90 * DAY_MS, "Rejection: the dead letter, with bytes")
 AVERAGES = TopicSpec("averages", 30 * DAY_MS, "Average: 1h/8h/24h/day/NowCast per parameter")
+CORRECTED = TopicSpec(
+    "averages.corrected",
+    30 * DAY_MS,
+    "Average of a stack with an O2 reference: its pollutants at the reference O2, the rest as is",
+)
 VIOLATIONS = TopicSpec("violations", 365 * DAY_MS, "ViolationEvent, keyed by violation id")
 AQI = TopicSpec("aqi", 30 * DAY_MS, "AqiRecord: hourly and daily VN_AQI per air station")
 
@@ -39,7 +44,7 @@ WATER_QUALITY = TopicSpec(
 
 TICKS = TopicSpec("ticks", 1 * DAY_MS, "Tick: the leader's clock per source (outage checks)")
 
-ALL = (RAW, VALID, REJECTED, AVERAGES, VIOLATIONS, AQI, WATER_QUALITY, TICKS)
+ALL = (RAW, VALID, REJECTED, AVERAGES, CORRECTED, VIOLATIONS, AQI, WATER_QUALITY, TICKS)
 
 
 def bootstrap_servers(settings: Settings) -> str:

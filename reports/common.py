@@ -5,7 +5,6 @@ Functions taking a ``psycopg.Connection`` only read; pure helpers are separate a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -18,7 +17,7 @@ from psycopg.rows import dict_row
 from core.settings import Settings
 from reports.periods import ReportPeriod
 from stations.registry import Source
-from thresholds.averaging import LOCAL_TZ
+from thresholds.averaging import LOCAL_TZ, samples_in
 from thresholds.limits import Limit
 from thresholds.severity import ratio as exceedance_ratio
 
@@ -35,12 +34,8 @@ def local_day(dt: datetime, tz: str) -> date:
 
 
 def expected_slots(start: datetime, end: datetime, interval_s: int) -> int:
-    """Slots of an epoch-aligned ``interval_s`` grid inside [start, end)."""
-    if end <= start:
-        return 0
-    a = math.ceil(start.timestamp() / interval_s)
-    b = math.ceil(end.timestamp() / interval_s)
-    return b - a
+    """Readings the cadence promises in [start, end): thresholds.averaging.samples_in."""
+    return samples_in((end - start).total_seconds(), interval_s)
 
 
 def ratio(limit: Limit, value: float) -> float | None:

@@ -266,15 +266,15 @@ def exceedance_section(stats: Sequence[LimitStats]) -> Section:
 
 
 def corrected_averages(
-    averages: Sequence[AverageRow], settings: CorrectionSettings
+    averages: Sequence[AverageRow], correction: CorrectionSettings
 ) -> tuple[list[AverageRow], list[tuple[AverageRow, Correction]]]:
     """The averages with each corrected parameter's value at the reference O2 (a window not
     judged becomes invalid), and the pairs (measured average, correction) behind them (pure;
     the same rule as the worker's stage, thresholds/reference_o2.py)."""
-    assert settings.reference is not None
+    assert correction.reference is not None
     o2 = [a for a in averages if a.parameter == O2]
-    mine = [a for a in averages if a.parameter in settings.parameters]
-    pairs = correct_series(mine, o2, settings.reference, settings.max_o2)
+    mine = [a for a in averages if a.parameter in correction.parameters]
+    pairs = correct_series(mine, o2, correction.reference, correction.max_o2)
     fixed = {id(a): replace(a, value=c.corrected, valid=a.valid and c.judged) for a, c in pairs}
     return [fixed.get(id(a), a) for a in averages], pairs
 

@@ -7,7 +7,6 @@ hourly ``averages`` (period ``1h``) and the ``readings_daily`` view (local days)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -16,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+
+from thresholds.averaging import samples_in
 
 
 class Resolution(StrEnum):
@@ -224,8 +225,9 @@ def parameter_intervals(spec: dict[str, Any], default_interval_s: int) -> dict[s
 
 
 def expected_readings(intervals: dict[str, int], elapsed_s: float) -> float:
-    """Readings the cadence promises over ``elapsed_s``, summed over the parameters."""
-    return sum(math.floor(elapsed_s / i) for i in intervals.values() if i > 0)
+    """Readings the cadence promises over ``elapsed_s``, summed over the parameters
+    (thresholds.averaging.samples_in, the rule the windows and reports count with)."""
+    return sum(samples_in(elapsed_s, i) for i in intervals.values() if i > 0)
 
 
 def completeness(valid: int, expected: float) -> float | None:

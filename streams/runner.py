@@ -73,6 +73,7 @@ class Stage(Generic[T, S]):
     step: Callable[[S, Sequence[T], Any], tuple[S, Sequence[Any]]]
     config: Any = None  # the step's third argument
     finish: Callable[[Batch, list[Output]], Awaitable[list[Output]]] | None = None
+    route: Callable[[Output], tuple[Any, str, Any]] | None = None  # else the runner's
     count: Callable[[Any], Hashable | None] = field(default=lambda record: None)
     on_counts: Callable[[Counter[Hashable]], None] = field(default=lambda counts: None)
 
@@ -124,7 +125,7 @@ class Runner:
                 label = None if out.dead else stage.count(out.record)
                 if label is not None:
                     counts[label] += 1
-                topic, key, value = self.route(out)
+                topic, key, value = (stage.route or self.route)(out)
                 batch.emit(topic, key, value)
             stage.on_counts(counts)
             await batch.commit(stream, events)

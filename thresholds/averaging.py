@@ -57,11 +57,20 @@ def _midnight(d: date, tz: tzinfo) -> datetime:
     return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
 
 
+def samples_in(seconds: float, interval_s: float) -> int:
+    """The one rule for completeness: a source reporting every ``interval_s`` seconds promises
+    ⌊seconds / interval_s⌋ samples in ``seconds`` (0 for none elapsed). The windows, the
+    reports and the console's completeness today all count with it."""
+    if interval_s <= 0:
+        raise ValueError(f"interval {interval_s}s must be > 0")
+    return max(0, math.floor(seconds / interval_s + _EPS))
+
+
 def expected_samples(window_seconds: float, interval_s: float) -> int:
-    """Samples a source reporting every ``interval_s`` seconds promises in a window (≥ 1)."""
-    if window_seconds <= 0 or interval_s <= 0:
-        raise ValueError(f"window {window_seconds}s and interval {interval_s}s must be > 0")
-    return max(1, math.floor(window_seconds / interval_s + _EPS))
+    """Samples promised in an averaging window: :func:`samples_in`, at least one."""
+    if window_seconds <= 0:
+        raise ValueError(f"window {window_seconds}s must be > 0")
+    return max(1, samples_in(window_seconds, interval_s))
 
 
 @dataclass(frozen=True)

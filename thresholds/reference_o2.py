@@ -367,13 +367,15 @@ class CorrectionState:
         )
 
 
-def corrected_average(avg: Average, o2: O2Window | None, settings: CorrectionSettings) -> Average:
+def corrected_average(avg: Average, o2: O2Window | None, correction: CorrectionSettings) -> Average:
     """``avg`` with ``value`` at the reference O2 (or None and ``not_judged``), carrying the
     measured value, the window's O2 and the reference. Revision = avg's + the O2 window's."""
-    ref = settings.reference
+    ref = correction.reference
     assert ref is not None
     o2_value = o2.value if o2 is not None and o2.valid else None
-    c = correct(avg.value if avg.valid else None, o2_value, ref.o2_percent, max_o2=settings.max_o2)
+    c = correct(
+        avg.value if avg.valid else None, o2_value, ref.o2_percent, max_o2=correction.max_o2
+    )
     reason = c.reason
     if o2 is not None and not o2.valid:
         reason = (
@@ -401,7 +403,7 @@ def corrected_average(avg: Average, o2: O2Window | None, settings: CorrectionSet
 def step(
     state: CorrectionState | None,
     items: Sequence[Average],
-    settings: CorrectionSettings,
+    correction: CorrectionSettings,
 ) -> tuple[CorrectionState, list[Average]]:
     """Fold one source's averages (arrival order) into the state; return the averages the
     threshold check should see. Inputs of other sources are an error (the runner keys by
@@ -417,16 +419,16 @@ def step(
             raise ValueError(
                 f"correction state of {state.source_id} given an average of {avg.source_id}"
             )
-        if settings.reference is None:
+        if correction.reference is None:
             out.append(avg)
         elif avg.parameter == O2:
             out.append(avg)
-            out += _take_o2(state, avg, settings)
-        elif avg.parameter in settings.parameters:
-            out += _take_pollutant(state, avg, settings)
+            out += _take_o2(state, avg, correction)
+        elif avg.parameter in correction.parameters:
+            out += _take_pollutant(state, avg, correction)
         else:
             out.append(avg)
-    out += _evict(state, settings)
+    out += _evict(state, correction)
     return state, out
 
 
@@ -434,7 +436,7 @@ def _o2_window(avg: Average) -> O2Window:
     return O2Window(avg.value, avg.valid and avg.value is not None, avg.revision, avg.completeness)
 
 
-def _take_o2(state: CorrectionState, avg: Average, settings: CorrectionSettings) -> list[Average]:
+def _take_o2(state: CorrectionState, avg: Average, correction: CorrectionSettings) -> list[Average]:
     key = window_key(avg)
     if not avg.final:
         state.running_o2[key] = _o2_window(avg)
@@ -451,19 +453,19 @@ def _take_o2(state: CorrectionState, avg: Average, settings: CorrectionSettings)
     state.ends[key] = avg.window_end.isoformat()
     waiting = state.pending.pop(key, {})
     redo = state.done.get(key, {}) if before is not None else {}
-    out = [corrected_average(a, window, settings) for a in [*waiting.values(), *redo.values()]]
+    out = [corrected_average(a, window, correction) for a in [*waiting.values(), *redo.values()]]
     if waiting:
         state.done.setdefault(key, {}).update(waiting)
     return out
 
 
 def _take_pollutant(
-    state: CorrectionState, avg: Average, settings: CorrectionSettings
+    state: CorrectionState, avg: Average, correction: CorrectionSettings
 ) -> list[Average]:
     key = window_key(avg)
     if not avg.final:  # running hour: early warnings only, paired with the running O2 if any
         o2 = state.o2.get(key) or state.running_o2.get(key)
-        return [corrected_average(avg, o2, settings)]
+        return [corrected_average(avg, o2, correction)]
     for bucket in (state.done, state.pending):
         seen = bucket.get(key, {}).get(avg.parameter)
         if seen is not None and avg.revision <= seen.revision:
@@ -475,23 +477,23 @@ def _take_pollutant(
         return []
     state.pending.get(key, {}).pop(avg.parameter, None)
     state.done.setdefault(key, {})[avg.parameter] = avg
-    return [corrected_average(avg, o2, settings)]
+    return [corrected_average(avg, o2, correction)]
 
 
-def _evict(state: CorrectionState, settings: CorrectionSettings) -> list[Average]:
+def _evict(state: CorrectionState, correction: CorrectionSettings) -> list[Average]:
     """Forget windows past the horizon (and the oldest beyond ``max_windows``); a pollutant still
     waiting goes out as not judged: no valid O2 average arrived for its window."""
     if not state.ends:
         return []
     newest = max(ISO(e) for e in state.ends.values())
-    cut = newest - settings.horizon
+    cut = newest - correction.horizon
     by_end = sorted(state.ends.items(), key=lambda kv: kv[1])
-    excess = max(0, len(by_end) - settings.max_windows)
+    excess = max(0, len(by_end) - correction.max_windows)
     drop = [k for i, (k, end) in enumerate(by_end) if i < excess or ISO(end) <= cut]
     out: list[Average] = []
     for key in drop:
         for avg in state.pending.pop(key, {}).values():
-            out.append(corrected_average(avg, None, settings))
+            out.append(corrected_average(avg, None, correction))
         state.o2.pop(key, None)
         state.done.pop(key, None)
         state.ends.pop(key, None)

@@ -1,0 +1,101 @@
+"""The sinks: batches of records written to PostgreSQL, acked only after the commit.
+
+``noack_take`` leaves acking to us; Faust's ``take`` would ack in a ``finally``, so a shutdown in
+the middle of a failed write would commit offsets of unwritten rows. A record the database
+refuses is dead-lettered (and the dead letter confirmed) before the ack (streams/errors.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.metrics import Metrics
+from core.records import Rejection
+from core.settings import Settings
+from storage import rows as to_row
+from storage import writer as tables
+from storage.writer import BatchWriter, Row, TableSpec
+from streams.db import Database
+from streams.errors import DeadLetters
+
+Write = Callable[[Sequence[Row]], Awaitable[Any]]
+
+
+class Writers:
+    """One idempotent batch writer per table, created on first use (the pool opens lazily)."""
+
+    def __init__(self, db: Database, settings: Settings, metrics: Metrics) -> None:
+        self._db, self._settings, self._metrics = db, settings, metrics
+        self._writers: dict[str, BatchWriter] = {}
+
+    def __call__(self, spec: TableSpec) -> Write:
+        async def write(rows: Sequence[Row]) -> int:
+            writer = self._writers.get(spec.table)
+            if writer is None:
+                writer = self._writers[spec.table] = BatchWriter(
+                    await self._db.pool(),
+                    spec,
+                    retry_max_s=self._settings.db_retry_max_s,
+                    on_write=self._metrics.on_db_write,
+                    on_error=self._metrics.on_db_error,
+                )
+            return await writer.write(rows)
+
+        return write
+
+
+@dataclass(frozen=True)
+class Sink:
+    """A persist agent: the tables its topic's records go to, in order."""
+
+    name: str
+    topic: str  # an attribute of streams.topology.Topics
+    writes: tuple[tuple[TableSpec, Callable[[Any], Row]], ...]
+    keep: Callable[[Any], bool] = field(default=lambda record: True)
+
+
+SINKS = (
+    # Running-hour averages (final=False) feed early warnings only; they are not stored.
+    Sink(
+        "persist_averages", "averages", ((tables.AVERAGES, to_row.average_row),), lambda a: a.final
+    ),
+    Sink("persist_aqi", "aqi", ((tables.AQI, to_row.aqi_row),)),
+    Sink(
+        "persist_water_quality", "water", ((tables.WATER_QUALITY_DAYS, to_row.water_quality_row),)
+    ),
+    Sink(
+        "persist_violations",
+        "violations",
+        ((tables.VIOLATION_EVENTS, to_row.event_row), (tables.VIOLATIONS, to_row.violation_row)),
+    ),
+    Sink("persist_rejections", "rejected", ((tables.REJECTIONS, to_row.rejection_row),)),
+)
+
+
+def sink_agent(
+    sink: Sink, writers: Writers, dead: DeadLetters, settings: Settings
+) -> Callable[[Any], Awaitable[None]]:
+    """The Faust agent function of ``sink``: write each batch, then ack its events."""
+    writes = [(writers(spec), row) for spec, row in sink.writes]
+    store_rejections = writers(tables.REJECTIONS)
+
+    async def to_dead_letter(dead_letters: Sequence[tuple[str, Rejection]]) -> None:
+        if sink.topic == "rejected":
+            # the dead letters of the dead-letter sink itself: back onto its topic would loop;
+            # their fields are safe to store
+            await store_rejections([to_row.rejection_row(r) for _, r in dead_letters])
+            return
+        pending = [await dead.topic.send(key=k, value=r) for k, r in dead_letters]
+        await asyncio.gather(*pending)  # confirmed before the events are acked
+
+    async def agent(stream: Any) -> None:
+        rows, wait = settings.persist_batch_rows, settings.persist_batch_seconds
+        async for events in stream.noack_take(rows, within=wait):
+            await dead.persist(sink.name, events, writes, sink.keep, to_dead_letter)
+            for event in events:
+                await stream.ack(event)
+
+    return agent

@@ -1,0 +1,352 @@
+"""The worker's stateful stages, each a declaration the runner executes (streams/runner.py).
+
+    readings.raw ──validate──▶ readings.valid ──average──▶ averages ──────────check──▶ violations
+                    (+ readings table)                  │  ├──o2──▶ averages.corrected ──┘
+                                                        │  ├──aqi──▶ aqi
+                                                        │  └──water──▶ water_quality
+    ticks ──outages──▶ violations
+
+Each function below says what its stage reads, how an input becomes items, the key of its
+state, and which pure step it runs; nothing here sends, commits or acks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import RejectReason
+from core.metrics import Metrics
+from core.parameters import SourceKind
+from core.records import (
+    MAX_BATCH_READINGS,
+    POSITION_STRIDE,
+    Average,
+    QcBatch,
+    QcFlag,
+    QcReading,
+    Rejection,
+    Tick,
+    ViolationEvent,
+)
+from core.settings import Settings
+from core.topics import AVERAGES
+from stations.registry import Registry
+from storage import rows as to_row
+from streams.batch import Batch
+from streams.checks import LimitBook, outage_allowance
+from streams.errors import DeadLetters, Undecodable, coordinates, write_rows
+from streams.persist import Write
+from streams.runner import Output, Stage, typed
+from streams.topology import Tables, Topics
+from streams.validate import Arrival, Validator, decode_raw, decode_valid, validate
+from thresholds import steps
+from thresholds.aqi_station import StationAqi
+from thresholds.qc import SeriesState
+from thresholds.reference_o2 import CorrectionSettings, CorrectionState, with_reference
+from thresholds.reference_o2 import step as correct_step
+from thresholds.violations import OutageState, RuleState
+from thresholds.water_quality import StationDays
+from thresholds.windows import SeriesWindows
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the stages are built from."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: Registry
+    validator: Validator
+    limit_book: LimitBook
+    tables: Tables
+    dead: DeadLetters
+    write_readings: Write
+    topics: Topics
+    corrections: Mapping[str, CorrectionSettings]  # stacks judged at a reference O2
+
+    def observe(self, stage: str, since: datetime) -> None:
+        """Latency from ``since`` (received, or a window's end) to now, per stage reached."""
+        self.metrics.latency.labels(stage).observe((datetime.now(UTC) - since).total_seconds())
+
+    def inc(self, counts: Counter[Hashable]) -> None:
+        """A batch's output counts, one ``inc`` per label set."""
+        counters = {
+            "rejected": self.metrics.rejections,
+            "average": self.metrics.averages_emitted,
+            "violation": self.metrics.violation_events,
+        }
+        for label, n in counts.items():
+            assert isinstance(label, tuple)
+            kind, *labels = label
+            counters[kind].labels(*labels).inc(n)
+
+
+def broker_time(event: Any) -> datetime:
+    """The broker's time of a message: the same when the message is delivered again."""
+    m = event.message
+    return datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC)
+
+
+def series_key(r: Any) -> str:
+    return f"{r.source_id}|{r.parameter}"
+
+
+def count(record: Any) -> tuple[str, ...] | None:
+    """The metric label of an output: rejections, final averages, violation events."""
+    if isinstance(record, Rejection):
+        return ("rejected", record.channel, record.reason)
+    if isinstance(record, Average):
+        return ("average", record.period, str(record.valid).lower()) if record.final else None
+    if isinstance(record, ViolationEvent):
+        return ("violation", record.event, record.severity)
+    return None
+
+
+def same(x: Any) -> Any:
+    return x
+
+
+def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
+    """readings.raw → flagged readings, stored in the database, then on to readings.valid."""
+
+    def arrivals(event: Any) -> list[Arrival] | Rejection:
+        m, now = event.message, datetime.now(UTC)
+        decoded = decode_raw(event.value, broker_time(event), coordinates(event))
+        if isinstance(decoded, Rejection):
+            return decoded
+        return [Arrival(r, m.offset * POSITION_STRIDE + i, now) for i, r in enumerate(decoded)]
+
+    async def store(batch: Batch, outputs: list[Output]) -> list[Output]:
+        # Stored before the raw offsets can be committed: the raw topic has this one consumer,
+        # so "stored, then acked" needs nothing else. A row the database refuses is
+        # dead-lettered and not passed on.
+        judged = [o for o in outputs if isinstance(o.record, QcReading)]
+        passed = [o for o in outputs if not isinstance(o.record, QcReading)]
+        refused = await write_rows(w.write_readings, [to_row.reading_row(o.record) for o in judged])
+        stored: dict[str, list[QcReading]] = {}
+        for o, error in zip(judged, refused, strict=True):
+            q: QcReading = o.record
+            w.observe("validated", q.received_at)
+            if error is not None:
+                line = q.position % POSITION_STRIDE + 1
+                reason = RejectReason.STORAGE_ERROR
+                rej = w.dead.rejection(
+                    "validate_readings", o.event, reason, error, line=line, source_id=q.source_id
+                )
+                passed.append(Output(o.event, line, rej, dead=True))
+                continue
+            stored.setdefault(q.source_id, []).append(q)
+            w.observe("stored", q.received_at)
+            if q.flag == QcFlag.VALID:
+                note_valid(batch, o.event, q)
+        flags = Counter((q.parameter, q.flag) for mine in stored.values() for q in mine)
+        for (parameter, flag), n in flags.items():
+            w.metrics.qc_flags.labels(parameter, flag).inc(n)
+        for source_id, mine in stored.items():
+            for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
+                chunk = QcBatch(source_id, mine[i : i + MAX_BATCH_READINGS])
+                passed.append(Output(None, None, chunk))
+        return passed
+
+    def note_valid(batch: Batch, event: Any, q: QcReading) -> None:
+        # the outage watch's input: the newest valid reading per source, at most once a minute
+        t = q.measured_at.timestamp()
+        seen = batch.slot(w.tables.last_valid, q.source_id, event, same, same)
+        if seen is not None and (seen.state is None or t >= seen.state + 60):
+            batch.set(seen, event, t)
+            w.metrics.last_reading.labels(q.source_id).set(t)
+
+    return Stage(
+        name="validate_readings",
+        table=w.tables.qc,
+        decode=arrivals,
+        key=lambda a: series_key(a.reading),
+        load=lambda key, d: SeriesState.from_dict(d) if d else SeriesState(),
+        dump=SeriesState.to_dict,
+        step=validate,
+        config=w.validator,
+        finish=store,
+        count=count,
+        on_counts=w.inc,
+    )
+
+
+def average_stage(w: Wiring) -> Stage[QcReading, SeriesWindows]:
+    """readings.valid → window means on averages (final ones, and the running hour's)."""
+
+    def valid_readings(event: Any) -> list[QcReading] | Rejection:
+        decoded = decode_valid(event.value, broker_time(event), coordinates(event))
+        if isinstance(decoded, Rejection):
+            return decoded
+        for r in decoded.readings:
+            w.observe("averaged", r.received_at)
+        return [r for r in decoded.readings if r.flag == QcFlag.VALID]
+
+    def load(key: str, d: Any) -> SeriesWindows:
+        # the configuration comes from today's settings, never from the stored state
+        source_id, parameter = key.split("|", 1)
+        interval = w.registry.get(source_id).interval_for(parameter)
+        threshold = w.settings.completeness_threshold
+        horizon = int(w.settings.late_horizon_hours)
+        if d:
+            return SeriesWindows.from_dict(d, interval, threshold, horizon)
+        return SeriesWindows(parameter, interval, threshold, horizon)
+
+    async def newest_running(batch: Batch, outputs: list[Output]) -> list[Output]:
+        # a running hour's mean only feeds early warnings: a batch's last one per series is enough
+        def running(o: Output) -> bool:
+            return isinstance(o.record, Average) and not o.record.final
+
+        last = {series_key(o.record): o for o in outputs if running(o)}
+        return [o for o in outputs if not running(o)] + list(last.values())
+
+    return Stage(
+        name="average_readings",
+        table=w.tables.windows,
+        decode=valid_readings,
+        key=series_key,
+        load=load,
+        dump=SeriesWindows.to_dict,
+        step=steps.average,
+        finish=newest_running,
+        count=count,
+        on_counts=w.inc,
+    )
+
+
+def o2_stage(w: Wiring) -> Stage[Average, CorrectionState | None]:
+    """averages of stacks with a reference O2 → averages.corrected: each pollutant window at
+    the reference O2 of its window's O2 mean (or not judged, saying why); O2 and the other
+    parameters pass through, so the check sees every window of such a stack exactly once."""
+
+    def step(
+        state: CorrectionState | None, items: Sequence[Average], config: Any
+    ) -> tuple[CorrectionState, list[Average]]:
+        return correct_step(state, items, config[items[0].source_id])
+
+    def route(out: Output) -> tuple[Any, str, Any]:
+        r = out.record
+        if isinstance(r, Average):
+            return w.topics.corrected, r.source_id, r
+        return w.topics.route(out)
+
+    return Stage(
+        name="correct_o2",
+        table=w.tables.corrections,
+        decode=typed(lambda a: [a] if a.source_id in w.corrections else []),
+        key=lambda a: a.source_id,
+        load=lambda key, d: CorrectionState.from_dict(d) if d else None,
+        dump=lambda state: state.to_dict() if state else None,
+        step=step,
+        config=w.corrections,
+        route=route,
+    )
+
+
+def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
+    """averages (of stacks with a reference O2: averages.corrected) → violation events: each
+    average against each limit in force for it."""
+    averages = w.settings.topic(AVERAGES.name)
+
+    def judgements(event: Any) -> list[steps.Judgement] | Undecodable:
+        avg = event.value
+        if isinstance(avg, Undecodable):
+            return avg
+        correction = w.corrections.get(avg.source_id)
+        if correction is not None and event.message.topic == averages:
+            return []  # judged from averages.corrected
+        book = w.limit_book
+        limits = book.for_average(avg)
+        if correction is not None:
+            limits = with_reference(limits, correction.reference, correction.parameters)
+        return [
+            steps.Judgement(avg, limit, book.penalty_for(avg.source_id, limit.parameter))
+            for limit in limits
+        ]
+
+    async def latency(batch: Batch, outputs: list[Output]) -> list[Output]:
+        seen = {id(o.event): o.event for o in outputs if isinstance(o.record, ViolationEvent)}
+        for event in seen.values():
+            w.observe("violation", event.value.window_end)
+        return outputs
+
+    return Stage(
+        name="check_thresholds",
+        table=w.tables.rules,
+        decode=judgements,
+        key=lambda j: f"{j.average.source_id}|{j.limit.rule_id}",
+        load=lambda key, d: RuleState.from_json(d) if d else None,
+        dump=lambda state: state.to_json() if state else None,
+        step=steps.check,
+        finish=latency,
+        count=count,
+        on_counts=w.inc,
+    )
+
+
+def aqi_stage(w: Wiring) -> Stage[Average, StationAqi]:
+    """averages (final 1-h means and NowCasts of air stations) → hourly and daily VN_AQI."""
+    air = {s.id for s in w.registry.sources if s.kind is SourceKind.AMBIENT_AIR}
+    return Stage(
+        name="compute_aqi",
+        table=w.tables.aqi,
+        decode=typed(lambda a: [a] if a.source_id in air and a.final else []),
+        key=lambda a: a.source_id,
+        # the AQI day's completeness is thresholds/aqi.py's, shared with `quantrac aqi --daily`
+        load=lambda key, d: StationAqi.from_dict(d) if d else StationAqi(),
+        dump=StationAqi.to_dict,
+        step=steps.aqi,
+    )
+
+
+def water_stage(w: Wiring) -> Stage[Average, StationDays]:
+    """averages (final valid local-day means of surface-water stations) → the day's QCVN
+    08:2023 class and VN_WQI, emitted again with a higher revision as the day's means arrive.
+    QCVN 08 classifies the water body: no limits, no violations."""
+    stations = w.registry.of_kind(SourceKind.SURFACE_WATER)
+    config = steps.WaterConfig(w.limit_book.catalogue, {s.id: s.target_class for s in stations})
+
+    def days(a: Average) -> list[Average]:
+        ok = a.source_id in config.targets and a.period == "day" and a.final and a.valid
+        return [a] if ok else []
+
+    return Stage(
+        name="classify_water",
+        table=w.tables.water,
+        decode=typed(days),
+        key=lambda a: a.source_id,
+        load=lambda key, d: StationDays.from_dict(d) if d else StationDays(),
+        dump=StationDays.to_dict,
+        step=steps.classify_water,
+        config=config,
+    )
+
+
+def outage_stage(w: Wiring) -> Stage[steps.OutageCheck, OutageState | None]:
+    """ticks (the leader's clock, per source) → outage opened / closed."""
+
+    def checks(tick: Tick) -> list[steps.OutageCheck]:
+        source = w.registry.find(tick.source_id)
+        if source is None:
+            return []
+        seen = w.tables.last_valid.get(tick.source_id)
+        last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
+        s = w.settings
+        allowance = outage_allowance(source, s.outage_min_s, s.outage_intervals)
+        return [steps.OutageCheck(tick, last, allowance)]
+
+    return Stage(
+        name="watch_outages",
+        table=w.tables.outages,
+        decode=typed(checks),
+        key=lambda c: c.tick.source_id,
+        load=lambda key, d: OutageState.from_json(d) if d else None,
+        dump=lambda state: state.to_json() if state else None,
+        step=steps.outages,
+        count=count,
+        on_counts=w.inc,
+    )

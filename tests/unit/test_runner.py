@@ -1,0 +1,148 @@
+"""The runner's protocol without a broker (streams/runner.py): decode, group, skip, step, dead
+letters. The broker-facing half (send, changelog, ack) is streams/batch.py's, exercised by the
+pipeline and fault tests."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.records import Rejection
+from streams.batch import Batch
+from streams.errors import DeadLetters, Undecodable
+from streams.runner import Output, Runner, Stage, typed
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    timestamp: float = 1_700_000_000.0
+
+
+@dataclass
+class Event:
+    key: bytes
+    value: Any
+    message: Message
+
+
+class Table:
+    def __init__(self, stored: dict[str, Any] | None = None) -> None:
+        self.name = "t"
+        self.stored = stored or {}
+
+    def get(self, key: str) -> Any:
+        return self.stored.get(key)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+
+    def labels(self, *labels: str) -> Counter:
+        self.seen.append(labels)
+        return self
+
+    def inc(self, n: int = 1) -> None:
+        pass
+
+
+def event(offset: int, value: Any, key: str = "S1") -> Event:
+    return Event(key.encode(), value, Message("in", 0, offset, b"raw-bytes"))
+
+
+def summing(state: int, items: Sequence[tuple[str, int]], config: Any) -> tuple[int, list[Any]]:
+    for _, x in items:
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        state += x
+    return state, [("sum", state)]
+
+
+def stage(table: Table) -> Stage[tuple[str, int], int]:
+    return Stage(
+        name="summing",
+        table=table,
+        decode=typed(lambda v: v),
+        key=lambda item: item[0],
+        load=lambda key, d: d or 0,
+        dump=lambda s: s,
+        step=summing,
+    )
+
+
+def runner() -> tuple[Runner, Counter]:
+    errors = Counter()
+    return Runner(
+        {}, DeadLetters("dead", errors), lambda o: ("t", "k", o), batch=10, within=1
+    ), errors
+
+
+def test_items_are_grouped_by_key_and_stepped_once_per_message() -> None:
+    r, _ = runner()
+    batch = Batch({})
+    outs = r.apply(stage(Table()), batch, [event(5, [("a", 1), ("b", 2), ("a", 3)])])
+    assert [o.record for o in outs] == [("sum", 4), ("sum", 2)]
+    states = {k[1]: s.state for k, s in batch._slots.items()}
+    assert states == {"a": 4, "b": 2}
+
+
+def test_a_message_applied_before_a_restart_is_skipped() -> None:
+    # the stored state remembers offset 7: message 7 is done, message 8 is new
+    table = Table({"a": {"o": 7, "s": 10}})
+    r, _ = runner()
+    outs = r.apply(stage(table), Batch({}), [event(7, [("a", 1)]), event(8, [("a", 5)])])
+    assert [o.record for o in outs] == [("sum", 15)]
+
+
+def test_a_step_that_raises_dead_letters_each_item_with_its_line_and_the_stream_goes_on() -> None:
+    r, errors = runner()
+    batch = Batch({})
+    events = [event(1, [("a", 1), ("a", -2), ("b", 3)]), event(2, [("a", 4)])]
+    outs = r.apply(stage(Table()), batch, events)
+    dead = [o for o in outs if o.dead]
+    assert [o.line for o in dead] == [1, 2]  # both items of key a in message 1, 1-based
+    rej = dead[0].record
+    assert isinstance(rej, Rejection)
+    assert rej.reason == "processing_error" and rej.origin == "in:0:1"
+    assert "negative: -2" in rej.message and rej.message.startswith("summing: ")
+    assert base64.b64decode(rej.original_b64) == b"raw-bytes"
+    # key a's state was not advanced by the failed group; message 2 still applies to it
+    assert [o.record for o in outs if not o.dead] == [("sum", 3), ("sum", 4)]
+    assert errors.seen == [("summing", "processing_error")] * 2
+
+
+def test_an_undecodable_value_is_one_dead_letter_with_its_coordinates() -> None:
+    r, errors = runner()
+    outs = r.apply(stage(Table()), Batch({}), [event(3, Undecodable("not a Thing: x"))])
+    assert len(outs) == 1 and outs[0].dead
+    assert outs[0].record.reason == "json_schema" and outs[0].record.origin == "in:0:3"
+    assert errors.seen == [("summing", "json_schema")]
+
+
+def test_a_decoder_rejection_passes_through_uncounted_by_the_runner() -> None:
+    rej = Rejection(
+        reason="bad_json",
+        message="m",
+        channel="kafka",
+        received_at=None,
+        original_b64="",
+    )
+    s = Stage(
+        name="x",
+        table=Table(),
+        decode=lambda e: rej,
+        key=lambda i: "k",
+        load=lambda k, d: 0,
+        dump=lambda s: s,
+        step=summing,
+    )
+    r, errors = runner()
+    outs = r.apply(s, Batch({}), [event(1, b"{")])
+    assert outs == [Output(outs[0].event, None, rej)] and not outs[0].dead
+    assert errors.seen == []
