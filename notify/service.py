@@ -121,7 +121,13 @@ class Notifier:
             store.mark_cancelled(conn, d, "acknowledged before the escalation went out")
             return "cancelled"
         try:
-            self._send(d)
+            try:
+                self._send(d)
+            except channels.SendError:
+                raise
+            except Exception as exc:  # an unforeseen failure of one channel stops no other
+                log.exception("notification %s via %s: unexpected error", d.dedupe_key, d.channel)
+                raise channels.SendError(f"unexpected {type(exc).__name__}") from None
         except channels.SendError as exc:
             attempts = d.attempts + 1
             give_up = attempts >= self.settings.notify_max_attempts
@@ -178,6 +184,9 @@ class Notifier:
                     )
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable (%s); retrying", type(exc).__name__)
+                self.close()
+            except psycopg.Error:  # e.g. the schema not migrated yet: logged, tried again
+                log.exception("notifier round failed; retrying")
                 self.close()
             stop.wait(self.settings.notify_poll_s)
         self.close()
