@@ -89,7 +89,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "aqi": ("VN_AQI", "VN_AQI"),
     "latest_values": ("Giá trị mới nhất", "Latest values"),
     "chart_24h": ("24 giờ qua", "Last 24 hours"),
-    "chart_30d": ("30 ngày qua (trung bình ngày)", "Last 30 days (daily means)"),
+    "chart_30d": ("30 ngày qua (TB 1 giờ và TB ngày)", "Last 30 days (1 h and daily means)"),
     "around_episode": ("Số liệu quanh sự cố", "Values around the episode"),
     "time": ("Thời gian", "Time"),
     "actor": ("Người thực hiện", "Actor"),
@@ -137,6 +137,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "kind_wastewater": ("Nước thải", "Wastewater"),
     "kind_stack": ("Khí thải", "Stack"),
+    # charts (console/chart_data.py, static/charts.js) and the board's tools (static/board.js)
+    "chart_loading": ("Đang tải biểu đồ…", "Loading the chart…"),
+    "chart_hint": (
+        "Rê chuột để xem giá trị; kéo để phóng to, nhấp đúp để trở lại. Đường làm trơn chỉ để"
+        " hiển thị: tuân thủ được đánh giá trên giá trị trung bình theo quy chuẩn.",
+        "Hover for values; drag to zoom, double-click to reset. The smoothed line is for display"
+        " only: compliance is judged on the regulatory means.",
+    ),
+    "no_limit": ("không có", "none"),
+    "no_limit_note": (
+        "Nguồn này không bị giới hạn thông số này theo sổ đăng ký",
+        "The registry holds this source to no limit on this parameter",
+    ),
+    "search": ("Tìm", "Search"),
+    "search_placeholder": ("mã, tên hoặc huyện", "id, name or district"),
+    "rows_shown": ("nguồn được hiển thị", "sources shown"),
 }
 
 

@@ -137,8 +137,16 @@ def test_operator_sees_live_alert_and_acknowledges(
     ]:
         browser.get(server + path)
         assert browser.find_elements(By.ID, "who"), path
-        if path.startswith("/violations/"):  # the episode chart draws the limit
-            assert browser.find_elements(By.CSS_SELECTOR, "svg.chart line.limit")
+        if path.startswith("/violations/"):  # the episode chart (uPlot) draws the limit
+            WebDriverWait(browser, 5).until(
+                lambda d: (
+                    d.find_element(By.ID, "chart-episode").get_attribute("data-ready") == "true"
+                )
+            )
+            labels = browser.execute_script(
+                "return window.qtCharts['chart-episode'].series.map(s => s.label)"
+            )
+            assert "Giới hạn 100 · TB 1 giờ" in labels, labels
             acks = browser.find_element(By.ID, "acks").text
             assert "op" in acks and "Đã gọi nhà máy, kiểm tra thiết bị" in acks
         if path == "/board":  # the AQI band colour comes from /bands.css, not a style attribute
