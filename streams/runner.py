@@ -8,7 +8,8 @@ key of an item, the state table and its codec, and a pure step
 
 1. **Decode.** Each message becomes its items (``Stage.decode``). A message that is not its
    topic's record becomes one dead letter with its exact bytes and coordinates
-   (``topic:partition:offset``) and the stream goes on (streams/errors.py).
+   (``topic:partition:offset``) and the stream goes on (streams/errors.py); so does a message
+   its decoder raises on (``processing_error``).
 2. **Group.** A message's items are grouped by state key (``Stage.key``; None: not this stage's
    item), in order. One key's messages all come from one partition, in offset order.
 3. **Skip.** A group whose message was applied to that key's state before a restart (its offset
@@ -134,7 +135,14 @@ class Runner:
         """Steps 1–4 of a batch: its outputs, dead letters included, in input order."""
         outputs: list[Output] = []
         for event in events:
-            items = stage.decode(event)
+            try:
+                items = stage.decode(event)
+            except Exception as exc:  # e.g. no limits can be resolved for the record's date
+                log.debug("%s could not take %s", stage.name, event.message, exc_info=exc)
+                reason = RejectReason.PROCESSING_ERROR
+                rej = self.dead.rejection(stage.name, event, reason, exc)
+                outputs.append(Output(event, None, rej, dead=True))
+                continue
             if isinstance(items, Rejection):  # a message its decoder refused, bytes and all
                 outputs.append(Output(event, None, items))
                 continue

@@ -146,3 +146,25 @@ def test_a_decoder_rejection_passes_through_uncounted_by_the_runner() -> None:
     outs = r.apply(s, Batch({}), [event(1, b"{")])
     assert outs == [Output(outs[0].event, None, rej)] and not outs[0].dead
     assert errors.seen == []
+
+
+def test_a_decoder_that_raises_dead_letters_the_message_and_the_stream_goes_on() -> None:
+    def decode(e: Any) -> Any:
+        if e.message.offset == 1:
+            raise KeyError("no limits for 1999-01-01")
+        return e.value
+
+    s = Stage(
+        name="x",
+        table=Table(),
+        decode=decode,
+        key=lambda i: i[0],
+        load=lambda k, d: 0,
+        dump=lambda s: s,
+        step=summing,
+    )
+    r, errors = runner()
+    outs = r.apply(s, Batch({}), [event(1, [("a", 1)]), event(2, [("a", 2)])])
+    assert [o.dead for o in outs] == [True, False]
+    assert outs[0].record.reason == "processing_error" and "1999-01-01" in outs[0].record.message
+    assert outs[1].record == ("sum", 2)
