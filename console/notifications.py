@@ -123,10 +123,11 @@ def build_router(
         session: PageUser,
         conn: Conn,
         status: Status | None = None,
+        violation_id: Annotated[str | None, Query(max_length=500)] = None,
     ) -> HTMLResponse:
         if session.user.role not in auth.ACK_ROLES:
             return render(request, "error.html", session, 403, message="forbidden")
-        rows = await deliveries(conn, status=status, limit=500)
+        rows = await deliveries(conn, status=status, violation_id=violation_id, limit=500)
         return render(
             request,
             "notifications.html",
@@ -135,6 +136,7 @@ def build_router(
             labels=LABELS,
             statuses=["pending", "sent", "failed", "grouped", "cancelled"],
             status=status or "",
+            violation_id=violation_id or "",
         )
 
     return router

@@ -582,6 +582,11 @@ def test_console_shows_the_delivery_log(setup: Any, tmp_path: Path) -> None:
                         assert "t0k" not in html.text and "t0k" not in api.text
                         failed = await c.get("/api/notifications?status=failed")
                         assert failed.json() == []
+                        other = await c.get("/notifications?violation_id=V2")
+                        assert 'class="n-sent"' not in other.text
+                        assert 'id="no-notifications"' in other.text
+                        detail = await c.get("/violations/V1")
+                        assert 'href="/notifications?violation_id=V1"' in detail.text
 
     asyncio.run(check())
 
