@@ -288,8 +288,9 @@ def test_compose_has_the_whole_system() -> None:
         "worker-1": ["worker"],
         "worker-2": ["worker"],
         "console": ["console"],
+        "notify": ["notify"],
     }
-    for name in ("worker-1", "worker-2", "console"):
+    for name in ("worker-1", "worker-2", "console", "notify"):
         condition = s[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert {"prometheus", "alertmanager", "grafana"} <= set(s)
@@ -305,7 +306,7 @@ def test_compose_workers_have_distinct_ports_that_prometheus_scrapes() -> None:
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     targets = {t for c in jobs["quantrac-worker"]["static_configs"] for t in c["targets"]}
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
-    for job in ("quantrac-gateway", "quantrac-console"):
+    for job in ("quantrac-gateway", "quantrac-console", "quantrac-notify"):
         for c in jobs[job]["static_configs"]:
             for target in c["targets"]:
                 assert target.split(":")[0] in s, f"{job} scrapes unknown host {target}"
@@ -317,7 +318,7 @@ def test_quantrac_healthchecks_use_the_address_peers_use() -> None:
     probes the pod IP (no ``host``)."""
     quantrac = {name: svc for name, svc in services().items() if svc.get("restart") != "no"}
     quantrac = {name: svc for name, svc in quantrac.items() if "build" in svc}
-    assert set(quantrac) == {"gateway", "worker-1", "worker-2", "console"}
+    assert set(quantrac) == {"gateway", "worker-1", "worker-2", "console", "notify"}
     for name, svc in quantrac.items():
         test = " ".join(svc["healthcheck"]["test"])
         assert "127.0.0.1" not in test and "localhost" not in test, (name, test)
