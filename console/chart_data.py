@@ -29,7 +29,7 @@ from core.settings import Settings
 from stations.registry import CLASSIFICATION_ONLY, Registry, load_registry
 from storage import queries as q
 from thresholds.averaging import LOCAL_TZ, savgol_smooth
-from thresholds.catalogue import Basis, load_catalogue
+from thresholds.catalogue import Basis, Catalogue, load_catalogue
 from thresholds.limits import Limit, resolve_limits
 
 SAVGOL_WINDOW, SAVGOL_ORDER = 11, 2  # as GET /api/sources/{id}/smoothed
@@ -97,12 +97,17 @@ def limits_by_parameter(limits: Sequence[Limit]) -> dict[str, list[Limit]]:
     return out
 
 
+@cache
+def _catalogue() -> Catalogue:
+    return load_catalogue()  # the shipped regulation tables: parsed once per process
+
+
 def source_limits(registry: Registry, source_id: str, day: date) -> list[Limit]:
     """The limits ``source_id`` is held to on ``day`` (QCVN 08 classifies water; no limit)."""
     source = registry.find(source_id)
     if source is None:
         return []
-    limits = resolve_limits(source, load_catalogue(), day)
+    limits = resolve_limits(source, _catalogue(), day)
     return [lim for lim in limits if lim.regulation not in CLASSIFICATION_ONLY]
 
 
