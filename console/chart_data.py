@@ -319,6 +319,9 @@ def build_router(
             src = await q.get_source(conn, source_id)
             if src is None:
                 raise HTTPException(404, f"no source {source_id!r}")
+            if src.parameters and parameter not in src.parameters:
+                known = ", ".join(src.parameters)
+                raise HTTPException(404, f"{source_id} measures no {parameter!r} ({known})")
             measured = await q.series(conn, source_id, parameter, start, end, spec.measured)
             means = await q.series(conn, source_id, parameter, start, end, spec.average)
             latest = await q.latest_values(conn, source_id)

@@ -127,6 +127,11 @@ async def test_chart_of_a_range_limit_and_bad_requests(clients: Any, cod: str) -
     d = (await c.get("/api/sources/HD-NT-01/chart?parameter=pH&lang=en")).json()
     assert [x["value"] for x in d["limits"]] == [5.5, 9.0]  # one line per bound
     assert (await c.get("/api/sources/NOPE/chart?parameter=COD")).status_code == 404
+    wrong = await c.get("/api/sources/HD-KK-01/chart?parameter=COD")
+    assert (wrong.status_code, wrong.json()["detail"]) == (
+        404,
+        "HD-KK-01 measures no 'COD' (PM2.5, SO2, WS)",
+    )
     bad = await c.get("/api/sources/HD-NT-01/chart?parameter=COD&window=1y")
     assert bad.status_code == 422
     assert (await c.get("/api/sources/HD-NT-01/chart")).status_code == 422  # no parameter
