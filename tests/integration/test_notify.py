@@ -735,3 +735,36 @@ def test_pipeline_exceedance_to_mail_and_webhook(
             " WHERE v.kind = 'exceedance' AND v.source_id = 'HD-NT-01'"
         ).fetchone()
     assert row is not None and row[0] > 2
+
+
+def test_database_down_then_up_the_notifier_goes_on(
+    setup: Any, pg_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL stopped under a running notifier: its rounds fail and are logged, it stays up,
+    and once the database is back the next violation is delivered, nothing twice."""
+    from streams.embedded import EmbeddedPostgres
+
+    assert isinstance(pg_server, EmbeddedPostgres), "stopping PostgreSQL needs the embedded one"
+    settings, mailbox, webhook = setup
+    webhook.start()
+    url = settings.database_url
+    n = new_notifier(settings.model_copy(update={"notify_poll_s": 0.2}))
+    stop = threading.Event()
+    loop = threading.Thread(target=n.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        store(url, event("V1", "opened", 0))
+        wait_until(lambda: {r["status"] for r in log_rows(url)} == {"sent"}, 30, 0.2)
+        try:
+            pg_server.pg_ctl("stop")
+            wait_until(lambda: "database unavailable" in caplog.text, 30, 0.2)
+            assert loop.is_alive()
+        finally:
+            pg_server.pg_ctl("start")
+        store(url, event("V3", "opened", 0, parameter="TSS", rule="qcvn40-tss-1h"))
+        wait_until(lambda: len(webhook.requests) == 2 and len(mailbox.messages) == 2, 60, 0.2)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert not loop.is_alive()
+    assert [d["violation"]["violation_id"] for d in webhook.documents()] == ["V1", "V3"]
