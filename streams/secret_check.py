@@ -81,6 +81,11 @@ def process_secrets(settings: Settings) -> list[Secret]:
         found.append(Secret("QUANTRAC_NOTIFY_WEBHOOK_SECRET", settings.notify_webhook_secret, True))
     if settings.notify_smtp_user:
         found.append(Secret("QUANTRAC_NOTIFY_SMTP_PASSWORD", settings.notify_smtp_password, True))
+    # scheduled reports (reports/scheduler.py): their SMTP login's password, when a login is set
+    if settings.schedule_smtp_user:
+        found.append(
+            Secret("QUANTRAC_SCHEDULE_SMTP_PASSWORD", settings.schedule_smtp_password, True)
+        )
     return found
 
 
