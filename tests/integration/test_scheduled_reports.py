@@ -199,3 +199,45 @@ def login(client: TestClient, username: str) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
+
+
+def test_a_failed_send_keeps_the_report_and_is_retried(database_url: str, tmp_path: Path) -> None:
+    insert_dataset(database_url)
+    port = free_port()  # nothing listens there yet: the first send fails
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        schedule_catch_up_months=1,
+        schedule_format="csv",
+        schedule_smtp_host="127.0.0.1",
+        schedule_smtp_port=port,
+        schedule_smtp_starttls=False,
+        schedule_recipients_quality=REGULATOR,
+    )
+    first = run_once(settings, AT, only=[KK])
+    assert (first.done, first.mailed, first.mail_failed) == (1, 0, 1), first
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT status, mailed_at, mail_attempts, mail_error FROM scheduled_reports"
+        ).fetchone()
+    assert row is not None and row[:3] == ("done", None, 1) and f":{port}" in row[3], row
+
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        second = run_once(settings, AT, only=[KK])
+    finally:
+        controller.stop()
+    assert (second.due, second.mailed, second.mail_failed) == (0, 1, 0), second
+    assert len(handler.messages) == 1 and handler.messages[0][0] == [REGULATOR]
+    (name, data), = attachments(handler.messages[0][1]).items()  # fmt: skip
+    assert name.endswith(".csv") and data.startswith(b"\xef\xbb\xbf")  # the stored CSV
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT mailed_at IS NOT NULL, mail_attempts, mail_error FROM scheduled_reports"
+        ).fetchone()
+        failed = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'scheduled_report_mail_failed'"
+        ).fetchone()
+    assert row == (True, 2, None) and failed == (1,)
