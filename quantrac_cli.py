@@ -42,6 +42,11 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         return 2
     if args.action == "check":
         weak = placeholders_in(env_dir)
+        if args.json:  # names and files only, never values
+            import json
+
+            print(json.dumps([{"file": s.file, "key": s.key, "how": s.how} for s in weak]))
+            return 1 if weak else 0
         for s in weak:
             print(f"{s.file}: {s.key} ({s.how}) is empty or a placeholder", file=sys.stderr)
         print(f"{env_dir}: " + (f"{len(weak)} secret(s) to set" if weak else "OK"))
@@ -543,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
         "printed; the database password is kept equal everywhere); check: list them, exit 1",
     )
     sec.add_argument("--env-dir", default="deploy/env", help="default: deploy/env")
+    sec.add_argument("--json", action="store_true", help="check: JSON list instead of lines")
     add("gateway", cmd_gateway, "receive station data: FTP (Circular 10 files), HTTP, MQTT")
     ntf = add("notify", cmd_notify, "send violation notifications (e-mail, signed webhooks)")
     ntf.add_argument(

@@ -70,3 +70,19 @@ def test_report_prints_path_on_stdout_and_a_summary_on_stderr(
         summary[0],
     ), summary
     assert "\r" not in err  # no terminal: no progress line redrawn
+
+
+def test_secrets_check_lists_as_json_without_values(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    env_dir = tmp_path / "env"
+    shutil.copytree(ROOT / "deploy" / "env", env_dir)
+    r = cli("secrets", "check", "--env-dir", str(env_dir), "--json")
+    assert r.returncode == 1, r.stderr
+    weak = json.loads(r.stdout)
+    assert {"file": "timescaledb.env", "key": "POSTGRES_PASSWORD", "how": "value"} in weak
+    assert "CHANGE-ME" not in r.stdout.decode()  # names only, never the values
+    assert cli("secrets", "init", "--env-dir", str(env_dir)).returncode == 0
+    r = cli("secrets", "check", "--env-dir", str(env_dir), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout
