@@ -264,6 +264,9 @@ class ViolationEvent(
     peak_measured_value: float | None = None
     peak_o2_measured: float | None = None
     correction_basis: str = ""
+    # Judged more than ``found_late_after_hours`` after its window ended: a station's backlog
+    # after an outage, judged when it arrived (issue 18): the same verdict, a late alert.
+    found_late: bool = False
 
 
 class Rejection(

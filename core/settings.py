@@ -41,7 +41,13 @@ class Settings(BaseSettings):
         0.75, description="Minimum share of expected samples for a valid average."
     )
     late_horizon_hours: float = Field(
-        72.0, description="Late readings within this horizon correct their windows."
+        72.0,
+        description="Readings out of order by up to this much event time behind their series'"
+        " newest reading correct their windows; older ones are stored and flagged late. A"
+        " backlog that arrives in order is judged whatever its age.",
+    )
+    found_late_after_hours: float = Field(
+        6.0, description="A violation event judged this long after its window ended says so."
     )
     future_tolerance_s: float = Field(
         300.0, description="Readings stamped further in the future are rejected."

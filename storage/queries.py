@@ -125,6 +125,7 @@ class ViolationRow:
     peak_measured_value: float | None = None
     peak_o2_measured: float | None = None
     correction_basis: str | None = None
+    found_late: bool = False  # judged from a backlog, long after its window (issue 18)
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ _VIOLATION_SELECT = (
     " v.acknowledged_at, v.acknowledged_by, v.ack_note, v.penalty_article, v.penalty_sanction,"
     " v.penalty_verified, v.flow_bracket, v.flow_basis, v.flow_value, v.measured_value,"
     " v.o2_measured, v.o2_reference, v.peak_measured_value, v.peak_o2_measured,"
-    " v.correction_basis"
+    " v.correction_basis, v.found_late"
     " FROM violations v LEFT JOIN sources s ON s.id = v.source_id"
 )
 

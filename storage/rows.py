@@ -153,6 +153,7 @@ def violation_row(e: ViolationEvent) -> Row:
         e.peak_measured_value,
         e.peak_o2_measured,
         db_text_or_none(e.correction_basis or None, PROSE_MAX, PROSE),
+        e.found_late,
     )
 
 

@@ -204,6 +204,7 @@ VIOLATION_COLUMNS = (
     "peak_measured_value",
     "peak_o2_measured",
     "correction_basis",
+    "found_late",  # 0016_found_late.sql
 )
 VIOLATIONS = TableSpec(
     "violations",

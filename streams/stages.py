@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import RejectReason
@@ -259,12 +259,12 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
         correction = w.corrections.get(avg.source_id)
         if correction is not None and event.message.topic == averages:
             return []  # judged from averages.corrected
-        book = w.limit_book
+        book, now = w.limit_book, datetime.now(UTC)
         limits = book.for_average(avg)
         if correction is not None:
             limits = with_reference(limits, correction.reference, correction.parameters)
         return [
-            steps.Judgement(avg, limit, book.penalty_for(avg.source_id, limit.parameter))
+            steps.Judgement(avg, limit, book.penalty_for(avg.source_id, limit.parameter), now)
             for limit in limits
         ]
 
@@ -282,6 +282,7 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
         load=lambda key, d: RuleState.from_json(d) if d else None,
         dump=lambda state: state.to_json() if state else None,
         step=steps.check,
+        config=timedelta(hours=w.settings.found_late_after_hours),
         finish=latency,
         count=count,
         on_counts=w.inc,

@@ -7,8 +7,12 @@ Precedence (the first that applies wins), so that a reading is blamed on its mos
    (rules), or stamped more than ``future_tolerance_s`` in the future (the gateway should have
    rejected it already; this is defence in depth, QcFlag has no "future" member);
 3. DUPLICATE: a reading with the same ``measured_at`` (to the second) was already judged;
-4. LATE: ``measured_at`` older than ``now − late_horizon_s`` (stored and flagged, not averaged);
-   readings that are late but within the horizon are judged normally and correct their windows;
+4. LATE: ``measured_at`` more than ``late_horizon_s`` behind the newest reading of its series
+   (event time, the series' watermark: the same meaning as the windows' horizon, so a reading QC
+   passes is one the windows take). Stored and flagged, not averaged. Readings out of order but
+   within the horizon are judged normally and correct their windows. A station's backlog after
+   an outage arrives in order, ahead of the watermark: it is judged, however old it is by the
+   wall clock (the wall clock only watches for outages and readings from the future);
 5. SPIKE: Hampel test against the previous values (``hampel_is_spike``);
 6. FLATLINE: the last ``count`` values, this one included, within ``tolerance``;
 7. VALID.
@@ -310,7 +314,7 @@ def classify(
         return QcFlag.OUT_OF_RANGE
     if _epoch_s(measured_at) in state.seen:
         return QcFlag.DUPLICATE
-    if (now - measured_at).total_seconds() > late_horizon_s:
+    if state.newest is not None and state.newest - _epoch_s(measured_at) > late_horizon_s:
         return QcFlag.LATE
     spike = rules.spike
     history = state.recent[-spike.window :]

@@ -81,17 +81,28 @@ class Judgement:
     average: Average
     limit: Limit
     penalty: Penalty
+    judged_at: datetime  # the wall clock when the check took it (for ``found_late``)
 
 
 def check(
-    state: RuleState | None, items: Sequence[Judgement], config: None = None
+    state: RuleState | None, items: Sequence[Judgement], found_late_after: timedelta
 ) -> tuple[RuleState | None, list[ViolationEvent]]:
-    """One rule of one source: open, update, close or correct its violations."""
+    """One rule of one source: open, update, close or correct its violations. An event judged
+    more than ``found_late_after`` after its window ended (a backlog) says it was found late."""
     events: list[ViolationEvent] = []
     for j in items:
         state, out = evaluate(state, j.average, j.limit, penalty=j.penalty)
-        events += out
+        events += [
+            found_late(e, j.judged_at) if j.judged_at - e.at > found_late_after else e for e in out
+        ]
     return state, events
+
+
+def found_late(e: ViolationEvent, judged_at: datetime) -> ViolationEvent:
+    hours = (judged_at - e.at).total_seconds() / 3600
+    note = f"Found late: judged {hours:.0f} h after its window ended (a backlog)."
+    message = f"{e.message} {note}" if e.message else note
+    return ViolationEvent(**{**e.asdict(), "found_late": True, "message": message})
 
 
 # -- VN_AQI: final 1-h means and NowCasts of an air station → hourly and daily AQI ---------------

@@ -165,7 +165,9 @@ def test_state_is_bounded() -> None:
         t = NOW - timedelta(minutes=500 - k)
         judge(float(k % 7), "00", None, state, RULES, measured_at=t, now=NOW, late_horizon_s=3600)
     assert len(state.recent) == RULES.history_len
-    assert len(state.seen) <= 61
+    # the horizon (60 timestamps at this cadence) and at most one event-time hour more: the set
+    # is pruned once per hour of event time, not per reading
+    assert len(state.seen) <= 2 * 60 + 1
     assert len(state.to_dict()["seen"]) == 1  # one run at a 1-minute cadence
 
 
@@ -256,3 +258,18 @@ def test_fast_hampel_agrees_with_the_scipy_reference(
 
     fast = hampel_is_spike(window, value, k, min_sigma)
     assert fast == hampel_is_spike_scipy(window, value, k, min_sigma)
+
+
+def test_late_is_event_time_behind_the_series_not_the_wall_clock() -> None:
+    """A datalogger's backlog after a five-day outage arrives in order, ahead of its series'
+    newest reading: it is judged, not flagged late (issue 18). Late means more than the horizon
+    behind the newest reading of the series, the windows' meaning too."""
+    five_days = timedelta(days=5)
+    before_outage = SeriesState(recent=list(NOISY), newest=int((NOW - 2 * five_days).timestamp()))
+    backlog = NOW - five_days
+    assert run(10.0, before_outage, measured_at=backlog) == QcFlag.VALID
+    assert run(10.0, SeriesState(recent=list(NOISY)), measured_at=backlog) == QcFlag.VALID
+    # behind the newest reading by more than the horizon: late, whatever the wall clock says
+    caught_up = SeriesState(recent=list(NOISY), newest=int(backlog.timestamp()))
+    assert run(10.0, caught_up, measured_at=backlog - timedelta(hours=73)) == QcFlag.LATE
+    assert run(10.0, caught_up, measured_at=backlog - timedelta(hours=71)) == QcFlag.VALID
