@@ -139,6 +139,13 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
             start_new_session=True,
             preexec_fn=orphan_guard,
         )
+        # Last months' scheduled reports, stored (mailed only when an SMTP host is configured)
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "quantrac_cli", "scheduler"],
+            env=env,
+            start_new_session=True,
+            preexec_fn=orphan_guard,
+        )
         gateway = subprocess.Popen(
             [sys.executable, "-m", "quantrac_cli", "gateway"],
             env=env,
@@ -168,7 +175,7 @@ def run_demo(settings: Settings, backfill_h: float = 1.0) -> None:
             if with_users
             else "             (no demo users on a configured database: quantrac users add)"
         )
-        with terminate_on_exit([simulator, gateway, worker, console, notifier]):
+        with terminate_on_exit([simulator, gateway, worker, console, notifier, scheduler]):
             print(
                 f"""
 quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
@@ -178,6 +185,7 @@ quantrac demo: {len(source_ids)} sources, broker {resolved.kafka_url}
 {users}
   metrics  : http://127.0.0.1:{resolved.web_port}/metrics
   notices  : {notices["QUANTRAC_NOTIFY_RULES"]} (delivery log: console /notifications)
+  reports  : the last months' compliance and quality reports, console /scheduled-reports
   ingest   : ftp://127.0.0.1:{resolved.gateway_ftp_port}  http://127.0.0.1:{resolved.gateway_http_port}/ingest
              (one account per source; passwords in {resolved.data_dir}/ftp_users.json)
   stop     : Ctrl-C

@@ -302,6 +302,7 @@ def run_once(
     now: datetime | None = None,
     only: Sequence[str] = (),
     progress: Progress | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
     """Build and store what is due at ``now``, then mail what is stored and not yet mailed."""
     assert settings.database_url, "resolve the database first (streams.runtime.services)"
@@ -319,6 +320,8 @@ def run_once(
             runs = due_runs(now, schedule, subjects_of(ctx.registry, only), settled)
             summary.due = len(runs)
             for i, run in enumerate(runs):
+                if stopping():  # SIGTERM mid-run: the rest is still due at the next start
+                    break
                 outcome = build(settings.database_url, ctx, run, fmt)
                 if store(conn, run, fmt, lang, outcome) is not None:
                     setattr(summary, outcome.status, getattr(summary, outcome.status) + 1)
@@ -328,7 +331,8 @@ def run_once(
                         )
                 if progress:
                     progress(i + 1, len(runs), run)
-            mail_pending(conn, settings, ctx.registry, summary)
+            if not stopping():
+                mail_pending(conn, settings, ctx.registry, summary)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return summary
@@ -342,7 +346,7 @@ def run_forever(settings: Settings, only: Sequence[str] = ()) -> None:
     schedule = schedule_of(settings)
     while not stop.is_set():
         try:
-            summary = run_once(settings, only=only)
+            summary = run_once(settings, only=only, stopping=stop.is_set)
             log.info("scheduled reports: %s", summary.line())
         except psycopg.Error as exc:  # the database is away: try again at the next poll
             log.warning("scheduled reports: database error, retrying: %s", exc)
