@@ -86,3 +86,20 @@ def test_secrets_check_lists_as_json_without_values(tmp_path: Path) -> None:
     assert cli("secrets", "init", "--env-dir", str(env_dir)).returncode == 0
     r = cli("secrets", "check", "--env-dir", str(env_dir), "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout
+
+
+def test_scheduler_bad_inputs_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = dict(os.environ, QUANTRAC_DATA_DIR=str(tmp_path / "var"))
+    env.pop("QUANTRAC_DATABASE_URL", None)
+    for args, named in (
+        (("--at", "2026-11-01"), "offset"),
+        (("--at", "first of november"), "--at"),
+        (("--source", "HD-NT-01,NOPE-01"), "NOPE-01"),
+    ):
+        r = cli("scheduler", "--once", *args, env=env)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and named in err, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    r = cli("scheduler", "--once", env=env)  # no database and embedded not allowed
+    assert r.returncode == 2 and "QUANTRAC_DATABASE_URL is not set" in r.stderr.decode()
+    assert not (tmp_path / "var" / "pg").exists()  # no embedded database was started
