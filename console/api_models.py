@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from storage import queries as q
 
@@ -87,3 +87,21 @@ class UserState(BaseModel):
 class PasswordDone(BaseModel):
     username: str
     password: str  # "reset" or "changed", never a password
+
+
+class ChartData(BaseModel):
+    """What a console chart draws from (console/chart_data.py: chart_payload)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source_id: str
+    parameter: str
+    unit: str
+    window: str
+    start: float = Field(description="Unix seconds")
+    end: float = Field(description="Unix seconds")
+    timezone: str
+    series: list[dict[str, Any]] = Field(description="measured, smoothed, average, flagged")
+    limits: list[dict[str, Any]]
+    min: float | None
+    max: float | None

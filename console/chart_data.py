@@ -24,6 +24,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.params import Depends
 
+from console.api_models import ChartData
 from console.i18n import LANG_COOKIE, Lang, parse_lang
 from core.settings import Settings
 from stations.registry import CLASSIFICATION_ONLY, Registry, load_registry
@@ -300,7 +301,7 @@ def build_router(
     """``GET /api/sources/{id}/chart`` and ``GET /api/violations/{id}/chart``."""
     router = APIRouter(tags=["charts"], dependencies=list(dependencies))
 
-    @router.get("/api/sources/{source_id}/chart")
+    @router.get("/api/sources/{source_id}/chart", response_model=ChartData)
     async def source_chart(
         request: Request,
         source_id: str,
@@ -349,7 +350,7 @@ def build_router(
             lang=lang,
         )
 
-    @router.get("/api/violations/{violation_id}/chart")
+    @router.get("/api/violations/{violation_id}/chart", response_model=ChartData)
     async def violation_chart(request: Request, violation_id: str) -> dict[str, Any]:
         """The episode from 12 h before it to 6 h after (or now), against the limit it was
         judged on."""
