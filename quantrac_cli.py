@@ -281,6 +281,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         )
         return 2
     configured = _settings()
+    if not args.once and not args.list and configured.schedule_port is not None:
+        from streams.ports import check_free
+
+        check_free(configured.schedule_host, configured.schedule_port, "QUANTRAC_SCHEDULE_PORT")
     known = {s.id for s in load_registry(configured.registry_path).sources}
     unknown = [s for s in only if s not in known]
     if unknown:

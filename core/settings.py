@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         " newest reading correct their windows; older ones are stored and flagged late. A"
         " backlog that arrives in order is judged whatever its age.",
     )
+    fused_stages: bool = Field(
+        True,
+        description="Run validate → average → check (and VN_AQI, water class, O2 correction) in"
+        " one pass per raw message; false: a hop per stage through its topic.",
+    )
     found_late_after_hours: float = Field(
         6.0, description="A violation event judged this long after its window ended says so."
     )
@@ -242,6 +247,10 @@ class Settings(BaseSettings):
     schedule_max_attempts: int = Field(
         3, ge=1, description="Tries of a report that failed to build, or of its e-mail."
     )
+    schedule_host: str = Field("127.0.0.1", description="Address of the scheduler's /healthz.")
+    schedule_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of the scheduler's /healthz (unset: none)."
+    )
     schedule_recipients_compliance: str = Field(
         "", description="Comma-separated e-mail addresses for the monthly compliance reports."
     )
@@ -258,8 +267,9 @@ class Settings(BaseSettings):
     )
     # Notifications (notify/, `quantrac notify`): routing rules, retries, channels' secrets.
     notify_rules: Path | None = Field(
-        None, description="Routing rules file (YAML, deploy/notify-rules.example.yaml). Unset: "
-        "no routes, nothing is sent."
+        None,
+        description="Routing rules file (YAML, deploy/notify-rules.example.yaml). Unset: "
+        "no routes, nothing is sent.",
     )
     notify_poll_s: float = Field(
         5.0, gt=0, description="Seconds between the notifier's looks for new violation events."

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import signal
 import threading
@@ -24,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -338,20 +340,70 @@ def run_once(
     return summary
 
 
+class Health:
+    """What /healthz answers: the last run's end and outcome (a run that could not reach the
+    database is unhealthy until one succeeds)."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.last_ok: datetime | None = None
+        self.last_error: str | None = None
+
+    def body(self) -> tuple[int, bytes]:
+        now = datetime.now(UTC)
+        doc = {
+            "status": "degraded" if self.last_error else "ok",
+            "last_run": self.last_ok.isoformat() if self.last_ok else None,
+            "error": self.last_error,
+            "next_due": next_run(now, self.schedule).isoformat(),
+        }
+        return (503 if self.last_error else 200), json.dumps(doc).encode()
+
+
+def serve_health(health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    """``GET /healthz`` on ``host:port`` in a daemon thread (compose's healthcheck)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code, body = health.body() if self.path == "/healthz" else (404, b"{}")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # no access log lines
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="healthz", daemon=True).start()
+    return server
+
+
 def run_forever(settings: Settings, only: Sequence[str] = ()) -> None:
     """Run every ``schedule_poll_s`` until SIGTERM/SIGINT (each run is idempotent)."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     schedule = schedule_of(settings)
-    while not stop.is_set():
-        try:
-            summary = run_once(settings, only=only, stopping=stop.is_set)
-            log.info("scheduled reports: %s", summary.line())
-        except psycopg.Error as exc:  # the database is away: try again at the next poll
-            log.warning("scheduled reports: database error, retrying: %s", exc)
-        log.info("next reports due at %s", next_run(datetime.now(UTC), schedule).isoformat())
-        stop.wait(settings.schedule_poll_s)
+    health = Health(schedule)
+    server = None
+    if settings.schedule_port is not None:
+        server = serve_health(health, settings.schedule_host, settings.schedule_port)
+    try:
+        while not stop.is_set():
+            try:
+                summary = run_once(settings, only=only, stopping=stop.is_set)
+                health.last_ok, health.last_error = datetime.now(UTC), None
+                log.info("scheduled reports: %s", summary.line())
+            except psycopg.Error as exc:  # the database is away: try again at the next poll
+                health.last_error = f"database: {exc.__class__.__name__}"
+                log.warning("scheduled reports: database error, retrying: %s", exc)
+            log.info("next reports due at %s", next_run(datetime.now(UTC), schedule).isoformat())
+            stop.wait(settings.schedule_poll_s)
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 # --- listing (quantrac scheduler --list) ----------------------------------------------------
@@ -396,8 +448,6 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def list_stored(conninfo: str, as_json: bool = False) -> str:
-    import json
-
     with psycopg.connect(conninfo) as conn:
         rows = stored_reports(conn)
     if as_json:

@@ -241,3 +241,60 @@ def test_a_failed_send_keeps_the_report_and_is_retried(database_url: str, tmp_pa
             "SELECT count(*) FROM audit_log WHERE action = 'scheduled_report_mail_failed'"
         ).fetchone()
     assert row == (True, 2, None) and failed == (1,)
+
+
+def test_the_scheduler_process_serves_healthz_and_stops_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    import signal
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import wait_until
+
+    port = free_port()
+    env = dict(
+        os.environ,
+        QUANTRAC_DATABASE_URL=database_url,
+        QUANTRAC_DATA_DIR=str(tmp_path),
+        QUANTRAC_SCHEDULE_PORT=str(port),
+        QUANTRAC_SCHEDULE_CATCH_UP_MONTHS="1",
+        QUANTRAC_SCHEDULE_FORMAT="csv",
+    )
+    with socket.socket() as held:  # a port in use is named, exit 2
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = env | {"QUANTRAC_SCHEDULE_PORT": str(held.getsockname()[1])}
+        r = subprocess.run(
+            [sys.executable, "-m", "quantrac_cli", "scheduler"],
+            cwd=ROOT, env=taken, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 2 and "QUANTRAC_SCHEDULE_PORT" in r.stderr.decode(), r.stderr
+
+    log = open(tmp_path / "scheduler.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantrac_cli", "scheduler", "--source", KK],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    health: dict[str, Any] = {}
+    try:
+
+        def ran() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    health.update(json.loads(r.read()))
+            except (urllib.error.URLError, OSError):
+                return False
+            return health.get("last_run") is not None
+
+        wait_until(ran, 120, message=lambda: (tmp_path / "scheduler.log").read_text()[-2000:])
+        assert health["status"] == "ok" and health["error"] is None, health
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("SELECT count(*) FROM scheduled_reports").fetchone() == (1,)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "scheduler.log").read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
