@@ -289,8 +289,9 @@ def test_compose_has_the_whole_system() -> None:
         "worker-2": ["worker"],
         "console": ["console"],
         "notify": ["notify"],
+        "scheduler": ["scheduler"],
     }
-    for name in ("worker-1", "worker-2", "console", "notify"):
+    for name in ("worker-1", "worker-2", "console", "notify", "scheduler"):
         condition = s[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert {"prometheus", "alertmanager", "grafana"} <= set(s)
@@ -318,7 +319,7 @@ def test_quantrac_healthchecks_use_the_address_peers_use() -> None:
     probes the pod IP (no ``host``)."""
     quantrac = {name: svc for name, svc in services().items() if svc.get("restart") != "no"}
     quantrac = {name: svc for name, svc in quantrac.items() if "build" in svc}
-    assert set(quantrac) == {"gateway", "worker-1", "worker-2", "console", "notify"}
+    assert set(quantrac) == {"gateway", "worker-1", "worker-2", "console", "notify", "scheduler"}
     for name, svc in quantrac.items():
         test = " ".join(svc["healthcheck"]["test"])
         assert "127.0.0.1" not in test and "localhost" not in test, (name, test)
