@@ -486,7 +486,12 @@ def test_k8s_has_every_part_and_hpa_stays_within_partitions() -> None:
     kinds: dict[str, set[str]] = {}
     for _, doc in k8s_docs():
         kinds.setdefault(doc["kind"], set()).add(doc["metadata"]["name"])
-    assert kinds["Deployment"] == {"quantrac-gateway", "quantrac-worker", "quantrac-console"}
+    assert kinds["Deployment"] == {
+        "quantrac-gateway",
+        "quantrac-worker",
+        "quantrac-console",
+        "quantrac-scheduler",
+    }
     assert kinds["Service"] >= {"quantrac-gateway", "quantrac-worker", "quantrac-console"}
     assert {"Namespace", "ConfigMap", "Secret", "Job", "HorizontalPodAutoscaler"} <= set(kinds)
     config = next(d for _, d in k8s_docs() if d["kind"] == "ConfigMap")
