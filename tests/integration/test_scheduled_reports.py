@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +298,37 @@ def test_the_scheduler_process_serves_healthz_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
         log.close()
+
+
+def test_one_message_per_facility_with_each_sources_report(
+    database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]
+) -> None:
+    handler, smtp_port = inbox
+    insert_dataset(database_url)
+    registry = load_registry()
+    facility = registry.get(NT).facility
+    assert facility is not None
+    siblings = sorted(s.id for s in registry.sources if s.facility == facility)
+    assert NT in siblings and len(siblings) >= 2  # an outfall and stacks of one plant
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        schedule_catch_up_months=1,
+        schedule_format="xlsx",
+        schedule_lang="en",
+        schedule_smtp_host="127.0.0.1",
+        schedule_smtp_port=smtp_port,
+        schedule_smtp_starttls=False,
+        schedule_recipients_compliance=REGULATOR,
+    )
+    summary = run_once(settings, AT, only=siblings)
+    assert (summary.done, summary.mailed) == (len(siblings), 1), summary
+    (to, msg), = handler.messages  # fmt: skip
+    assert to == [REGULATOR]
+    assert msg["Subject"].startswith("Monitoring compliance report, 10/2026 — " + facility)
+    files = attachments(msg)
+    assert sorted(files) == sorted(f"compliance_{s}_2026-10.xlsx" for s in siblings)
+    assert all(data[:2] == b"PK" for data in files.values())  # xlsx: a zip
+    assert isinstance(msg, EmailMessage)  # policy.default parses to EmailMessage
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None and all(name in body.get_content() for name in files)
