@@ -92,16 +92,21 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     runner = Runner(
         {}, dead, topics.route, batch=settings.stream_batch, within=settings.stream_batch_seconds
     )
-    for source, stage in (
-        (topics.raw, stages.validate_stage(wiring)),
-        (topics.valid, stages.average_stage(wiring)),
-        (topics.averages, stages.o2_stage(wiring)),
-        (topics.judged, stages.check_stage(wiring)),
-        (topics.averages, stages.aqi_stage(wiring)),
-        (topics.averages, stages.water_stage(wiring)),
-        (topics.ticks, stages.outage_stage(wiring)),
-    ):
-        app.agent(source, name=stage.name)(runner.agent(stage))
+    if settings.fused_stages:  # one pass per raw message (streams/stages.py: chain)
+        head, links = stages.chain(wiring)
+        app.agent(topics.raw, name="judge_readings")(runner.chain_agent(head, links))
+    else:  # a hop per stage, each reading the previous one's topic
+        for source, stage in (
+            (topics.raw, stages.validate_stage(wiring)),
+            (topics.valid, stages.average_stage(wiring)),
+            (topics.averages, stages.o2_stage(wiring)),
+            (topics.judged, stages.check_stage(wiring)),
+            (topics.averages, stages.aqi_stage(wiring)),
+            (topics.averages, stages.water_stage(wiring)),
+        ):
+            app.agent(source, name=stage.name)(runner.agent(stage))
+    outages = stages.outage_stage(wiring)
+    app.agent(topics.ticks, name=outages.name)(runner.agent(outages))
     for sink in SINKS:
         agent = sink_agent(sink, writers, dead, settings)
         app.agent(getattr(topics, sink.topic), name=sink.name)(agent)

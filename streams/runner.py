@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -74,9 +74,18 @@ class Stage(Generic[T, S]):
     step: Callable[[S, Sequence[T], Any], tuple[S, Sequence[Any]]]
     config: Any = None  # the step's third argument
     finish: Callable[[Batch, list[Output]], Awaitable[list[Output]]] | None = None
-    route: Callable[[Output], tuple[Any, str, Any]] | None = None  # else the runner's
+    route: Callable[[Output], tuple[Any, str, Any] | None] | None = None  # else the runner's
     count: Callable[[Any], Hashable | None] = field(default=lambda record: None)
     on_counts: Callable[[Counter[Hashable]], None] = field(default=lambda counts: None)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A stage of a chain: fed in-process, in the same batch, by the outputs of earlier stages.
+    ``feeds``: (an earlier stage's name, its output record → this stage's items)."""
+
+    stage: Stage[Any, Any]
+    feeds: tuple[tuple[str, Callable[[Any], Sequence[Any]]], ...]
 
 
 def typed(expand: Callable[[Any], Sequence[T]] = lambda v: [v]) -> Callable[[Any], Any]:
@@ -97,14 +106,14 @@ class Runner:
         self,
         live: LiveStates,
         dead: DeadLetters,
-        route: Callable[[Output], tuple[Any, str, Any]],
+        route: Callable[[Output], tuple[Any, str, Any] | None],
         *,
         batch: int,
         within: float,
     ) -> None:
         self.live = live  # the states committed by this process (streams/batch.py)
         self.dead = dead
-        self.route = route  # an output → (topic, key, value to send)
+        self.route = route  # an output → (topic, key, value to send), or None: not sent
         self.size, self.within = batch, within
 
     def agent(self, stage: Stage[Any, Any]) -> Callable[[Any], Awaitable[None]]:
@@ -121,14 +130,7 @@ class Runner:
             outputs = self.apply(stage, batch, events)
             if stage.finish is not None:
                 outputs = await stage.finish(batch, outputs)
-            counts: Counter[Hashable] = Counter()
-            for out in outputs:
-                label = None if out.dead else stage.count(out.record)
-                if label is not None:
-                    counts[label] += 1
-                topic, key, value = (stage.route or self.route)(out)
-                batch.emit(topic, key, value)
-            stage.on_counts(counts)
+            self._emit(stage, batch, outputs)
             await batch.commit(stream, events)
 
     def apply(self, stage: Stage[Any, Any], batch: Batch, events: Sequence[Any]) -> list[Output]:
@@ -151,23 +153,105 @@ class Runner:
                 rej = self.dead.rejection(stage.name, event, reason, items.error)
                 outputs.append(Output(event, None, rej, dead=True))
                 continue
-            numbered = len(items) > 1
-            for key, group in _by_key(stage.key, items):
-                slot = batch.slot(
-                    stage.table, key, event, functools.partial(stage.load, key), stage.dump
-                )
-                if slot is None:
-                    continue  # applied before a restart; its outputs were confirmed then
-                batch.begin()
-                try:
-                    state, produced = stage.step(slot.state, [it for _, it in group], stage.config)
-                except Exception as exc:
-                    batch.abandon()
-                    outputs += self._dead(stage.name, event, group, exc, numbered)
-                    continue
-                batch.set(slot, event, state)
-                outputs += [Output(event, None, r) for r in produced]
+            outputs += self._step(stage, batch, event, items)
         return outputs
+
+    def _step(
+        self, stage: Stage[Any, Any], batch: Batch, event: Any, items: Sequence[Any]
+    ) -> list[Output]:
+        """Steps 2–4 for one message's items: group by key, skip what was applied, step."""
+        outputs: list[Output] = []
+        numbered = len(items) > 1
+        for key, group in _by_key(stage.key, items):
+            slot = batch.slot(
+                stage.table, key, event, functools.partial(stage.load, key), stage.dump
+            )
+            if slot is None:
+                continue  # applied before a restart; its outputs were confirmed then
+            batch.begin()
+            try:
+                state, produced = stage.step(slot.state, [it for _, it in group], stage.config)
+            except Exception as exc:
+                batch.abandon()
+                outputs += self._dead(stage.name, event, group, exc, numbered)
+                continue
+            batch.set(slot, event, state)
+            outputs += [Output(event, None, r) for r in produced]
+        return outputs
+
+    # -- chains: several stages in one pass per message ------------------------------------------
+
+    def chain_agent(
+        self, head: Stage[Any, Any], links: Sequence[Link]
+    ) -> Callable[[Any], Awaitable[None]]:
+        """The Faust agent function that runs ``head`` and its ``links`` in one pass."""
+
+        async def agent(stream: Any) -> None:
+            await self.run_chain(head, links, stream)
+
+        return agent
+
+    async def run_chain(self, head: Stage[Any, Any], links: Sequence[Link], stream: Any) -> None:
+        """Like :meth:`run`, with each link fed in-process by earlier stages' outputs of the same
+        batch, stage after stage: every state a message changes, in every stage, is keyed to
+        that one input message and committed with it, so the skip on a re-delivered message is
+        as exact as for one stage. Outputs still go to their topics (sinks, consoles)."""
+        async for events in stream.noack_take(self.size, within=self.within):
+            batch = Batch(self.live)
+            done: dict[str, tuple[Stage[Any, Any], list[Output]]] = {}
+            outputs = self.apply(head, batch, events)
+            if head.finish is not None:
+                outputs = await head.finish(batch, outputs)
+            done[head.name] = (head, outputs)
+            for link in links:
+                outputs = self.apply_fed(link, batch, events, done)
+                if link.stage.finish is not None:
+                    outputs = await link.stage.finish(batch, outputs)
+                done[link.stage.name] = (link.stage, outputs)
+            for stage, outs in done.values():
+                self._emit(stage, batch, outs)
+            await batch.commit(stream, events)
+
+    def apply_fed(
+        self,
+        link: Link,
+        batch: Batch,
+        events: Sequence[Any],
+        done: Mapping[str, tuple[Stage[Any, Any], list[Output]]],
+    ) -> list[Output]:
+        """A link's steps over the batch, message by message, its items taken from the earlier
+        stages' outputs of that message (a take that raises dead-letters the record's message)."""
+        stage = link.stage
+        per_event: dict[int, list[Any]] = {}
+        outputs: list[Output] = []
+        for upstream, take in link.feeds:
+            for out in done[upstream][1]:
+                if out.dead or out.event is None:
+                    continue
+                try:
+                    items = take(out.record)
+                except Exception as exc:
+                    reason = RejectReason.PROCESSING_ERROR
+                    rej = self.dead.rejection(stage.name, out.event, reason, exc)
+                    outputs.append(Output(out.event, None, rej, dead=True))
+                    continue
+                per_event.setdefault(id(out.event), []).extend(items)
+        for event in events:
+            fed = per_event.get(id(event))
+            if fed:
+                outputs += self._step(stage, batch, event, fed)
+        return outputs
+
+    def _emit(self, stage: Stage[Any, Any], batch: Batch, outputs: list[Output]) -> None:
+        counts: Counter[Hashable] = Counter()
+        for out in outputs:
+            label = None if out.dead else stage.count(out.record)
+            if label is not None:
+                counts[label] += 1
+            routed = (stage.route or self.route)(out)
+            if routed is not None:
+                batch.emit(*routed)
+        stage.on_counts(counts)
 
     def _dead(
         self, stage: str, event: Any, group: list[tuple[int, Any]], exc: Exception, numbered: bool

@@ -12,8 +12,9 @@ state, and which pure step it runs; nothing here sends, commits or acks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,14 +34,14 @@ from core.records import (
     ViolationEvent,
 )
 from core.settings import Settings
-from core.topics import AVERAGES
+from core.topics import CORRECTED
 from stations.registry import Registry
 from storage import rows as to_row
 from streams.batch import Batch
 from streams.checks import LimitBook, outage_allowance
 from streams.errors import DeadLetters, Undecodable, coordinates, write_rows
 from streams.persist import Write
-from streams.runner import Output, Stage, typed
+from streams.runner import Link, Output, Stage, typed
 from streams.topology import Tables, Topics
 from streams.validate import Arrival, Validator, decode_raw, decode_valid, validate
 from thresholds import steps
@@ -140,6 +141,7 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
                 passed.append(Output(o.event, line, rej, dead=True))
                 continue
             stored.setdefault(q.source_id, []).append(q)
+            passed.append(o)  # in a chain, the averaging's input (not sent: readings.valid is)
             w.observe("stored", q.received_at)
             if q.flag == QcFlag.VALID:
                 note_valid(batch, o.event, q)
@@ -178,13 +180,13 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
 def average_stage(w: Wiring) -> Stage[QcReading, SeriesWindows]:
     """readings.valid → window means on averages (final ones, and the running hour's)."""
 
+    take = to_average(w)
+
     def valid_readings(event: Any) -> list[QcReading] | Rejection:
         decoded = decode_valid(event.value, broker_time(event), coordinates(event))
         if isinstance(decoded, Rejection):
             return decoded
-        for r in decoded.readings:
-            w.observe("averaged", r.received_at)
-        return [r for r in decoded.readings if r.flag == QcFlag.VALID]
+        return [v for r in decoded.readings for v in take(r)]
 
     def load(key: str, d: Any) -> SeriesWindows:
         # the configuration comes from today's settings, never from the stored state
@@ -228,7 +230,7 @@ def o2_stage(w: Wiring) -> Stage[Average, CorrectionState | None]:
     ) -> tuple[CorrectionState, list[Average]]:
         return correct_step(state, items, config[items[0].source_id])
 
-    def route(out: Output) -> tuple[Any, str, Any]:
+    def route(out: Output) -> tuple[Any, str, Any] | None:
         r = out.record
         if isinstance(r, Average):
             return w.topics.corrected, r.source_id, r
@@ -237,7 +239,7 @@ def o2_stage(w: Wiring) -> Stage[Average, CorrectionState | None]:
     return Stage(
         name="correct_o2",
         table=w.tables.corrections,
-        decode=typed(lambda a: [a] if a.source_id in w.corrections else []),
+        decode=typed(to_o2(w)),
         key=lambda a: a.source_id,
         load=lambda key, d: CorrectionState.from_dict(d) if d else None,
         dump=lambda state: state.to_dict() if state else None,
@@ -247,17 +249,15 @@ def o2_stage(w: Wiring) -> Stage[Average, CorrectionState | None]:
     )
 
 
-def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
-    """averages (of stacks with a reference O2: averages.corrected) → violation events: each
-    average against each limit in force for it."""
-    averages = w.settings.topic(AVERAGES.name)
+def judgements(w: Wiring, corrected: bool) -> Callable[[Any], list[steps.Judgement]]:
+    """An average → each limit in force for it. A stack judged at a reference O2 is judged on
+    its corrected averages (``corrected``: the input is averages.corrected), never on both."""
 
-    def judgements(event: Any) -> list[steps.Judgement] | Undecodable:
-        avg = event.value
-        if isinstance(avg, Undecodable):
-            return avg
+    def take(avg: Any) -> list[steps.Judgement]:
+        if not isinstance(avg, Average):
+            return []
         correction = w.corrections.get(avg.source_id)
-        if correction is not None and event.message.topic == averages:
+        if correction is not None and not corrected:
             return []  # judged from averages.corrected
         book, now = w.limit_book, datetime.now(UTC)
         limits = book.for_average(avg)
@@ -268,16 +268,65 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
             for limit in limits
         ]
 
+    return take
+
+
+def to_average(w: Wiring) -> Callable[[Any], list[QcReading]]:
+    """A flagged reading → the averaging's input: valid readings only."""
+
+    def take(r: Any) -> list[QcReading]:
+        if not isinstance(r, QcReading):
+            return []
+        w.observe("averaged", r.received_at)
+        return [r] if r.flag == QcFlag.VALID else []
+
+    return take
+
+
+def to_o2(w: Wiring) -> Callable[[Any], list[Average]]:
+    """An average → the reference-O2 correction's input: stacks with a reference only."""
+    return lambda a: [a] if isinstance(a, Average) and a.source_id in w.corrections else []
+
+
+def to_aqi(w: Wiring) -> Callable[[Any], list[Average]]:
+    """An average → the VN_AQI's input: final means of air stations."""
+    air = {s.id for s in w.registry.sources if s.kind is SourceKind.AMBIENT_AIR}
+    return lambda a: [a] if isinstance(a, Average) and a.source_id in air and a.final else []
+
+
+def to_water(w: Wiring) -> Callable[[Any], list[Average]]:
+    """An average → the water classification's input: final valid day means of surface-water
+    stations."""
+    stations = {s.id for s in w.registry.of_kind(SourceKind.SURFACE_WATER)}
+
+    def take(a: Any) -> list[Average]:
+        ok = isinstance(a, Average) and a.source_id in stations
+        return [a] if ok and a.period == "day" and a.final and a.valid else []
+
+    return take
+
+
+def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
+    """averages (of stacks with a reference O2: averages.corrected) → violation events: each
+    average against each limit in force for it."""
+    corrected_topic = w.settings.topic(CORRECTED.name)
+    plain, corrected = judgements(w, corrected=False), judgements(w, corrected=True)
+
+    def decode(event: Any) -> list[steps.Judgement] | Undecodable:
+        if isinstance(event.value, Undecodable):
+            return event.value
+        return (corrected if event.message.topic == corrected_topic else plain)(event.value)
+
     async def latency(batch: Batch, outputs: list[Output]) -> list[Output]:
-        seen = {id(o.event): o.event for o in outputs if isinstance(o.record, ViolationEvent)}
-        for event in seen.values():
-            w.observe("violation", event.value.window_end)
+        for o in outputs:
+            if isinstance(o.record, ViolationEvent):
+                w.observe("violation", o.record.at)  # the end of the window that caused it
         return outputs
 
     return Stage(
         name="check_thresholds",
         table=w.tables.rules,
-        decode=judgements,
+        decode=decode,
         key=lambda j: f"{j.average.source_id}|{j.limit.rule_id}",
         load=lambda key, d: RuleState.from_json(d) if d else None,
         dump=lambda state: state.to_json() if state else None,
@@ -291,11 +340,10 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
 
 def aqi_stage(w: Wiring) -> Stage[Average, StationAqi]:
     """averages (final 1-h means and NowCasts of air stations) → hourly and daily VN_AQI."""
-    air = {s.id for s in w.registry.sources if s.kind is SourceKind.AMBIENT_AIR}
     return Stage(
         name="compute_aqi",
         table=w.tables.aqi,
-        decode=typed(lambda a: [a] if a.source_id in air and a.final else []),
+        decode=typed(to_aqi(w)),
         key=lambda a: a.source_id,
         # the AQI day's completeness is thresholds/aqi.py's, shared with `quantrac aqi --daily`
         load=lambda key, d: StationAqi.from_dict(d) if d else StationAqi(),
@@ -311,14 +359,10 @@ def water_stage(w: Wiring) -> Stage[Average, StationDays]:
     stations = w.registry.of_kind(SourceKind.SURFACE_WATER)
     config = steps.WaterConfig(w.limit_book.catalogue, {s.id: s.target_class for s in stations})
 
-    def days(a: Average) -> list[Average]:
-        ok = a.source_id in config.targets and a.period == "day" and a.final and a.valid
-        return [a] if ok else []
-
     return Stage(
         name="classify_water",
         table=w.tables.water,
-        decode=typed(days),
+        decode=typed(to_water(w)),
         key=lambda a: a.source_id,
         load=lambda key, d: StationDays.from_dict(d) if d else StationDays(),
         dump=StationDays.to_dict,
@@ -351,3 +395,29 @@ def outage_stage(w: Wiring) -> Stage[steps.OutageCheck, OutageState | None]:
         count=count,
         on_counts=w.inc,
     )
+
+
+def chain(w: Wiring) -> tuple[Stage[Any, Any], list[Link]]:
+    """The stateful stages in one pass per raw message (``QUANTRAC_FUSED_STAGES``, the default):
+    validate → average → correct_o2 → check, and VN_AQI and water classification from the
+    same averages. Every output still goes to its topic for the sinks and consoles, but no stage
+    waits for another's topic: a reading's violation leaves in the batch that validated it."""
+    v, avg, o2 = validate_stage(w), average_stage(w), o2_stage(w)
+
+    def final_only(out: Output) -> tuple[Any, str, Any] | None:
+        # a running hour's mean feeds the check in-process; on the topic only the sink would
+        # read it, to drop it
+        running = isinstance(out.record, Average) and not out.record.final
+        return None if running else w.topics.route(out)
+
+    avg = dataclasses.replace(avg, route=final_only)
+    return v, [
+        Link(avg, ((v.name, to_average(w)),)),
+        Link(o2, ((avg.name, to_o2(w)),)),
+        Link(
+            check_stage(w),
+            ((avg.name, judgements(w, corrected=False)), (o2.name, judgements(w, corrected=True))),
+        ),
+        Link(aqi_stage(w), ((avg.name, to_aqi(w)),)),
+        Link(water_stage(w), ((avg.name, to_water(w)),)),
+    ]

@@ -12,6 +12,7 @@ from core.records import (
     AqiRecord,
     Average,
     QcBatch,
+    QcReading,
     Rejection,
     Tick,
     ViolationEvent,
@@ -66,7 +67,7 @@ class Topics:
             ticks=typed(Tick, topics.TICKS),
         )
 
-    def route(self, out: Output) -> tuple[Any, str, Any]:
+    def route(self, out: Output) -> tuple[Any, str, Any] | None:
         """An output's topic, key and value: every topic is keyed by source id, but
         ``violations`` (by violation id); a dead letter without a source keeps its input's key."""
         r = out.record
@@ -77,6 +78,8 @@ class Topics:
             return self.rejected, key, r
         if isinstance(r, QcBatch):
             return self.valid, r.source_id, r.dumps()
+        if isinstance(r, QcReading):
+            return None  # sent in its QcBatch
         if isinstance(r, ViolationEvent):
             return self.violations, r.violation_id, r
         if isinstance(r, Average):

@@ -65,8 +65,13 @@ def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(kafka_url: str, database_url: str, tmp_path: Path) -> Settings:
+def settings(
+    kafka_url: str, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings for one test: its own topics and consumer group; a test may override fields
+    with ``@pytest.mark.parametrize("settings", [{...}], indirect=True)``."""
     tag = uuid.uuid4().hex[:8]
+    overrides = getattr(request, "param", {})
     return Settings(
         kafka_url=kafka_url,
         database_url=database_url,
@@ -77,6 +82,7 @@ def settings(kafka_url: str, database_url: str, tmp_path: Path) -> Settings:
         web_port=free_port(),
         persist_batch_seconds=0.2,
         db_retry_max_s=2.0,
+        **overrides,
     )
 
 

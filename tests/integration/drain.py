@@ -25,12 +25,13 @@ from core.topics import bootstrap_servers
 # Every topic a worker consumes whose records change stored rows (ticks only drive outages).
 INPUTS = (
     topics.RAW,
-    topics.VALID,
     topics.REJECTED,
     topics.AVERAGES,
     topics.VIOLATIONS,
     topics.AQI,
 )
+# Read by a stage only when each stage is its own hop (QUANTRAC_FUSED_STAGES=false).
+HOPS = (topics.VALID, topics.CORRECTED)
 
 
 def true_end_offsets(bootstrap: str, names: Iterable[str]) -> dict[TopicPartition, int]:
@@ -72,7 +73,8 @@ def behind(settings: Settings) -> dict[TopicPartition, int]:
     confirmed before its commit, so it is inside the ends read afterwards."""
     bootstrap = bootstrap_servers(settings)
     committed = committed_offsets(bootstrap, settings.app_id)
-    ends = true_end_offsets(bootstrap, [settings.topic(t.name) for t in INPUTS])
+    inputs = INPUTS if settings.fused_stages else INPUTS + HOPS
+    ends = true_end_offsets(bootstrap, [settings.topic(t.name) for t in inputs])
     return {
         tp: end - committed.get(tp, 0) for tp, end in ends.items() if committed.get(tp, 0) < end
     }

@@ -89,8 +89,8 @@ def test_a_five_day_backlog_gets_its_averages_and_violations(
     got = days()
     assert sorted(got) == sorted(expected), got
     for start, mean in expected.items():
-        value, valid = got[start]
-        assert valid and value == pytest.approx(mean, rel=1e-9), (start, value, mean)
+        value, is_valid = got[start]
+        assert is_valid and value == pytest.approx(mean, rel=1e-9), (start, value, mean)
     assert got[high_day.astimezone(UTC)][0] > HIGH - 10  # the exceeding day
     # one exceedance, for the high day, closed by the next day, and it says it was found late
     assert violations() == [(high_day.astimezone(UTC), "closed", True)]

@@ -7,8 +7,8 @@ import pytest
 
 from console.auth import create_user, verify_password
 from core.settings import Settings
-from storage.migrate import migrate
 from quantrac_demo import DEMO_USERS, ensure_demo_users
+from storage.migrate import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -168,3 +168,4 @@ def test_a_decoder_that_raises_dead_letters_the_message_and_the_stream_goes_on()
     assert [o.dead for o in outs] == [True, False]
     assert outs[0].record.reason == "processing_error" and "1999-01-01" in outs[0].record.message
     assert outs[1].record == ("sum", 2)
+    assert errors.seen == [("x", "processing_error")]
