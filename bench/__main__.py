@@ -62,6 +62,47 @@ def _f(x: Any, digits: int = 0) -> str:
     return str(x)
 
 
+#: Issue 18's targets, each checked against numbers measured in the same run.
+PROVINCE_YEAR_READINGS = 50_000_000
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target, the value measured, and whether it is met (the gap is in the numbers)."""
+    p, lim = report["pipeline"], report["limits"]
+    one, two = p["one_worker"], p["two_workers"]
+    consume = lim["consume"]["readings_per_s"]
+    rss = [mib for n, mib in p["memory"]["rss_by_readings"] if n >= 100_000]
+    rss_spread = (max(rss) - rss[0]) / rss[0] if rss else None
+    rows = [
+        ("one worker, 1 M replay", one["readings_per_s"], ">= 15000 readings/s",
+         one["readings_per_s"] >= 15_000,
+         f"{one['readings_per_s'] / consume:.2%} of raw consume"),
+        ("two workers / one (6-h replay)",
+         round(two["readings_per_s"] / one["first_chunk"]["readings_per_s"], 2), ">= 1.8",
+         two["readings_per_s"] >= 1.8 * one["first_chunk"]["readings_per_s"], ""),
+        ("received → violation p99, nominal", p["latency_nominal"]["violation_latency_s"]["p99"],
+         "< 1 s", _lt(p["latency_nominal"]["violation_latency_s"]["p99"], 1.0), ""),
+        ("received → violation p99, 100×", p["latency_100x"]["violation_latency_s"]["p99"],
+         "< 2 s", _lt(p["latency_100x"]["violation_latency_s"]["p99"], 2.0), ""),
+        ("writer / raw COPY", lim["writer"]["ratio_to_copy"], ">= 0.7",
+         lim["writer"]["ratio_to_copy"] >= 0.7, ""),
+        ("province year (50 M) with 2 workers, hours",
+         round(PROVINCE_YEAR_READINGS / two["readings_per_s"] / 3600, 2), "< 1 h",
+         PROVINCE_YEAR_READINGS / two["readings_per_s"] < 3600, "at the 2-worker rate"),
+        ("worker RSS 100 k → 1 M, spread", None if rss_spread is None else round(rss_spread, 3),
+         "within ±10 %", rss_spread is not None and abs(rss_spread) <= 0.10,
+         "production late horizon"),
+    ]  # fmt: skip
+    return [
+        {"target": t, "measured": m, "goal": g, "met": bool(ok), "note": n}
+        for t, m, g, ok, n in rows
+    ]
+
+
+def _lt(x: float | None, bound: float) -> bool:
+    return x is not None and x < bound
+
+
 def table(report: dict[str, Any]) -> str:
     m, lim, p = report["machine"], report["limits"], report["pipeline"]
     one, two = p["one_worker"], p["two_workers"]
@@ -230,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         report["export"] = json.loads((RESULTS / "export.json").read_text())
         report["export"]["exit_code"] = code
     report["total_seconds"] = round(time.monotonic() - started, 1)
+    report["targets"] = targets(report)
     print()
     print(table(report))
+    print()
+    for t in report["targets"]:
+        verdict = "met" if t["met"] else "NOT met"
+        print(f"target {t['target']}: {t['measured']} (goal {t['goal']}) {verdict} {t['note']}")
     print(f"total {report['total_seconds']} s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench-{report['date'][:10]}.json"

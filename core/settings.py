@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         60.0, description="How often the leader worker checks every source for outages."
     )
     stream_batch: int = Field(
-        500, description="Events a stateful agent handles per batch (one state write per key)."
+        2000, description="Events a stateful agent handles per batch (one state write per key)."
     )
     stream_batch_seconds: float = Field(
         0.05, description="Longest wait to fill an agent's batch (adds to latency)."

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from core.settings import Settings
 from reports.periods import ReportPeriod
 from stations.registry import Source
+from storage.queries import VIOLATION_SELECT, ViolationRow
 from thresholds.averaging import LOCAL_TZ, samples_in
 from thresholds.limits import Limit
 from thresholds.severity import ratio as exceedance_ratio
@@ -169,83 +170,27 @@ def fetch_averages(
     return [AverageRow(*r) for r in rows]
 
 
-@dataclass(frozen=True)
-class ViolationRow:
-    violation_id: str
-    kind: str
-    source_id: str
-    parameter: str
-    rule_id: str
-    period: str
-    state: str
-    started_at: datetime
-    ended_at: datetime | None
-    last_at: datetime
-    peak_value: float | None
-    limit: float | None
-    peak_ratio: float | None
-    severity: str
-    legal_basis: str
-    # Decree 45/2022 (docs/regulations.md §8b): None for ambient stations and outages
-    penalty_article: str | None = None
-    penalty_sanction: str | None = None
-    penalty_verified: bool | None = None
-    flow_bracket: str | None = None
-    flow_basis: str | None = None
-    flow_value: float | None = None
-    # Reference-O2 correction (stacks, issue 19): peak_value is at o2_reference; these are the
-    # peak window's measured value and O2. None where no correction applies.
-    peak_measured_value: float | None = None
-    peak_o2_measured: float | None = None
-    o2_reference: float | None = None
-    correction_basis: str | None = None
-
-    def penalty_text(self) -> str:
-        """``Điều 18 … · 20–<40 m³/ngày (permitted flow 30)``; "" when no band applies."""
-        if not self.penalty_article:
-            return ""
-        text = self.penalty_article
-        if self.flow_bracket:
-            text += f" · {self.flow_bracket}"
-            if self.flow_basis and self.flow_value is not None:
-                text += f" ({self.flow_basis} flow {self.flow_value:g})"
-        return text
-
-    def duration_h(self) -> float:
-        """Closed: end − start; open: last evidence − start (still running)."""
-        end = self.ended_at or self.last_at
-        return (end - self.started_at).total_seconds() / 3600.0
-
-
-_VIOLATION_COLS = (
-    "violation_id, kind, source_id, parameter, rule_id, period, state, started_at, ended_at, "
-    'last_at, peak_value, "limit", peak_ratio, severity, legal_basis, penalty_article, '
-    "penalty_sanction, penalty_verified, flow_bracket, flow_basis, flow_value, "
-    "peak_measured_value, peak_o2_measured, o2_reference, correction_basis"
-)
-
-
 def fetch_violations(
     conn: psycopg.Connection[Any], source_ids: Sequence[str], start: datetime, end: datetime
 ) -> list[ViolationRow]:
-    """Violations whose episode overlaps [start, end)."""
-    rows = conn.execute(
-        f"""
-        SELECT {_VIOLATION_COLS} FROM violations
-        WHERE source_id = ANY(%s) AND started_at < %s
-          AND coalesce(ended_at, 'infinity'::timestamptz) > %s
-        ORDER BY source_id, started_at, violation_id
-        """,
-        (list(source_ids), end, start),
-    ).fetchall()
-    return [ViolationRow(*r) for r in rows]
+    """Violations whose episode overlaps [start, end) (the console's read model,
+    storage.queries.VIOLATION_SELECT)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"""{VIOLATION_SELECT}
+            WHERE v.source_id = ANY(%s) AND v.started_at < %s
+              AND coalesce(v.ended_at, 'infinity'::timestamptz) > %s
+            ORDER BY v.source_id, v.started_at, v.violation_id""",
+            (list(source_ids), end, start),
+        )
+        return [ViolationRow(**r) for r in cur.fetchall()]
 
 
 def fetch_violation(conn: psycopg.Connection[Any], violation_id: str) -> ViolationRow | None:
-    row = conn.execute(
-        f"SELECT {_VIOLATION_COLS} FROM violations WHERE violation_id = %s", (violation_id,)
-    ).fetchone()
-    return ViolationRow(*row) if row else None
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"{VIOLATION_SELECT} WHERE v.violation_id = %s", (violation_id,))
+        row = cur.fetchone()
+    return ViolationRow(**row) if row else None
 
 
 @dataclass(frozen=True)

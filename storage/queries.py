@@ -127,6 +127,22 @@ class ViolationRow:
     correction_basis: str | None = None
     found_late: bool = False  # judged from a backlog, long after its window (issue 18)
 
+    def penalty_text(self) -> str:
+        """``Điều 18 … · 20–<40 m³/ngày (permitted flow 30)``; "" when no band applies."""
+        if not self.penalty_article:
+            return ""
+        text = self.penalty_article
+        if self.flow_bracket:
+            text += f" · {self.flow_bracket}"
+            if self.flow_basis and self.flow_value is not None:
+                text += f" ({self.flow_basis} flow {self.flow_value:g})"
+        return text
+
+    def duration_h(self) -> float:
+        """Closed: end − start; open: last evidence − start (still running)."""
+        end = self.ended_at or self.last_at
+        return (end - self.started_at).total_seconds() / 3600.0
+
 
 @dataclass(frozen=True)
 class ViolationEventRow:
@@ -340,7 +356,8 @@ async def latest_limits(conn: AsyncConnection[Any], source_id: str) -> dict[str,
     return {p: lim for p, lim in await cur.fetchall()}
 
 
-_VIOLATION_SELECT = (
+#: The one violation read model: the console, the live feed and the reports all select this.
+VIOLATION_SELECT = (
     "SELECT v.violation_id, v.kind, v.source_id, s.name AS source_name, s.district,"
     " v.parameter, v.rule_id, v.period, v.state, v.started_at, v.ended_at, v.last_at, v.value,"
     ' v."limit", v.ratio, v.peak_value, v.peak_ratio, v.severity, v.legal_basis, v.last_seq,'
@@ -381,7 +398,7 @@ async def list_violations(
     args.append(max(1, min(f.limit, 5000)))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"{_VIOLATION_SELECT}{where} ORDER BY v.started_at DESC, v.violation_id LIMIT %s",
+            f"{VIOLATION_SELECT}{where} ORDER BY v.started_at DESC, v.violation_id LIMIT %s",
             args,
         )
         return [ViolationRow(**r) for r in await cur.fetchall()]
@@ -389,7 +406,7 @@ async def list_violations(
 
 async def violations_by_id(conn: AsyncConnection[Any], ids: list[str]) -> list[ViolationRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"{_VIOLATION_SELECT} WHERE v.violation_id = ANY(%s)", (ids,))
+        await cur.execute(f"{VIOLATION_SELECT} WHERE v.violation_id = ANY(%s)", (ids,))
         return [ViolationRow(**r) for r in await cur.fetchall()]
 
 

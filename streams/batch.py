@@ -116,9 +116,13 @@ class Batch:
 
     async def commit(self, stream: Any, events: Sequence[Any]) -> None:
         """Send and confirm the outputs, then log the state changes, then ack the events."""
-        pending = [await topic.send(key=key, value=value) for topic, key, value in self._out]
-        if pending:
-            await asyncio.gather(*pending)
+        if self._out:
+            # Buffered, then one flush: a send awaited per record cost ~0.2 ms each (Faust's
+            # per-send path), the largest part of a replay batch. The futures still say whether
+            # each record reached the broker: a failure raises here, before any state is logged.
+            sent = [topic.send_soon(key=key, value=value) for topic, key, value in self._out]
+            await self._out[0][0].app.producer.flush()
+            await asyncio.gather(*sent)
         changed = [slot for slot in self._slots.values() if slot.dirty]
         for slot in changed:
             value = {"o": slot.offset, "s": slot.dump(slot.state)}
