@@ -73,7 +73,9 @@ class Settings(BaseSettings):
         0.05, description="Longest wait to fill an agent's batch (adds to latency)."
     )
     persist_batch_rows: int = Field(5000, description="Rows per database batch (upper bound).")
-    persist_batch_seconds: float = Field(1.0, description="Longest wait to fill a batch.")
+    persist_batch_seconds: float = Field(
+        0.2, description="Longest wait to fill a database batch (adds to latency)."
+    )
     db_retry_max_s: float = Field(30.0, description="Longest backoff between DB retries.")
     web_port: int = Field(6066, description="Faust worker web port (serves /metrics).")
     web_host: str = Field(
