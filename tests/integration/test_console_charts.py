@@ -83,7 +83,7 @@ async def test_source_chart_json(clients: Any, cod: str) -> None:
     d = r.json()
     assert (d["parameter"], d["unit"], d["window"]) == ("COD", "mg/L", "24h")
     assert d["end"] - d["start"] == 24 * 3600
-    assert d["max"] == 400.0  # the y-axis must reach it (tests/e2e/test_console_charts.py)
+    assert d["max"] == 400.0  # the y-axis must reach it (tests/e2e/test_console_charts_browser.py)
     measured, flagged = _series(d, "measured"), _series(d, "flagged")
     by_time = dict(zip(measured["t"], measured["v"], strict=True))
     assert by_time[PEAK_AT.timestamp()] == 400.0
