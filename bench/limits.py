@@ -144,6 +144,8 @@ def reading_row(r: RawReading) -> tuple[Any, ...]:
         r.channel,
         r.origin,
         None,  # archive_path
+        None,  # raw_position
+        None,  # manual_id
     )
 
 

@@ -123,6 +123,94 @@ def raw_batches(readings: Iterable[RawReading], *, by_time: bool = True) -> list
     ]
 
 
+class ManualAction(StrEnum):
+    INVALIDATE = "invalidate"
+    RESTORE = "restore"
+
+
+class ManualReason(StrEnum):
+    """Why an operator invalidated a period (issue 21); ``other`` needs a note."""
+
+    MAINTENANCE = "maintenance"
+    CALIBRATION = "calibration"
+    ANALYSER_FAULT = "analyser_fault"
+    OTHER = "other"
+
+
+class ManualChange(StrEnum):
+    """What the averaging does with a reading the validate stage sends again."""
+
+    WITHDRAW = "withdraw"  # it was averaged; an invalidation takes it out
+    RESTORE = "restore"  # it was taken out (or never averaged); a restore puts it back
+
+
+@dataclass(frozen=True, slots=True)
+class ManualValidation:
+    """An operator's decision on a period of a source's data (one parameter, or every one when
+    ``parameter`` is None): the console stores it (table manual_validations, its ``id``) and
+    produces it to ``readings.raw`` keyed by source, so the validate stage applies it in order
+    with the source's readings: everything stored before it is judged again, everything after
+    it is flagged on arrival."""
+
+    id: int
+    source_id: str
+    parameter: str | None
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    action: str  # a ManualAction value
+    reason: str  # a ManualReason value
+    note: str
+    by: str  # the console user
+    at: datetime  # when the user decided
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "validation": {
+                "id": self.id,
+                "source_id": self.source_id,
+                "parameter": self.parameter,
+                "start": self.start.isoformat(),
+                "end": self.end.isoformat(),
+                "action": self.action,
+                "reason": self.reason,
+                "note": self.note,
+                "by": self.by,
+                "at": self.at.isoformat(),
+            }
+        }
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.to_data(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> ManualValidation:
+        """Raises ValueError (or KeyError, TypeError) for what is not a ManualValidation."""
+        d = data["validation"]
+        start, end, at = ISO(d["start"]), ISO(d["end"]), ISO(d["at"])
+        if any(t.utcoffset() is None for t in (start, end, at)):
+            raise ValueError("start, end and at need their UTC offset")
+        if not end > start:
+            raise ValueError(f"the period must end after it starts: {d['start']} – {d['end']}")
+        parameter = d.get("parameter")
+        texts = (d["source_id"], d["note"], d["by"])
+        if not all(isinstance(t, str) for t in texts) or not isinstance(parameter, str | None):
+            raise TypeError("source_id, parameter, note and by must be strings")
+        if isinstance(d["id"], bool) or not isinstance(d["id"], int):
+            raise TypeError(f"id must be an integer, got {d['id']!r}")
+        return cls(
+            id=d["id"],
+            source_id=d["source_id"],
+            parameter=parameter,
+            start=start,
+            end=end,
+            action=ManualAction(d["action"]).value,
+            reason=ManualReason(d["reason"]).value,
+            note=d["note"],
+            by=d["by"],
+            at=at,
+        )
+
+
 @dataclass(slots=True)
 class QcReading:
     """A RawReading after QA/QC: value in the registry's unit and one QC flag.
@@ -144,11 +232,19 @@ class QcReading:
     raw_unit: str
     position: int = -1  # on readings.raw (see POSITION_STRIDE): state ignores a re-emitted copy
     archive_path: str | None = None  # the RawReading's
+    # Manual validation (issue 21): the id of the operator's invalidation in force for this
+    # reading (None: none), and, on the copies the validate stage sends again when a period is
+    # invalidated or restored, what the averaging must do with it (a ManualChange value).
+    manual_id: int | None = None
+    change: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _QC_FIELDS}
         d["measured_at"] = self.measured_at.isoformat()
         d["received_at"] = self.received_at.isoformat()
+        for f in _RARE_FIELDS:  # almost always None: not worth a key per reading on the wire
+            if d[f] is None:
+                del d[f]
         return d
 
     @classmethod
@@ -163,6 +259,7 @@ class QcReading:
 
 
 _QC_FIELDS = tuple(f.name for f in fields(QcReading))
+_RARE_FIELDS = ("manual_id", "change")
 
 
 @dataclass(slots=True)

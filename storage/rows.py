@@ -38,6 +38,8 @@ def reading_row(r: QcReading) -> Row:
         db_text(r.channel),
         db_text(r.origin, ORIGIN),
         db_text_or_none(r.archive_path, ORIGIN),
+        r.position if r.position >= 0 else None,
+        r.manual_id,
     )
 
 

@@ -95,6 +95,8 @@ READING_COLUMNS = (
     "channel",
     "origin",
     "archive_path",
+    "raw_position",
+    "manual_id",
 )
 READINGS = TableSpec(
     "readings",

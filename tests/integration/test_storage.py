@@ -62,6 +62,8 @@ def _reading_rows(n: int, value: float = 1.0) -> list[Row]:
             "sim",
             f"f{i}",
             None,
+            i,
+            None,
         )
         for i in range(n)
     ]
