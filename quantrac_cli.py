@@ -128,6 +128,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
         LimitResolutionError,
         applicable_regulations,
         catalogue_gaps,
+        flow_class_lines,
         format_limits,
         limits_to_json,
         resolve_limits,
@@ -164,6 +165,9 @@ def cmd_limits(args: argparse.Namespace) -> int:
         print(f"status: {facility.status} ({facility.status_basis})")
         for line in applicable_regulations(source, catalogue, at):
             print(f"on {at.isoformat()}: {line}")
+        # QCVN 40:2025 writes BOD5/COD/TSS per discharge-flow band: which band and why
+        for line in flow_class_lines(source, catalogue, at):
+            print(f"discharge-flow class, {line}")
     print(limits_to_json(limits) if args.json else format_limits(limits))
     if not args.json:
         for line in catalogue_gaps(source, catalogue, at):

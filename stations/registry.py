@@ -277,8 +277,12 @@ class LimitSet(_Model):
     # a parameter the regulation exempts (Cmax = C) keeps its table value's status.
     coefficients_verified: bool = True
     note: str = ""
-    # The regulation's row group (sector, capacity or discharge-flow class) for this point.
+    # The regulation's row group (sector or capacity) for this point.
     category: str | None = None
+    # Wastewater: the discharge-flow band the permit names for this point (QCVN 40:2025 writes
+    # BOD5/COD/TSS per band). Unset: derived from `permitted_flow_m3_per_day` by the regulation's
+    # bands (thresholds/limits.py flow_class_of); both given must agree.
+    flow_class: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,16}$")
     # The permit clause imposing this set regardless of the transition, and from when.
     permit_clause: str = ""
     valid_from: date | None = None
@@ -289,6 +293,8 @@ class LimitSet(_Model):
         problems = []
         if self.valid_from is not None and not self.permit_clause:
             problems.append("'valid_from' needs 'permit_clause' (the permit that imposes it)")
+        if self.flow_class is not None and rule.kind is not SourceKind.WASTEWATER:
+            problems.append("'flow_class' (discharge-flow band) is for wastewater regulations")
         if self.column not in rule.columns:
             allowed = ", ".join("null" if c is None else c for c in rule.columns)
             problems.append(f"column {self.column!r} is not one of: {allowed}")

@@ -181,6 +181,9 @@ class Rule(_Model):
     # class, ``Regulation.categories``) it applies to; it replaces the general row for a source
     # whose limit set names that category.
     category: str | None = None
+    # None: every discharge-flow class; else the band (``Regulation.flow_classes``) the row is
+    # written for. It replaces the row without a band for a point whose flow falls in it.
+    flow_class: str | None = None
     verified: bool = True
     note: str = ""
     sources: list[str] = Field(default_factory=list)
@@ -257,6 +260,34 @@ class CoefficientScheme(_Model):
         return f"{names} scale maximum values only: not applied"
 
 
+class FlowClass(_Model):
+    """A discharge-flow band of a regulation's tables: ``above < F ≤ up_to`` (m³/day).
+
+    QCVN 40:2025 (per its drafts) writes some rows per band of the point's discharge flow; the
+    band a point falls in is derived from its permitted flow (``thresholds/limits.py``).
+    """
+
+    label: str = Field(description="the band as the text writes it, e.g. 'F ≤ 5.000 m³/ngày'")
+    above: float | None = Field(None, ge=0, description="exclusive lower bound; None: from 0")
+    up_to: float | None = Field(None, gt=0, description="inclusive upper bound; None: no end")
+    verified: bool = True
+    note: str = ""
+    sources: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FlowClass:
+        if self.above is not None and self.up_to is not None and self.above >= self.up_to:
+            raise ValueError(f"above {self.above:g} must be below up_to {self.up_to:g}")
+        if not self.verified and not self.note:
+            raise ValueError("verified: false needs a note saying what is unverified")
+        return self
+
+    def contains(self, flow: float) -> bool:
+        return (self.above is None or flow > self.above) and (
+            self.up_to is None or flow <= self.up_to
+        )
+
+
 class Regulation(_Model):
     id: str
     code: str = Field(description="official designation, e.g. 'QCVN 40:2011/BTNMT'")
@@ -270,6 +301,10 @@ class Regulation(_Model):
     transition_clause: str = ""
     # Row groups of its tables (sector, capacity, discharge-flow class): id -> meaning.
     categories: dict[str, str] = Field(default_factory=dict)
+    # Discharge-flow bands of its tables (id -> band), contiguous from 0 to no end, and what the
+    # flow F is (``flow_basis``: whose flow, which unit); empty when no row depends on the flow.
+    flow_classes: dict[str, FlowClass] = Field(default_factory=dict)
+    flow_basis: str = ""
     replaces: list[str] = Field(default_factory=list)
     replaced_by: str | None = None
     applies_to: list[SourceKind]
@@ -301,14 +336,26 @@ class Regulation(_Model):
                     f"{where}: category {rule.category!r} not in the regulation's categories "
                     f"(allowed: {', '.join(self.categories) or 'none'})"
                 )
+            if rule.flow_class is not None and rule.flow_class not in self.flow_classes:
+                raise ValueError(
+                    f"{where}: flow_class {rule.flow_class!r} not in the regulation's "
+                    f"flow_classes (allowed: {', '.join(self.flow_classes) or 'none'})"
+                )
+        self._check_flow_classes()
         for tag in self.coefficients.exempt_sources if self.coefficients else []:
             if tag not in self.sources:
                 raise ValueError(f"coefficients.exempt_sources: tag {tag!r} not in `sources`")
-        seen: dict[tuple[str, str, str, str], list[tuple[date, date]]] = {}
+        seen: dict[tuple[str, str, str, str, str], list[tuple[date, date]]] = {}
         for i, rule in enumerate(self.rules):
             lo, hi = self.rule_dates(rule)
             for col, cell in rule.cells():
-                key = (rule.parameter, self.period_of(rule).value, col, rule.category or "")
+                key = (
+                    rule.parameter,
+                    self.period_of(rule).value,
+                    col,
+                    rule.category or "",
+                    rule.flow_class or "",
+                )
                 for other_lo, other_hi in seen.get(key, []):
                     if lo <= other_hi and other_lo <= hi and not cell.is_gap:
                         raise ValueError(
@@ -317,6 +364,37 @@ class Regulation(_Model):
                         )
                 seen.setdefault(key, []).append((lo, hi))
         return self
+
+    def _check_flow_classes(self) -> None:
+        """Bands must tile (0, ∞) without gap or overlap, so every flow has exactly one."""
+        if not self.flow_classes:
+            if self.flow_basis:
+                raise ValueError("flow_basis given without flow_classes")
+            return
+        if not self.flow_basis:
+            raise ValueError("flow_classes need flow_basis (whose flow F is, and its unit)")
+        for name, band in self.flow_classes.items():
+            for tag in band.sources:
+                if tag not in self.sources:
+                    raise ValueError(f"flow_classes.{name}: source tag {tag!r} not in `sources`")
+        bands = sorted(self.flow_classes.items(), key=lambda kv: kv[1].above or 0.0)
+        edge: float | None = 0.0
+        for name, band in bands:
+            if (band.above or 0.0) != edge:
+                start = f"{edge:g}" if edge is not None else "no end"
+                raise ValueError(
+                    f"flow_classes.{name}: starts above {band.above or 0:g}, but the previous "
+                    f"band ends at {start} (bands must be contiguous, without overlap)"
+                )
+            edge = band.up_to
+        if edge is not None:
+            raise ValueError(f"flow_classes: the last band ends at {edge:g}; it needs no up_to")
+
+    def flow_class_of(self, flow: float) -> str:
+        """The band a discharge flow (in ``flow_basis`` units) falls in."""
+        if not self.flow_classes:
+            raise ValueError(f"{self.code} defines no discharge-flow classes")
+        return next(name for name, band in self.flow_classes.items() if band.contains(flow))
 
     def period_of(self, rule: Rule) -> Basis:
         return rule.period or self.default_period

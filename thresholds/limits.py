@@ -17,8 +17,12 @@ Rules of resolution (pure, no I/O):
 - of a regulation and its replacement listed for one source (QCVN 40:2011 and 40:2025), one
   applies per date: the permit's choice, else the transition clause and the facility's status
   (``thresholds/transition.py``); each limit says why in ``selected_by``;
-- a limit set naming a ``category`` (sector, capacity or discharge-flow class row group) takes
-  that group's rows instead of the general row for the same parameter and basis.
+- a limit set naming a ``category`` (sector or capacity row group) takes that group's rows
+  instead of the general row for the same parameter and basis;
+- a regulation whose rows depend on the discharge flow (``flow_classes``, QCVN 40:2025) takes the
+  rows of the point's band: the band the limit set states (``flow_class``, from the permit), else
+  the band of the point's ``permitted_flow_m3_per_day``; a band's row replaces the row without a
+  band. A point with neither gets no banded row and ``catalogue_gaps`` says why.
 
 The registry's Source model is not imported: any object with the attributes of
 :class:`SourceLike` works (duck typing, checked by mypy through Protocols).
@@ -34,7 +38,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from thresholds.catalogue import Basis, Catalogue, Regulation, Rule, RuleKind
+from thresholds.catalogue import Basis, Catalogue, FlowClass, Regulation, Rule, RuleKind
 from thresholds.transition import TransitionError, select_limit_sets
 
 
@@ -132,6 +136,7 @@ def resolve_limits(source: SourceLike, catalogue: Catalogue, at: date) -> list[L
         raise LimitResolutionError(str(exc)) from None
     for choice in selected:
         limit_set = choice.limit_set
+        flow = flow_class_of(source, limit_set, catalogue)
         resolved = resolve_limit_set(
             source.id,
             catalogue,
@@ -142,6 +147,7 @@ def resolve_limits(source: SourceLike, catalogue: Catalogue, at: date) -> list[L
             overrides=limit_set.overrides,
             measured=measured,
             category=getattr(limit_set, "category", None),
+            flow_class=flow.flow_class,
         )
         if choice.reason:
             resolved = [lim.model_copy(update={"selected_by": choice.reason}) for lim in resolved]
@@ -181,11 +187,13 @@ def resolve_limit_set(
     overrides: Mapping[Any, Any],
     measured: Mapping[str, str],
     category: str | None = None,
+    flow_class: str | None = None,
 ) -> list[Limit]:
     """Limits from one regulation for one source (plain arguments; see ``resolve_limits``).
 
     ``measured`` maps the parameter codes the source measures to their registered units;
-    ``category`` names the row group (sector, capacity, flow class) of the regulation's tables.
+    ``category`` names the row group (sector, capacity) of the regulation's tables and
+    ``flow_class`` the point's discharge-flow band (``flow_class_of``).
     """
     where = f"source {source_id}, limits {regulation}"
     if regulation not in catalogue:
@@ -202,18 +210,15 @@ def resolve_limit_set(
     if category is not None and category not in reg.categories:
         allowed = ", ".join(reg.categories) or "none"
         raise LimitResolutionError(f"{where}: category {category!r} not valid; allowed: {allowed}")
-    # A category's own rows replace the general row for the same parameter and basis.
-    specific = {
-        (r.parameter, reg.period_of(r)) for r in reg.rules if category and r.category == category
-    }
+    if flow_class is not None and flow_class not in reg.flow_classes:
+        allowed = ", ".join(reg.flow_classes) or "none"
+        raise LimitResolutionError(
+            f"{where}: flow class {flow_class!r} not valid; allowed: {allowed}"
+        )
 
     limits: dict[str, list[Limit]] = {}
-    for rule in reg.rules:
+    for rule in applicable_rules(reg, category, flow_class):
         if rule.parameter not in measured:
-            continue
-        if rule.category is not None and rule.category != category:
-            continue
-        if rule.category is None and (rule.parameter, reg.period_of(rule)) in specific:
             continue
         lo, hi = reg.rule_dates(rule)
         if not lo <= at <= hi:
@@ -263,6 +268,19 @@ def applicable_regulations(source: SourceLike, catalogue: Catalogue, at: date) -
     return lines
 
 
+def flow_class_lines(source: SourceLike, catalogue: Catalogue, at: date) -> list[str]:
+    """The point's discharge-flow band under each applicable regulation that has bands
+    (QCVN 40:2025), one line each: "QCVN 40:2025/BTNMT: lưu lượng F1 (…; permitted flow …)"."""
+    status = getattr(source, "transition_status", None)
+    lines = []
+    for choice in select_limit_sets(source.id, source.limits, catalogue, at, status):
+        reg_id = str(choice.limit_set.regulation)
+        if reg_id in catalogue and catalogue[reg_id].flow_classes:
+            flow = flow_class_of(source, choice.limit_set, catalogue)
+            lines.append(f"{catalogue[reg_id].code}: {flow.text}")
+    return lines
+
+
 def catalogue_gaps(source: SourceLike, catalogue: Catalogue, at: date) -> list[str]:
     """Measured parameters whose applicable table cell is not catalogued (UNVERIFIED) and that no
     permit override covers, one line each: ``quantrac limits`` shows them next to the limits."""
@@ -276,18 +294,11 @@ def catalogue_gaps(source: SourceLike, catalogue: Catalogue, at: date) -> list[s
             continue
         reg = catalogue[reg_id]
         category = getattr(limit_set, "category", None)
+        flow = flow_class_of(source, limit_set, catalogue)
         covered = {str(k) for k in limit_set.overrides}
-        specific = {
-            (r.parameter, reg.period_of(r))
-            for r in reg.rules
-            if category and r.category == category
-        }
-        for rule in reg.rules:
+        chosen = applicable_rules(reg, category, flow.flow_class)
+        for rule in chosen:
             if rule.parameter not in measured or rule.parameter in covered:
-                continue
-            if rule.category is not None and rule.category != category:
-                continue
-            if rule.category is None and (rule.parameter, reg.period_of(rule)) in specific:
                 continue
             lo, hi = reg.rule_dates(rule)
             cell = rule.cell(column)
@@ -299,8 +310,101 @@ def catalogue_gaps(source: SourceLike, catalogue: Catalogue, at: date) -> list[s
                 rule.parameter,
                 reg.period_of(rule),
             )
-            lines.append(f"{rid}: no value catalogued — UNVERIFIED ({_join(rule.note, cell.note)})")
+            band = f" [{flow.text}]" if rule.flow_class else ""
+            lines.append(
+                f"{rid}: no value catalogued — UNVERIFIED{band} ({_join(rule.note, cell.note)})"
+            )
+        if flow.flow_class is None and reg.flow_classes:
+            # rows written per band only: without the point's band none of them applies
+            have = {(r.parameter, reg.period_of(r)) for r in chosen}
+            banded = {
+                (r.parameter, reg.period_of(r)): r
+                for r in reg.rules
+                if r.flow_class is not None and r.parameter in measured - covered
+            }
+            for (parameter, period), rule in banded.items():
+                if (parameter, period) in have:
+                    continue
+                col = column if rule.columns is not None else None
+                lines.append(
+                    f"{rule_id(reg.id, col, parameter, period)}: depends on the discharge-flow "
+                    f"class ({', '.join(reg.flow_classes)}), {flow.text} — not checked"
+                )
     return lines
+
+
+class FlowChoice(BaseModel):
+    """A point's discharge-flow band under one regulation, and how it was found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow_class: str | None  # None: the regulation has no bands, or the point's is unknown
+    text: str = ""  # for `quantrac limits`: "lưu lượng F2 (F > 5.000 m³/ngày đêm; permitted …)"
+    verified: bool = True  # False: the band's bounds are themselves unverified
+
+
+def flow_class_of(source: SourceLike, limit_set: LimitSetLike, catalogue: Catalogue) -> FlowChoice:
+    """The band of the regulation's flow-dependent rows that applies to ``source``.
+
+    Stated by the limit set (``flow_class``: the permit names it) or derived from the point's
+    ``permitted_flow_m3_per_day``; a stated band that contradicts the permitted flow is a registry
+    error (one of the two is wrong), as is a band the regulation does not define.
+    """
+    reg_id = str(limit_set.regulation)
+    stated = getattr(limit_set, "flow_class", None)
+    flow = getattr(source, "permitted_flow_m3_per_day", None)
+    where = f"source {source.id}, limits {reg_id}"
+    if reg_id not in catalogue:
+        return FlowChoice(flow_class=None)
+    reg = catalogue[reg_id]
+    if not reg.flow_classes:
+        if stated is not None:
+            raise LimitResolutionError(
+                f"{where}: flow_class {stated!r} given but {reg.code} defines no flow classes"
+            )
+        return FlowChoice(flow_class=None)
+    if stated is not None and stated not in reg.flow_classes:
+        allowed = ", ".join(reg.flow_classes)
+        raise LimitResolutionError(f"{where}: flow_class {stated!r} not valid; allowed: {allowed}")
+    derived = reg.flow_class_of(flow) if flow is not None else None
+    if stated is not None and derived is not None and stated != derived:
+        raise LimitResolutionError(
+            f"{where}: flow_class {stated!r} contradicts permitted_flow_m3_per_day {flow:g} "
+            f"(band {derived!r}: {reg.flow_classes[derived].label}); correct one of them"
+        )
+    chosen = stated or derived
+    if chosen is None:
+        return FlowChoice(
+            flow_class=None,
+            text="lưu lượng xả thải unknown (no permitted_flow_m3_per_day, no flow_class)",
+            verified=False,
+        )
+    band: FlowClass = reg.flow_classes[chosen]
+    how = "stated by the permit (registry)" if stated else f"permitted flow {flow:g} m³/ngày đêm"
+    doubt = "" if band.verified else "; band UNVERIFIED"
+    return FlowChoice(
+        flow_class=chosen,
+        text=f"lưu lượng {chosen} ({band.label}; {how}{doubt})",
+        verified=band.verified,
+    )
+
+
+def applicable_rules(reg: Regulation, category: str | None, flow_class: str | None) -> list[Rule]:
+    """The rules for a point of this category and flow band: per parameter and basis, the most
+    specific rows (a category's or a band's row replaces the row written for every point)."""
+
+    def fits(rule: Rule) -> bool:
+        return rule.category in (None, category) and rule.flow_class in (None, flow_class)
+
+    def rank(rule: Rule) -> int:
+        return (rule.category is not None) + (rule.flow_class is not None)
+
+    best: dict[tuple[str, Basis], int] = {}
+    for rule in reg.rules:
+        if fits(rule):
+            key = (rule.parameter, reg.period_of(rule))
+            best[key] = max(best.get(key, 0), rank(rule))
+    return [r for r in reg.rules if fits(r) and rank(r) == best[(r.parameter, reg.period_of(r))]]
 
 
 def rule_id(regulation: str, column: str | None, parameter: str, period: Basis) -> str:
@@ -400,6 +504,8 @@ def _citation(reg: Regulation, rule: Rule, column: str | None, period: Basis) ->
     row = f"dòng {rule.row}" + (f" ({rule.label})" if rule.label != rule.row else "")
     col = f", cột {column}" if column and rule.columns is not None else ""
     group = f", nhóm {rule.category}" if rule.category else ""
+    if rule.flow_class:
+        group += f", lưu lượng {reg.flow_classes[rule.flow_class].label}"
     return f"{reg.code}, {rule.table}, {row}{group}{col}, {_PERIOD_TEXT[period]}"
 
 
@@ -432,7 +538,9 @@ def _from_rule(
         hi = None if hi is None else _tidy(hi * factor)
         basis += f" (= {_bounds_text(rule.kind, lo, hi)} {unit})"
     lo_date, hi_date = reg.rule_dates(rule)
-    notes = [n for n in (rule.note, cell.note, unit_note) if n]
+    band = reg.flow_classes[rule.flow_class] if rule.flow_class else None
+    band_note = f"flow band {rule.flow_class} UNVERIFIED" if band and not band.verified else ""
+    notes = [n for n in (rule.note, cell.note, band_note, unit_note) if n]
     return Limit(
         rule_id=rule_id(
             reg.id, column if rule.columns is not None else None, rule.parameter, period
@@ -447,7 +555,7 @@ def _from_rule(
         unit=unit,
         period=period,
         legal_basis=basis,
-        verified=rule.verified and cell.verified,
+        verified=rule.verified and cell.verified and (band is None or band.verified),
         note="; ".join(notes),
         effective_from=None if lo_date == date.min else lo_date,
         effective_to=None if hi_date == date.max else hi_date,
