@@ -5,7 +5,8 @@ QCVN 05:2023 are two files). A file names its issuing act, dates, sources (``[S2
 ``docs/regulations.md``), column scheme, coefficient formula and the rules; every rule cites its
 table and row. Values the reference marks UNVERIFIED ship with ``verified: false`` and a note,
 never as silent law; cells the sources hide are written with no value (no ``max``/``min``) so the
-gap shows.
+gap shows. Rows may depend on a row group (``categories``: sector, capacity) and on the point's
+discharge-flow band (``flow_classes``, QCVN 40:2025 per its drafts); the most specific row wins.
 
 Validation errors name the file, the entry (``rules[4] (COD)``) and the field, and list the allowed
 values, so a typo in a data file is fixed in one look.
@@ -177,9 +178,9 @@ class Rule(_Model):
     columns: dict[str, Cell] | None = None
     effective_from: date | None = None  # None: the regulation's
     effective_to: date | None = None  # inclusive last day; None: the regulation's
-    # None: a general row; else the regulation's row group (sector, capacity or discharge-flow
-    # class, ``Regulation.categories``) it applies to; it replaces the general row for a source
-    # whose limit set names that category.
+    # None: a general row; else the regulation's row group (sector or capacity,
+    # ``Regulation.categories``) it applies to; it replaces the general row for a source whose
+    # limit set names that category.
     category: str | None = None
     # None: every discharge-flow class; else the band (``Regulation.flow_classes``) the row is
     # written for. It replaces the row without a band for a point whose flow falls in it.
@@ -299,7 +300,7 @@ class Regulation(_Model):
     # On the regulation that replaces others: the clause of its issuing act that lets existing
     # facilities keep the old one until the old one's ``transition_until`` (see transition.py)
     transition_clause: str = ""
-    # Row groups of its tables (sector, capacity, discharge-flow class): id -> meaning.
+    # Row groups of its tables (sector, capacity): id -> meaning.
     categories: dict[str, str] = Field(default_factory=dict)
     # Discharge-flow bands of its tables (id -> band), contiguous from 0 to no end, and what the
     # flow F is (``flow_basis``: whose flow, which unit); empty when no row depends on the flow.

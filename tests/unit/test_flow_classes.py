@@ -292,3 +292,17 @@ def test_registry_rejects_a_band_on_a_stack_regulation() -> None:
         parse_registry(yaml.safe_dump(data, allow_unicode=True))
     problem = "'flow_class' (discharge-flow band) is for wastewater"
     assert any(problem in line for line in info.value.lines)
+
+
+def test_every_shipped_outfall_under_qcvn_40_2025_has_a_band() -> None:
+    # Every point that may be held to QCVN 40:2025 must fall in one of its bands (permitted flow
+    # or a stated band), else its BOD5/COD/TSS rows could never apply.
+    registry, catalogue = load_registry(), load_catalogue()
+    checked = 0
+    for source in registry.sources:
+        for limit_set in source.limits:
+            if limit_set.regulation == "QCVN_40_2025":
+                choice = flow_class_of(source, limit_set, catalogue)
+                assert choice.flow_class in {"F1", "F2"}, source.id
+                checked += 1
+    assert checked >= 20
