@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
 import console.forwarding as forwarding  # the forwarder's delivery ledger (issue 20)
+import console.manual_validation as manual_validation  # operators' decisions (issue 21)
 import console.notifications as delivery_log  # the notifications' delivery log (notify/)
 from console import api_models as m
 from console import auth, chart_data, open_data, scheduled, tokens
@@ -244,7 +245,7 @@ def create_app(
         await feed.start()
         app.state.pool, app.state.feed = pool, feed
         try:
-            async with refreshing(pool, metrics, tz):
+            async with refreshing(pool, metrics, tz), manual_validation.producing(app, settings):
                 yield
         finally:
             await feed.stop()
@@ -367,6 +368,7 @@ def create_app(
     app.include_router(delivery_log.build_router(render, page_user, api_user, get_conn))
     app.include_router(scheduled.build_router(render, page_user, api_user, get_conn))
     app.include_router(forwarding.build_router(render, page_user, api_user, get_conn))
+    app.include_router(manual_validation.build_router(api_user, get_conn, settings))
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:
@@ -874,6 +876,7 @@ def create_app(
             exceeds=chart_data.exceeds_any,
             params=params,
             open_violations=open_v,
+            **await manual_validation.page_context(conn, session, source_id, settings),
         )
 
     @app.get("/reports", response_class=HTMLResponse, include_in_schema=False)

@@ -153,6 +153,39 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "search": ("Tìm", "Search"),
     "search_placeholder": ("mã, tên hoặc huyện", "id, name or district"),
     "rows_shown": ("nguồn được hiển thị", "sources shown"),
+    # manual validation (issue 21): console/manual_validation.py, _manual_validation.html
+    "mv_title": ("Đánh giá số liệu thủ công", "Manual validation"),
+    "mv_intro": (
+        "Loại bỏ số liệu của một khoảng thời gian (bảo trì, hiệu chuẩn, lỗi thiết bị) hoặc khôi"
+        " phục; trung bình, VN_AQI, vi phạm và báo cáo được tính lại qua hệ thống xử lý. Chỉ"
+        " sửa được khoảng bắt đầu trong {h} giờ gần nhất; mọi thay đổi đều ghi nhật ký.",
+        "Invalidate a period of data (maintenance, calibration, analyser fault) or restore it;"
+        " averages, VN_AQI, violations and reports follow through the pipeline. Only periods"
+        " starting within the last {h} hours can be changed; every change is audited.",
+    ),
+    "mv_all_parameters": ("Tất cả thông số", "All parameters"),
+    "mv_start": ("Từ (giờ địa phương)", "From (local time)"),
+    "mv_end": ("Đến (không kể, giờ địa phương)", "To (exclusive, local time)"),
+    "mv_reason": ("Lý do", "Reason"),
+    "mv_note": ("Ghi chú", "Note"),
+    "mv_note_placeholder": ("bắt buộc với lý do Khác", "required for reason Other"),
+    "mv_invalidate": ("Loại bỏ số liệu", "Invalidate"),
+    "mv_restore": ("Khôi phục", "Restore"),
+    "mv_restores": ("khôi phục #", "restores #"),
+    "mv_period": ("Khoảng thời gian", "Period"),
+    "mv_by": ("Người quyết định", "By"),
+    "mv_at": ("Lúc", "At"),
+    "mv_status": ("Trạng thái", "Status"),
+    "mv_none": ("Chưa có quyết định nào.", "No decision yet."),
+    "mv_final": ("đã chốt (quá giới hạn muộn)", "final (beyond the late horizon)"),
+    "mv_action_invalidate": ("Loại bỏ", "Invalidated"),
+    "mv_action_restore": ("Khôi phục", "Restored"),
+    "mv_status_pending": ("Đang chờ xử lý", "Pending"),
+    "mv_status_applied": ("Đã áp dụng", "Applied"),
+    "mv_reason_maintenance": ("Bảo trì", "Maintenance"),
+    "mv_reason_calibration": ("Hiệu chuẩn", "Calibration"),
+    "mv_reason_analyser_fault": ("Lỗi thiết bị phân tích", "Analyser fault"),
+    "mv_reason_other": ("Khác", "Other"),
 }
 
 
