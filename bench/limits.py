@@ -149,22 +149,35 @@ def reading_row(r: RawReading) -> tuple[Any, ...]:
     )
 
 
-def copy_rate(url: str, batch: Sequence[RawReading]) -> Rate:
-    """One ``COPY … FROM STDIN`` of the rows straight into ``readings`` (migrated, empty)."""
+def copy_rate(url: str, batch: Sequence[RawReading], binary: bool = True) -> Rate:
+    """One ``COPY … FROM STDIN`` of the rows straight into ``readings`` (migrated, empty), in
+    binary (the limit: the writer sends binary too) or text."""
     rows = [reading_row(r) for r in batch]
     cols = ", ".join(READING_COLUMNS)
     t0 = time.perf_counter()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy(f"COPY readings ({cols}) FROM STDIN") as copy:
+        found: dict[str, str] = dict(conn.execute(_TYPES, {"table": "readings"}).fetchall())
+        types = [{"bpchar": "text"}.get(found[c], found[c]) for c in READING_COLUMNS]
+        form = " (FORMAT BINARY)" if binary else ""
+        with cur.copy(f"COPY readings ({cols}) FROM STDIN{form}") as copy:
+            if binary:
+                copy.set_types(types)  # char(2) goes as text: same bytes on the wire
             for row in rows:
                 copy.write_row(row)
         conn.commit()
     return Rate(len(rows), time.perf_counter() - t0)
 
 
+_TYPES = """
+SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
 def writer_rate(url: str, batch: Sequence[RawReading], rows_per_batch: int = 5000) -> Rate:
-    """quantrac's idempotent writer (COPY into staging + INSERT … ON CONFLICT) on the same rows,
-    in the worker's batch size, into an empty ``readings`` table."""
+    """quantrac's idempotent writer (binary COPY straight in; staging + INSERT … ON CONFLICT when
+    a batch meets stored rows) on the same rows, in the worker's batch size, into an empty
+    ``readings`` table (emptied again after the raw COPYs: same table, same indexes)."""
     from psycopg_pool import AsyncConnectionPool
 
     from storage.writer import READINGS, BatchWriter
@@ -185,7 +198,8 @@ def writer_rate(url: str, batch: Sequence[RawReading], rows_per_batch: int = 500
 
 
 def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[str, Any]:
-    """Produce, consume and COPY ``n`` readings; ``url`` is a migrated, empty database."""
+    """Produce, consume and COPY ``n`` readings (binary, then text), then write them with the
+    writer; ``url`` is a migrated, empty database."""
     batch = sample_readings(n)
     messages = encode(batch)
     topic = "bench.limits"
@@ -193,6 +207,9 @@ def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[st
     produced = asyncio.run(produce_rate(bootstrap, topic, messages))
     consumed = asyncio.run(consume_rate(bootstrap, topic, len(messages)))
     copied = copy_rate(url, batch)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+    copied_text = copy_rate(url, batch, binary=False)
     written = writer_rate(url, batch)
     per_message = len(batch) / max(1, len(messages))
     return {
@@ -203,5 +220,10 @@ def run_limits(bootstrap: str, url: str, n: int, partitions: int = 8) -> dict[st
         "produce": {**produced.to_dict(), "readings_per_s": round(produced.per_s * per_message)},
         "consume": {**consumed.to_dict(), "readings_per_s": round(consumed.per_s * per_message)},
         "copy": copied.to_dict(),
-        "writer": {**written.to_dict(), "ratio_to_copy": round(written.per_s / copied.per_s, 3)},
+        "copy_text": copied_text.to_dict(),
+        "writer": {
+            **written.to_dict(),
+            "ratio_to_copy": round(written.per_s / copied.per_s, 3),
+            "ratio_to_text_copy": round(written.per_s / copied_text.per_s, 3),
+        },
     }

@@ -1,4 +1,5 @@
-"""Idempotent batched writes: COPY into a temporary staging table, then INSERT … ON CONFLICT.
+"""Idempotent batched writes: COPY into a temporary staging table, then INSERT … ON CONFLICT;
+for insert-only tables, COPY straight into the table while no conflict is met.
 
 The caller hands a whole batch and awaits ``write``; it returns only once the database has
 committed it, retrying with capped exponential backoff while the database is unreachable. The
@@ -14,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,13 +62,20 @@ class TableSpec:
     last_wins: bool = False  # without keep_last_by: the batch's last row per key wins (upserts)
     time_column: str | None = None  # continuous aggregates over the table bucket this column
 
+    @property
+    def inserts_only(self) -> bool:
+        """A row already stored wins: where nothing is stored, a plain COPY stores the same."""
+        return self.on_conflict == "ON CONFLICT DO NOTHING"
+
     def dedupe(self, rows: Sequence[Row]) -> list[Row]:
         """One row per key (ON CONFLICT DO UPDATE may touch a row only once per statement)."""
-        key_idx = [self.columns.index(c) for c in self.key]
+        key = itemgetter(*(self.columns.index(c) for c in self.key))
+        if len(set(map(key, rows))) == len(rows):
+            return list(rows)  # the usual batch: no key twice (counted at C speed)
         order_idx = self.columns.index(self.keep_last_by) if self.keep_last_by else None
-        chosen: dict[tuple[Any, ...], Row] = {}
+        chosen: dict[Any, Row] = {}
         for row in rows:
-            k = tuple(row[i] for i in key_idx)
+            k = key(row)
             old = chosen.get(k)
             if (
                 old is None
@@ -134,6 +143,23 @@ JOIN _timescaledb_catalog.hypertable h ON h.id = ca.raw_hypertable_id
 JOIN _timescaledb_catalog.continuous_aggs_bucket_function f USING (mat_hypertable_id)
 WHERE h.table_name = %(table)s
 """
+
+_COLUMN_TYPES = """
+SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+# Column types whose binary COPY stores or refuses a row as text COPY does (a value the binary
+# dumper cannot send raises before sending, and the writer then uses text). Not int2/int4: their
+# binary dumpers wrap an out-of-range int silently where text COPY refuses it. bpchar and
+# varchar go as text: same wire format, and the server applies their length the same way.
+_BINARY = {
+    "text": "text",
+    "varchar": "text",
+    "bpchar": "text",
+    "float8": "float8",
+    "int8": "int8",
+    "timestamptz": "timestamptz",
+}
 
 AVERAGE_COLUMNS = (
     "source_id",
@@ -285,19 +311,27 @@ class BatchWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} "
             f"(LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        self._copy = f"COPY {self._stage} ({cols}) FROM STDIN"
+        self._copy_stage = f"COPY {self._stage} ({cols}) FROM STDIN"
+        self._copy_table = f"COPY {spec.table} ({cols}) FROM STDIN"
         self._merge = (
             f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {self._stage} {spec.on_conflict}"
         )
         self._time_idx = spec.columns.index(spec.time_column) if spec.time_column else None
         self._zone: str | None = None  # the continuous aggregates' bucket time zone, if any
         self._asked = False  # asked the catalogue (once per writer)
+        self._types: list[str] | None = None  # binary COPY's column types (None: text COPY)
+        self._typed = False  # read the columns' types (once per writer)
+        # Insert-only tables: COPY straight into the table until a conflict says a batch is
+        # being replayed; then merge until a merge finds every row new again.
+        self._copy_first = spec.inserts_only
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Commit ``rows``; return how many were new or changed. Blocks while the DB is down."""
         if not rows:
             return 0
-        batch = self.spec.dedupe(rows)
+        # An insert-only batch is de-duplicated only if it is merged: a key twice fails the COPY
+        # straight into the table as a stored key does (the merge then keeps the first).
+        batch = list(rows) if self.spec.inserts_only else self.spec.dedupe(rows)
         committed: list[int] = []  # rows changed by each part already committed
         delay = 0.2
         while True:
@@ -395,10 +429,56 @@ class BatchWriter:
                 delay = min(delay * 2, self.retry_max_s)
 
     async def _write_once(self, batch: Sequence[Row]) -> int:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(self._create_stage)
-            async with conn.cursor().copy(self._copy) as copy:
-                for row in batch:
-                    await copy.write_row(row)
-            cur = await conn.execute(self._merge)
-            return max(cur.rowcount, 0)
+        """One transaction; binary COPY when the columns allow it, else (or when a value cannot
+        be sent in binary) text COPY, so a value is stored or refused exactly as in text."""
+        types = await self._column_types()
+        if types is not None:
+            try:
+                return await self._insert(batch, types)
+            except (TypeError, ValueError, OverflowError) as exc:  # refused before sending
+                log.debug("%s: binary COPY cannot send a value (%s); text COPY", self.spec.table,
+                          exc)  # fmt: skip
+        return await self._insert(batch, None)
+
+    async def _insert(self, batch: Sequence[Row], types: list[str] | None) -> int:
+        async with self.pool.connection() as conn:
+            if self._copy_first:
+                try:
+                    async with conn.transaction():
+                        return await self._copy(conn, self._copy_table, batch, types)
+                except psycopg.errors.UniqueViolation:
+                    self._copy_first = False  # stored before (a replay): the merge skips it
+            rows = self.spec.dedupe(batch) if self.spec.inserts_only else batch
+            async with conn.transaction():
+                await conn.execute(self._create_stage)
+                await self._copy(conn, self._copy_stage, rows, types)
+                cur = await conn.execute(self._merge)
+                changed = max(cur.rowcount, 0)
+            if self.spec.inserts_only:
+                self._copy_first = changed == len(rows)  # every row new: the replay is over
+            return changed
+
+    @staticmethod
+    async def _copy(
+        conn: psycopg.AsyncConnection[Any], sql: str, batch: Sequence[Row], types: list[str] | None
+    ) -> int:
+        cur = conn.cursor()
+        async with cur.copy(sql if types is None else f"{sql} (FORMAT BINARY)") as copy:
+            if types is not None:
+                copy.set_types(types)
+            for row in batch:
+                await copy.write_row(row)
+        return max(cur.rowcount, 0)
+
+    async def _column_types(self) -> list[str] | None:
+        """The spec's column types for binary COPY, or None when one is not in _BINARY (read
+        from the catalogue once, so a migration that changes a type is followed)."""
+        if not self._typed:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_COLUMN_TYPES, {"table": self.spec.table})
+                found: dict[str, str] = dict(await cur.fetchall())
+                await conn.rollback()
+            names = [_BINARY.get(found.get(c, "")) for c in self.spec.columns]
+            self._types = None if None in names else [n for n in names if n]
+            self._typed = True
+        return self._types

@@ -154,3 +154,103 @@ def test_migration_0006_drops_daily_aqi_rows_not_on_local_midnight(database_url:
         conn.execute(sql)
         rows = conn.execute("SELECT kind, window_start FROM aqi ORDER BY 1, 2").fetchall()
     assert rows == [("daily", right), ("hourly", right + timedelta(hours=1))]
+
+
+def _stored(url: str, table: str = "readings") -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT * FROM {table} ORDER BY source_id, parameter, measured_at"
+        ).fetchall()
+
+
+def test_a_batch_partly_stored_before_stores_only_the_new_rows(database_url: str) -> None:
+    # Readings are COPYed straight into the table; a batch that meets a stored key (a replay
+    # overlapping new data) is merged instead, and the row stored first stays as it was.
+    migrate(database_url)
+    rows = _reading_rows(500)
+    resent = [(*r[:3], 2.0, *r[4:]) for r in rows[200:300]]  # same keys, another value
+
+    async def go() -> list[int]:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False) as pool:
+            writer = BatchWriter(pool, READINGS, retry_max_s=1)
+            counts = [await writer.write(rows[:300]), await writer.write(resent + rows[300:400])]
+            assert not writer._copy_first  # a replay: the next batch is merged too
+            counts.append(await writer.write(rows[400:450]))
+            assert writer._copy_first  # that merge found only new rows: the replay is over
+            counts.append(await writer.write(rows[450:]))
+            return counts
+
+    assert asyncio.run(go()) == [300, 100, 50, 50]
+    stored = _stored(database_url)
+    assert len(stored) == 500 and {r[3] for r in stored} == {1.0}
+
+
+def test_a_key_twice_in_a_new_batch_keeps_its_first_row(database_url: str) -> None:
+    migrate(database_url)
+    rows = _reading_rows(10)
+    again = (*rows[4][:3], 9.0, *rows[4][4:])
+    assert _write(database_url, READINGS, [*rows, again]) == 10
+    assert [r[3] for r in _stored(database_url)] == [1.0] * 10
+
+
+def test_binary_copy_stores_and_refuses_each_row_as_text_copy_does(database_url: str) -> None:
+    # The writer sends readings in binary COPY; each row below is stored, or refused, exactly as
+    # the text COPY it replaced stores or refuses it (a reference table takes the text COPY).
+    from streams.errors import write_rows
+
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE readings_text (LIKE readings INCLUDING ALL)")
+    (base,) = _reading_rows(1)
+
+    def row(i: int, **change: object) -> Row:
+        r = dict(zip(READINGS.columns, base, strict=True))
+        r.update({"measured_at": T0 + timedelta(hours=i), "origin": f"o{i}", **change})
+        return tuple(r.values())
+
+    rows = [
+        row(0),
+        row(1, measured_at=datetime(2026, 11, 1, 1, 30)),  # naive: read in the session's zone
+        row(2, value=7, raw_value=10**20),  # ints into float columns
+        row(3, raw_position=2**63 - 1, manual_id=-(2**63)),  # bigint's bounds
+        row(4, raw_position=2**63),  # past bigint
+        row(5, status="000"),  # too long for char(2)
+        row(6, value="x"),  # not a number
+        row(7, unit="a\x00b"),  # NUL
+        row(8, received_at="2026-11-01T00:00:00+07:00"),  # a string the server parses
+        row(9, value=float("nan"), raw_value=float("-inf")),
+        row(10, value="1.5"),  # a number in a string: text parses it
+    ]
+
+    def text_copy(r: Row) -> BaseException | None:
+        cols = ", ".join(READINGS.columns)
+        try:
+            with (
+                psycopg.connect(database_url) as conn,
+                conn.cursor().copy(f"COPY readings_text ({cols}) FROM STDIN") as copy,
+            ):
+                copy.write_row(r)
+        except Exception as exc:
+            return exc
+        return None
+
+    async def go() -> list[BaseException | None]:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False) as pool:
+            writer = BatchWriter(pool, READINGS, retry_max_s=1)
+            assert await writer._column_types() is not None  # readings do go in binary
+            return await write_rows(writer.write, rows)
+
+    refused = asyncio.run(go())
+    expected = [text_copy(r) for r in rows]
+    assert [e is None for e in refused] == [e is None for e in expected]
+    assert [e is None for e in refused] == [True, True, True, True, False, False, False, False,
+                                            True, True, True]  # fmt: skip
+    for got, want in zip(refused, expected, strict=True):
+        if getattr(want, "sqlstate", None):  # the server's refusal: the same one
+            assert getattr(got, "sqlstate", None) == want.sqlstate  # type: ignore[union-attr]
+    with psycopg.connect(database_url) as conn:
+        same = "SELECT array_agg(t::text ORDER BY t::text) FROM {} t"  # NaN = NaN in SQL
+        assert (
+            conn.execute(same.format("readings")).fetchone()
+            == conn.execute(same.format("readings_text")).fetchone()
+        )
