@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -137,11 +137,42 @@ class ManualReason(StrEnum):
     OTHER = "other"
 
 
-class ManualChange(StrEnum):
-    """What the averaging does with a reading the validate stage sends again."""
+@dataclass(frozen=True, slots=True)
+class ManualHour:
+    """What a manual decision changes in one hour of one series' averages: the sum and count
+    of the valid readings it withdraws (negative) or restores (positive). The validate stage
+    reads them from the database, where every reading stored before the decision is."""
 
-    WITHDRAW = "withdraw"  # it was averaged; an invalidation takes it out
-    RESTORE = "restore"  # it was taken out (or never averaged); a restore puts it back
+    source_id: str
+    parameter: str
+    unit: str  # the registry's, as the readings' values
+    hour: datetime  # UTC start of the local clock hour
+    sum: float
+    n: int
+    position: int  # the decision's position on readings.raw (see POSITION_STRIDE)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "source_id": self.source_id,
+            "parameter": self.parameter,
+            "unit": self.unit,
+            "hour": self.hour.isoformat(),
+            "sum": self.sum,
+            "n": self.n,
+            "position": self.position,
+        }
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> ManualHour:
+        return cls(
+            d["source_id"],
+            d["parameter"],
+            d["unit"],
+            ISO(d["hour"]),
+            d["sum"],
+            d["n"],
+            d["position"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,18 +264,15 @@ class QcReading:
     position: int = -1  # on readings.raw (see POSITION_STRIDE): state ignores a re-emitted copy
     archive_path: str | None = None  # the RawReading's
     # Manual validation (issue 21): the id of the operator's invalidation in force for this
-    # reading (None: none), and, on the copies the validate stage sends again when a period is
-    # invalidated or restored, what the averaging must do with it (a ManualChange value).
+    # reading when it arrived (None: none); such a reading is stored but never averaged.
     manual_id: int | None = None
-    change: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in _QC_FIELDS}
         d["measured_at"] = self.measured_at.isoformat()
         d["received_at"] = self.received_at.isoformat()
-        for f in _RARE_FIELDS:  # almost always None: not worth a key per reading on the wire
-            if d[f] is None:
-                del d[f]
+        if d["manual_id"] is None:  # almost always: not worth a key per reading on the wire
+            del d["manual_id"]
         return d
 
     @classmethod
@@ -259,7 +287,6 @@ class QcReading:
 
 
 _QC_FIELDS = tuple(f.name for f in fields(QcReading))
-_RARE_FIELDS = ("manual_id", "change")
 
 
 @dataclass(slots=True)
@@ -272,16 +299,27 @@ class QcBatch:
 
     source_id: str
     readings: list[QcReading]
+    # a manual decision's changes to the averages (one series' hours, never split: ≤ 31 days)
+    hours: list[ManualHour] = field(default_factory=list)
 
     def dumps(self) -> bytes:
-        data = {"source_id": self.source_id, "readings": [r.to_data() for r in self.readings]}
+        data: dict[str, Any] = {
+            "source_id": self.source_id,
+            "readings": [r.to_data() for r in self.readings],
+        }
+        if self.hours:
+            data["hours"] = [h.to_data() for h in self.hours]
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def loads(cls, payload: bytes) -> QcBatch:
         """Raises ValueError, KeyError or TypeError for what is not a QcBatch."""
         data = json.loads(payload)
-        return cls(data["source_id"], [QcReading.from_data(r) for r in data["readings"]])
+        return cls(
+            data["source_id"],
+            [QcReading.from_data(r) for r in data["readings"]],
+            [ManualHour.from_data(h) for h in data.get("hours", ())],
+        )
 
 
 class Average(
@@ -364,6 +402,9 @@ class ViolationEvent(
     # Judged more than ``found_late_after_hours`` after its window ended: a station's backlog
     # after an outage, judged when it arrived (issue 18): the same verdict, a late alert.
     found_late: bool = False
+    # A violation a late correction showed never was (e.g. its data invalidated by hand, issue
+    # 21): closed, with no duration and no penalty band; kept, with its events, for the record.
+    retracted: bool = False
 
 
 class Rejection(

@@ -32,7 +32,9 @@ def build_province(
     ids = [s.id for s in sources]
     counts = reading_counts(conn, ids, period.start, period.end)
     violations = [v for v in fetch_violations(conn, ids, period.start, period.end)]
-    n_exceed = Counter(v.source_id for v in violations if v.kind == "exceedance")
+    n_exceed = Counter(
+        v.source_id for v in violations if v.kind == "exceedance" and not v.retracted
+    )
     rows = []
     tally: Counter[str] = Counter()
     for s in sources:

@@ -126,6 +126,7 @@ class ViolationRow:
     peak_o2_measured: float | None = None
     correction_basis: str | None = None
     found_late: bool = False  # judged from a backlog, long after its window (issue 18)
+    retracted: bool = False  # a late correction showed it never was (issue 21)
 
     def penalty_text(self) -> str:
         """``Điều 18 … · 20–<40 m³/ngày (permitted flow 30)``; "" when no band applies."""
@@ -364,7 +365,7 @@ VIOLATION_SELECT = (
     " v.acknowledged_at, v.acknowledged_by, v.ack_note, v.penalty_article, v.penalty_sanction,"
     " v.penalty_verified, v.flow_bracket, v.flow_basis, v.flow_value, v.measured_value,"
     " v.o2_measured, v.o2_reference, v.peak_measured_value, v.peak_o2_measured,"
-    " v.correction_basis, v.found_late"
+    " v.correction_basis, v.found_late, v.retracted"
     " FROM violations v LEFT JOIN sources s ON s.id = v.source_id"
 )
 

@@ -156,6 +156,7 @@ def violation_row(e: ViolationEvent) -> Row:
         e.peak_o2_measured,
         db_text_or_none(e.correction_basis or None, PROSE_MAX, PROSE),
         e.found_late,
+        e.retracted,
     )
 
 

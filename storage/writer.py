@@ -233,6 +233,7 @@ VIOLATION_COLUMNS = (
     "peak_o2_measured",
     "correction_basis",
     "found_late",  # 0016_found_late.sql
+    "retracted",  # 0017_manual_validation.sql
 )
 VIOLATIONS = TableSpec(
     "violations",

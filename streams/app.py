@@ -21,6 +21,8 @@ from core.records import Tick
 from core.settings import Settings
 from stations.registry import load_registry
 from storage import writer as tables
+from storage.revalidation import Relabel
+from storage.revalidation import relabel as relabel_in
 from streams import stages
 from streams.checks import LimitBook
 from streams.consumer import STALL_S, GuardedConsumer
@@ -35,6 +37,11 @@ from thresholds.qc import load_qc_rules
 from thresholds.reference_o2 import correction_settings
 
 log = logging.getLogger(__name__)
+
+
+async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[datetime, float]]:
+    """A manual validation's database side (storage/revalidation.py) on the worker's pool."""
+    return await relabel_in(await db.pool(), r, retry_max_s=retry_max_s)
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -84,6 +91,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         tables=state,
         dead=dead,
         write_readings=writers(tables.READINGS),
+        relabel=lambda r: relabel(db, r, settings.db_retry_max_s),
         topics=topics,
         corrections=correction_settings(
             registry, horizon=timedelta(hours=settings.late_horizon_hours)

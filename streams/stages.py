@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +26,8 @@ from core.records import (
     MAX_BATCH_READINGS,
     POSITION_STRIDE,
     Average,
+    ManualHour,
+    ManualValidation,
     QcBatch,
     QcFlag,
     QcReading,
@@ -37,15 +39,26 @@ from core.settings import Settings
 from core.topics import CORRECTED
 from stations.registry import Registry
 from storage import rows as to_row
+from storage.revalidation import Relabel
 from streams.batch import Batch
 from streams.checks import LimitBook, outage_allowance
 from streams.errors import DeadLetters, Undecodable, coordinates, write_rows
 from streams.persist import Write
 from streams.runner import Link, Output, Stage, typed
 from streams.topology import Tables, Topics
-from streams.validate import Arrival, Validator, decode_raw, decode_valid, validate
+from streams.validate import (
+    Arrival,
+    Mark,
+    Revalidation,
+    Validator,
+    decode_raw,
+    decode_valid,
+    message_rejection,
+    validate,
+)
 from thresholds import steps
 from thresholds.aqi_station import StationAqi
+from thresholds.averaging import LOCAL_TZ, hour_window
 from thresholds.qc import SeriesState
 from thresholds.reference_o2 import CorrectionSettings, CorrectionState, with_reference
 from thresholds.reference_o2 import step as correct_step
@@ -66,6 +79,7 @@ class Wiring:
     tables: Tables
     dead: DeadLetters
     write_readings: Write
+    relabel: Callable[[Relabel], Awaitable[list[tuple[datetime, float]]]]  # storage/revalidation
     topics: Topics
     corrections: Mapping[str, CorrectionSettings]  # stacks judged at a reference O2
 
@@ -112,26 +126,71 @@ def same(x: Any) -> Any:
 
 
 def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
-    """readings.raw → flagged readings, stored in the database, then on to readings.valid."""
+    """readings.raw → flagged readings, stored in the database, then on to readings.valid; and
+    operators' manual validations → the stored readings labelled, their averages revised."""
 
     def arrivals(event: Any) -> list[Arrival] | Rejection:
         m, now = event.message, datetime.now(UTC)
         decoded = decode_raw(event.value, broker_time(event), coordinates(event))
+        if isinstance(decoded, ManualValidation):
+            return marks(event, decoded, now)
         if isinstance(decoded, Rejection):
             return decoded
         return [Arrival(r, m.offset * POSITION_STRIDE + i, now) for i, r in enumerate(decoded)]
 
+    def marks(event: Any, v: ManualValidation, now: datetime) -> list[Arrival] | Rejection:
+        # one item per series the decision covers, in the registry's order of parameters
+        source = w.registry.find(v.source_id)
+        measured = [p.code.value for p in source.parameters] if source else []
+        parameters = measured if v.parameter is None else [v.parameter]
+        if source is None or not set(parameters) <= set(measured):
+            what = f"source {v.source_id!r}" if source is None else f"parameter {v.parameter!r}"
+            return message_rejection(
+                event.value,
+                broker_time(event),
+                coordinates(event),
+                RejectReason.UNKNOWN_SOURCE
+                if source is None
+                else RejectReason.PARAMETER_NOT_MEASURED,
+                "readings.raw",
+                f"manual validation {v.id}: {what} is not in the registry",
+            )
+        base = event.message.offset * POSITION_STRIDE
+        return [Arrival(Mark(v, p), base + i, now) for i, p in enumerate(parameters)]
+
     async def store(batch: Batch, outputs: list[Output]) -> list[Output]:
         # Stored before the raw offsets can be committed: the raw topic has this one consumer,
         # so "stored, then acked" needs nothing else. A row the database refuses is
-        # dead-lettered and not passed on.
+        # dead-lettered and not passed on. A manual validation is applied after the batch's
+        # readings are stored: it finds every reading that came before it.
         judged = [o for o in outputs if isinstance(o.record, QcReading)]
-        passed = [o for o in outputs if not isinstance(o.record, QcReading)]
         refused = await write_rows(w.write_readings, [to_row.reading_row(o.record) for o in judged])
-        stored: dict[str, list[QcReading]] = {}
-        for o, error in zip(judged, refused, strict=True):
+        refusal = {id(o): e for o, e in zip(judged, refused, strict=True)}
+        passed: list[Output] = []
+        pending: dict[str, list[QcReading]] = {}  # per source, in order, not yet in a message
+        flags: Counter[tuple[str, str]] = Counter()
+
+        def send(source_id: str, hours: list[ManualHour] | None = None) -> None:
+            mine = pending.pop(source_id, [])
+            for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
+                passed.append(
+                    Output(None, None, QcBatch(source_id, mine[i : i + MAX_BATCH_READINGS]))
+                )
+            if hours:  # after the readings before it: the averaging keeps the raw order
+                passed.append(Output(None, None, QcBatch(source_id, [], hours)))
+
+        for o in outputs:
+            if isinstance(o.record, Revalidation):
+                hours = await manual_hours(o.record)
+                send(o.record.validation.source_id, hours)
+                passed += [Output(o.event, None, h) for h in hours]  # in a chain, averaged
+                continue
+            if not isinstance(o.record, QcReading):
+                passed.append(o)
+                continue
             q: QcReading = o.record
             w.observe("validated", q.received_at)
+            error = refusal[id(o)]
             if error is not None:
                 line = q.position % POSITION_STRIDE + 1
                 reason = RejectReason.STORAGE_ERROR
@@ -140,19 +199,39 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
                 )
                 passed.append(Output(o.event, line, rej, dead=True))
                 continue
-            stored.setdefault(q.source_id, []).append(q)
+            pending.setdefault(q.source_id, []).append(q)
+            flags[(q.parameter, q.flag)] += 1
             passed.append(o)  # in a chain, the averaging's input (not sent: readings.valid is)
             w.observe("stored", q.received_at)
             if q.flag == QcFlag.VALID:
                 note_valid(batch, o.event, q)
-        flags = Counter((q.parameter, q.flag) for mine in stored.values() for q in mine)
         for (parameter, flag), n in flags.items():
             w.metrics.qc_flags.labels(parameter, flag).inc(n)
-        for source_id, mine in stored.items():
-            for i in range(0, len(mine), MAX_BATCH_READINGS):  # messages stay ≪ 1 MiB
-                chunk = QcBatch(source_id, mine[i : i + MAX_BATCH_READINGS])
-                passed.append(Output(None, None, chunk))
+        for source_id in list(pending):
+            send(source_id)
         return passed
+
+    async def manual_hours(r: Revalidation) -> list[ManualHour]:
+        """The stored readings labelled; the hours of those whose validity changed, as sums."""
+        v = r.validation
+        found = await w.relabel(
+            Relabel(
+                v.source_id, r.parameter, (v.start, v.end), r.manual_id, r.spans, r.position, v.id
+            )
+        )
+        sign = -1 if r.withdraws else 1
+        hours: dict[datetime, list[float]] = {}
+        for measured_at, value in found:
+            acc = hours.setdefault(hour_window(measured_at, LOCAL_TZ)[0], [0.0, 0])
+            acc[0] += value
+            acc[1] += 1
+        spec = w.registry.get(v.source_id).parameter(r.parameter)
+        assert spec is not None  # checked when the decision was decoded
+        unit = spec.unit.value
+        return [
+            ManualHour(v.source_id, r.parameter, unit, h, sign * t, sign * int(n), r.position)
+            for h, (t, n) in sorted(hours.items())
+        ]
 
     def note_valid(batch: Batch, event: Any, q: QcReading) -> None:
         # the outage watch's input: the newest valid reading per source, at most once a minute
@@ -177,16 +256,16 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
     )
 
 
-def average_stage(w: Wiring) -> Stage[QcReading, SeriesWindows]:
+def average_stage(w: Wiring) -> Stage[QcReading | ManualHour, SeriesWindows]:
     """readings.valid → window means on averages (final ones, and the running hour's)."""
 
     take = to_average(w)
 
-    def valid_readings(event: Any) -> list[QcReading] | Rejection:
+    def valid_readings(event: Any) -> list[QcReading | ManualHour] | Rejection:
         decoded = decode_valid(event.value, broker_time(event), coordinates(event))
         if isinstance(decoded, Rejection):
             return decoded
-        return [v for r in decoded.readings for v in take(r)]
+        return [v for r in [*decoded.readings, *decoded.hours] for v in take(r)]
 
     def load(key: str, d: Any) -> SeriesWindows:
         # the configuration comes from today's settings, never from the stored state
@@ -271,14 +350,17 @@ def judgements(w: Wiring, corrected: bool) -> Callable[[Any], list[steps.Judgeme
     return take
 
 
-def to_average(w: Wiring) -> Callable[[Any], list[QcReading]]:
-    """A flagged reading → the averaging's input: valid readings only."""
+def to_average(w: Wiring) -> Callable[[Any], list[QcReading | ManualHour]]:
+    """A flagged reading → the averaging's input: valid readings outside any manually
+    invalidated period, and the hours a manual validation changed."""
 
-    def take(r: Any) -> list[QcReading]:
+    def take(r: Any) -> list[QcReading | ManualHour]:
+        if isinstance(r, ManualHour):
+            return [r]
         if not isinstance(r, QcReading):
             return []
         w.observe("averaged", r.received_at)
-        return [r] if r.flag == QcFlag.VALID else []
+        return [r] if r.flag == QcFlag.VALID and r.manual_id is None else []
 
     return take
 

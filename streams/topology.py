@@ -11,6 +11,7 @@ from core import topics
 from core.records import (
     AqiRecord,
     Average,
+    ManualHour,
     QcBatch,
     QcReading,
     Rejection,
@@ -78,7 +79,7 @@ class Topics:
             return self.rejected, key, r
         if isinstance(r, QcBatch):
             return self.valid, r.source_id, r.dumps()
-        if isinstance(r, QcReading):
+        if isinstance(r, QcReading | ManualHour):
             return None  # sent in its QcBatch
         if isinstance(r, ViolationEvent):
             return self.violations, r.violation_id, r

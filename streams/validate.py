@@ -14,10 +14,19 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from core.errors import RejectReason, UnitError
-from core.records import Channel, QcBatch, QcReading, RawBatch, RawReading, Rejection
+from core.records import (
+    Channel,
+    ManualAction,
+    ManualValidation,
+    QcBatch,
+    QcReading,
+    RawBatch,
+    RawReading,
+    Rejection,
+)
 from core.units import convert
 from stations.registry import Registry
 from thresholds.qc import QcRuleBook, SeriesState, judge
@@ -43,8 +52,10 @@ def _shape_error(r: RawReading) -> str | None:
 
 def decode_raw(
     payload: bytes, received_at: datetime, origin: str = ""
-) -> list[RawReading] | Rejection:
-    """A ``readings.raw`` message as its readings, or a Rejection carrying its exact bytes.
+) -> list[RawReading] | ManualValidation | Rejection:
+    """A ``readings.raw`` message as its readings (or an operator's manual validation, which
+    the console produces there to keep it in order with the source's readings), or a
+    Rejection carrying its exact bytes.
 
     ``origin`` names the message (topic:partition:offset), so a message delivered again after
     a crash gives the same rejection (same id), and two equal messages give two."""
@@ -56,6 +67,11 @@ def decode_raw(
         data = json.loads(payload)
     except ValueError as exc:  # UnicodeDecodeError included
         return reject(RejectReason.BAD_JSON, f"not JSON: {exc}")
+    if isinstance(data, dict) and "validation" in data:
+        try:
+            return ManualValidation.from_data(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            return reject(RejectReason.JSON_SCHEMA, f"not a manual validation: {exc!r}")
     try:
         if isinstance(data, dict) and "readings" in data:
             readings = list(RawBatch.from_data(data).readings)
@@ -184,21 +200,74 @@ class Validator:
             raw_unit=r.unit,
             position=position,
             archive_path=r.archive_path,
+            manual_id=state.manual.in_force(int(r.measured_at.timestamp())),
         )
 
 
 @dataclass(frozen=True)
-class Arrival:
-    """A raw reading as the validate step sees it: where it sits on ``readings.raw`` and the
-    wall clock of its batch (the QC rules for the future and the late horizon need one)."""
+class Mark:
+    """A manual validation as the item of one series (a whole-source one gives one per
+    parameter the source measures)."""
 
-    reading: RawReading
+    validation: ManualValidation
+    parameter: str
+
+    @property
+    def source_id(self) -> str:
+        return self.validation.source_id
+
+
+@dataclass(frozen=True)
+class Revalidation:
+    """What a manual validation changed in one series' periods: the validate stage's store
+    labels the stored readings of ``period`` and re-averages those of ``spans`` (the parts that
+    became invalid, or valid again) that were stored before the decision (``position``)."""
+
+    validation: ManualValidation
+    parameter: str
+    manual_id: int | None  # the readings' label from now on (None: restored)
+    spans: tuple[tuple[datetime, datetime], ...]
+    position: int
+
+    @property
+    def withdraws(self) -> bool:
+        return self.manual_id is not None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A raw reading (or a manual validation) as the validate step sees it: where it sits on
+    ``readings.raw`` and the wall clock of its batch (the QC rules for the future and the late
+    horizon need one)."""
+
+    reading: RawReading | Mark
     position: int  # offset × POSITION_STRIDE + index: the reading's id downstream
     now: datetime
 
 
+def revalidate(state: SeriesState, mark: Mark, position: int) -> Revalidation:
+    """A manual validation applied to one series' periods: what it changed."""
+    v = mark.validation
+    start, end = int(v.start.timestamp()), int(v.end.timestamp())
+    if v.action == ManualAction.INVALIDATE:
+        spans = state.manual.invalidate(start, end, v.id)
+        label: int | None = v.id
+    else:
+        spans = [(a, b) for a, b, _ in state.manual.restore(start, end)]
+        label = None
+    utc = tuple((datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for a, b in spans)
+    return Revalidation(v, mark.parameter, label, utc, position)
+
+
 def validate(
     state: SeriesState, items: Sequence[Arrival], config: Validator
-) -> tuple[SeriesState, list[QcReading | Rejection]]:
-    """The validate stage's step: one series' raw readings → flagged readings or rejections."""
-    return state, [config.check(a.reading, state, a.now, a.position) for a in items]
+) -> tuple[SeriesState, list[QcReading | Rejection | Revalidation]]:
+    """The validate stage's step: one series' raw readings → flagged readings or rejections,
+    and its manual validations → what they changed."""
+    out: list[QcReading | Rejection | Revalidation] = []
+    for a in items:
+        if isinstance(a.reading, Mark):
+            out.append(revalidate(state, a.reading, a.position))
+        else:
+            out.append(config.check(a.reading, state, a.now, a.position))
+    return state, out

@@ -45,6 +45,7 @@ from scipy.stats import median_abs_deviation
 from core.parameters import Parameter, SourceKind
 from core.records import DeviceStatus, QcFlag
 from thresholds.averaging import decode_runs, encode_runs, extend_runs
+from thresholds.manual import ManualPeriods
 
 MAD_SCALE: Final = 1.4826  # MAD → σ for normally distributed noise
 DEFAULT_RULES_PATH: Final = Path(__file__).parent / "data" / "qc_rules.yaml"
@@ -168,6 +169,8 @@ class SeriesState:
     recent: list[float] = field(default_factory=list)
     newest: int | None = None  # epoch s of the newest in-order reading
     seen: set[int] = field(default_factory=set)
+    # the periods an operator invalidated (thresholds/manual.py), within the late horizon
+    manual: ManualPeriods = field(default_factory=ManualPeriods)
     # encode_runs(sorted(seen)), kept up to date while timestamps arrive in order (so the
     # once-per-batch to_dict does not sort and encode ~900 of them); None: recompute
     _runs: list[list[int]] | None = field(init=False, repr=False, compare=False)
@@ -204,6 +207,7 @@ class SeriesState:
                 if min(self.seen) < cutoff:
                     self.seen = {s for s in self.seen if s >= cutoff}
                     self._runs = None
+                self.manual.forget_before(int(cutoff))
             self.newest = t
 
     def _extend_runs(self, t: int) -> None:
@@ -220,11 +224,19 @@ class SeriesState:
         if self._runs is None:
             self._runs = encode_runs(sorted(self.seen))
         seen = [list(r) for r in self._runs]  # a copy: the runs change in place
-        return {"recent": list(self.recent), "newest": self.newest, "seen": seen}
+        d = {"recent": list(self.recent), "newest": self.newest, "seen": seen}
+        if self.manual.spans:
+            d["manual"] = [list(s) for s in self.manual.spans]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SeriesState:
-        return cls([float(v) for v in d["recent"]], d["newest"], set(decode_runs(d["seen"])))
+        return cls(
+            [float(v) for v in d["recent"]],
+            d["newest"],
+            set(decode_runs(d["seen"])),
+            ManualPeriods([list(s) for s in d.get("manual", [])]),
+        )
 
 
 def hampel_is_spike(

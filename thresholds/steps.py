@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from core.records import (
     AqiRecord,
     Average,
+    ManualHour,
     QcFlag,
     QcReading,
     Tick,
@@ -37,7 +38,7 @@ from thresholds.windows import SeriesWindows, WindowOut
 # -- average: valid readings → window means ------------------------------------------------------
 
 
-def to_average(r: QcReading, out: WindowOut) -> Average:
+def to_average(r: QcReading | ManualHour, out: WindowOut) -> Average:
     return Average(
         source_id=r.source_id,
         parameter=r.parameter,
@@ -56,18 +57,27 @@ def to_average(r: QcReading, out: WindowOut) -> Average:
 
 
 def average(
-    state: SeriesWindows, items: Sequence[QcReading], config: None = None
+    state: SeriesWindows, items: Sequence[QcReading | ManualHour], config: None = None
 ) -> tuple[SeriesWindows, list[Average]]:
     """One series' valid readings into its windows; the windows they close or revise, and the
-    running hour's mean (``final = False``, for early warnings)."""
+    running hour's mean (``final = False``, for early warnings). A manual decision's hours
+    (``ManualHour``) revise the windows they touch, each once."""
     out: list[Average] = []
+    seen = state.last_input  # one message's items: a decision's hours share its position
+    changes: list[ManualHour] = []
     for r in items:
-        if r.flag != QcFlag.VALID:
-            continue  # stored with its flag by the validate stage; never averaged
-        if 0 <= r.position <= state.last_input:
+        if isinstance(r, QcReading) and (r.flag != QcFlag.VALID or r.manual_id is not None):
+            continue  # stored with its flag (and label) by the validate stage; never averaged
+        if 0 <= r.position <= seen:
             continue  # a copy the validate stage emitted again after a crash
-        out += [to_average(r, w) for w in state.add(r.measured_at, r.value)]
         state.last_input = max(state.last_input, r.position)
+        if isinstance(r, ManualHour):
+            changes.append(r)
+        else:
+            out += [to_average(r, w) for w in state.add(r.measured_at, r.value)]
+    if changes:
+        revised = state.revise([(h.hour, h.sum, h.n) for h in changes])
+        out += [to_average(changes[0], w) for w in revised]
     return state, out
 
 

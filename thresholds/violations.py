@@ -178,6 +178,9 @@ class RuleState(_Model):
     windows: list[WindowRecord] = []
     emitted: list[Episode] = []  # violations published and still re-evaluable
     warned: dict[str, EarlyWarning] = {}  # window start (ISO) -> warning level published
+    # violations retracted by a late correction -> (the seq of their last event, their start):
+    # one a later correction brings back (a manual invalidation restored) goes on from there
+    retracted: dict[str, tuple[int, datetime]] = {}
 
     @classmethod
     def new(cls, source_id: str, parameter: str, rule_id: str) -> RuleState:
@@ -275,8 +278,10 @@ def evaluate(
         windows.sort(key=lambda w: w.start)
 
     derived = _derive(state, windows, hyst)
-    events, emitted = _diff(state, derived, record, limit, correction, penalty)
-    state = state.model_copy(update={"windows": windows, "emitted": emitted})
+    events, emitted, retracted = _diff(state, derived, record, limit, correction, penalty)
+    state = state.model_copy(
+        update={"windows": windows, "emitted": emitted, "retracted": retracted}
+    )
     return _prune(state, hyst), events
 
 
@@ -497,9 +502,11 @@ def _diff(
     limit: Limit,
     correction: bool,
     penalty: Penalty = NO_PENALTY,
-) -> tuple[list[ViolationEvent], list[Episode]]:
-    """Events that turn the published episodes (``state.emitted``) into ``derived``."""
+) -> tuple[list[ViolationEvent], list[Episode], dict[str, tuple[int, datetime]]]:
+    """Events that turn the published episodes (``state.emitted``) into ``derived``; the
+    retracted violations after them."""
     old = {e.violation_id: e for e in state.emitted}
+    retracted = dict(state.retracted)
     new_ids = {d.violation_id for d in derived}
     events: list[ViolationEvent] = []
     emitted: list[Episode] = []
@@ -517,16 +524,24 @@ def _diff(
         if gone.closed_at is None:
             seq += 1
             emit(gone, EventKind.CLOSED, seq, f"retracted: {why}", retracted=True)
-        # a retracted violation is not re-evaluated any more
+        # not re-evaluated any more, unless derived again
+        retracted[gone.violation_id] = (seq, gone.started_at)
 
     for ep in derived:
         before = old.get(ep.violation_id)
         if before is None:
-            seq = 0
+            # a violation retracted before and derived again goes on with its own events
+            back = retracted.pop(ep.violation_id, None)
+            seq = 0 if back is None else back[0] + 1
             emit(ep, EventKind.OPENED, seq, _describe(ep, trigger, limit, penalty))
             if correction:
                 seq += 1
-                emit(ep, EventKind.CORRECTED, seq, f"opened by {why}")
+                emit(
+                    ep,
+                    EventKind.CORRECTED,
+                    seq,
+                    f"{'opened' if back is None else 'reinstated'} by {why}",
+                )
             if ep.closed_at is not None:
                 seq += 1
                 emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit, penalty))
@@ -548,7 +563,7 @@ def _diff(
                 seq += 1
                 emit(ep, EventKind.CLOSED, seq, _describe(ep, trigger, limit, penalty))
         emitted.append(ep.model_copy(update={"seq": seq}))
-    return events, emitted
+    return events, emitted, retracted
 
 
 def _prune(state: RuleState, hyst: Hysteresis) -> RuleState:
@@ -570,7 +585,8 @@ def _prune(state: RuleState, hyst: Hysteresis) -> RuleState:
     emitted = [e for e in state.emitted if e.violation_id in alive]
     cutoff = frozen_before.isoformat()
     warned = {k: v for k, v in state.warned.items() if k >= cutoff}
-    return pruned.model_copy(update={"emitted": emitted, "warned": warned})
+    retracted = {k: v for k, v in state.retracted.items() if v[1] >= frozen_before}
+    return pruned.model_copy(update={"emitted": emitted, "warned": warned, "retracted": retracted})
 
 
 def _warn(
@@ -690,6 +706,7 @@ def _event(
         ended_at=(ep.started_at if retracted else ep.last_exceed_end) if closed else None,
         legal_basis=limit.legal_basis,
         message=message,
+        retracted=retracted,
     )
     if trigger.o2_reference is not None:
         event.measured_value = trigger.measured

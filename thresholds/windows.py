@@ -19,6 +19,7 @@ a Faust table once per batch, so it stays small: about 120 hours × 2 numbers an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -221,27 +222,18 @@ class SeriesWindows:
         out.append((Period.DAY, int(d0.timestamp())))
         return out
 
-    # -- the one entry point ---------------------------------------------------------------
+    # -- the entry points ------------------------------------------------------------------
     def add(self, measured_at: datetime, value: float, tz: tzinfo = LOCAL_TZ) -> list[WindowOut]:
         """Take one VALID sample; return the windows to emit, in order."""
         hour = int(hour_window(measured_at, tz)[0].timestamp())
-        if self.watermark is not None and hour < self.watermark - self.horizon_h * HOUR_S:
+        if self._beyond_horizon(hour):
             return []  # beyond the late horizon: stored and flagged upstream, not averaged
         acc = self.hours.setdefault(hour, [0.0, 0])
         acc[0] += value
         acc[1] += 1
         out: list[WindowOut] = []
         if self.watermark is None or hour > self.watermark:
-            if self.watermark is not None:
-                first = max(self.watermark, hour - MAX_CLOSE_GAP_H * HOUR_S)
-                for closed in range(first, hour, HOUR_S):
-                    out += [self._emit(p, s, tz) for p, s in self._closing(closed, tz)]
-                if self.closed and self.closed[-1][1] == first:
-                    self.closed[-1][1] = hour
-                else:
-                    self.closed.append([first, hour])
-            self.watermark = hour
-            self._prune()
+            out += self._advance(hour, tz)
         elif hour < self.watermark:
             out += [
                 self._emit(p, s, tz)
@@ -250,6 +242,55 @@ class SeriesWindows:
             ]
         if hour == self.watermark:
             out.append(self._emit(Period.HOUR, hour, tz, final=False))
+        return out
+
+    def revise(
+        self, changes: Sequence[tuple[datetime, float, int]], tz: tzinfo = LOCAL_TZ
+    ) -> list[WindowOut]:
+        """Take a manual decision's changes, (hour start, Δsum, Δcount) per hour (withdrawn
+        readings count negative); re-emit each emitted window they touch once, not once per
+        hour, so a day's invalidation revises a rolling mean once."""
+        touched: set[int] = set()
+        ahead: list[tuple[int, float, int]] = []
+        for at, dsum, dn in changes:
+            hour = int(hour_window(at, tz)[0].timestamp())
+            if self._beyond_horizon(hour):
+                continue  # as for a late sample: its windows are final
+            if self.watermark is None or hour > self.watermark:
+                ahead.append((hour, dsum, dn))  # restored readings the windows never saw
+                continue
+            acc = self.hours.setdefault(hour, [0.0, 0])
+            acc[1] += dn
+            acc[0] = acc[0] + dsum if acc[1] > 0 else 0.0  # no float residue in an empty hour
+            touched.add(hour)
+        windows = {w for h in sorted(touched) for w in self._containing(h, tz)}
+        out = [self._emit(p, s, tz) for p, s in sorted(windows) if self._emitted(p, s, tz)]
+        for hour, dsum, dn in sorted(ahead):
+            acc = self.hours.setdefault(hour, [0.0, 0])
+            acc[0] += dsum
+            acc[1] += dn
+            if self.watermark is None or hour > self.watermark:
+                out += self._advance(hour, tz)
+        if self.watermark in touched or ahead:
+            out.append(self._emit(Period.HOUR, self.watermark or 0, tz, final=False))
+        return out
+
+    def _beyond_horizon(self, hour: int) -> bool:
+        return self.watermark is not None and hour < self.watermark - self.horizon_h * HOUR_S
+
+    def _advance(self, hour: int, tz: tzinfo) -> list[WindowOut]:
+        """A sample in a newer hour: close the hours before it, move the watermark to it."""
+        out: list[WindowOut] = []
+        if self.watermark is not None:
+            first = max(self.watermark, hour - MAX_CLOSE_GAP_H * HOUR_S)
+            for closed in range(first, hour, HOUR_S):
+                out += [self._emit(p, s, tz) for p, s in self._closing(closed, tz)]
+            if self.closed and self.closed[-1][1] == first:
+                self.closed[-1][1] = hour
+            else:
+                self.closed.append([first, hour])
+        self.watermark = hour
+        self._prune()
         return out
 
     def _prune(self) -> None:

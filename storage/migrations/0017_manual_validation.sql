@@ -25,3 +25,7 @@ CREATE INDEX IF NOT EXISTS manual_validations_source
 ALTER TABLE readings ADD COLUMN IF NOT EXISTS raw_position bigint;
 -- The invalidation in force for the reading (NULL: none); the QC flag stays the automatic one.
 ALTER TABLE readings ADD COLUMN IF NOT EXISTS manual_id bigint;
+
+-- A violation a late correction showed never was (its data invalidated by hand, or revised by
+-- late readings): kept with its events, closed, and said to be retracted.
+ALTER TABLE violations ADD COLUMN IF NOT EXISTS retracted boolean NOT NULL DEFAULT false;
