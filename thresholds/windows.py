@@ -12,6 +12,8 @@ a Faust table once per batch, so it stays small: about 120 hours × 2 numbers an
   day's last hour, the local-day mean.
 - A sample for an already-closed hour (a resend after an outage, within the late horizon)
   re-emits every emitted window that contains that hour with ``revision + 1``.
+- A manual validation (``revise``) withdraws or restores the sums of whole hours and re-emits
+  each emitted window it touches once, with ``revision + 1`` (docs/architecture.md).
 - Every sample in the running hour emits the partial 1-h mean (``final=False``) for early
   warnings. A series that falls silent keeps its last hour open until it reports again; silence
   itself is the outage check's business.

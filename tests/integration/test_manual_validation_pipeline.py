@@ -1,33 +1,35 @@
-"""Manual validation end to end (issue 21): through the real broker, worker and PostgreSQL.
+"""Manual validation end to end (issue 21): the console, the real broker, worker and PostgreSQL.
 
 HD-NT-01's COD is judged against QCVN 40:2011/BTNMT Bảng 1 row 5, column B, on the 1-hour mean:
 Cmax = C × Kq × Kf = 150 × 1.1 × 0.9 = 148.5 mg/L (§2.1.1; Kq/Kf of the registry). One hour at
-230 mg/L opens a violation. An operator then invalidates that hour (an analyser fault): the
-worker labels its readings, withdraws them from the averages (the hour's mean becomes empty, not
-valid), and the violation is retracted by a correction event, never rewritten in place; the
-month's compliance report no longer counts it. Restoring the hour brings the violation back.
+230 mg/L opens a violation. An operator then invalidates that hour (an analyser fault) on the
+console: the worker labels its readings, withdraws them from the averages (the hour's mean
+becomes empty, not valid), and the violation is retracted by a correction event, never
+rewritten in place; the compliance report no longer counts it. Restoring the hour brings the
+violation back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from core.records import ManualValidation
+from console.app import create_app
+from console.auth import create_user
 from core.settings import Settings
-from core.topics import RAW, bootstrap_servers, ensure_topics
+from core.topics import ensure_topics
 from reports.common import ReportContext
 from reports.compliance import build_compliance
 from reports.periods import ReportPeriod
 from storage.migrate import migrate
 from tests.conftest import WorkerProcess, wait_until
+from tests.integration.test_console_api import PASSWORD, login, new_client, running
 from tests.integration.test_pipeline import STEP, _db, _hour0, _noisy, _reading, _send
 
 pytestmark = pytest.mark.integration
@@ -36,31 +38,28 @@ RULE = "QCVN_40_2011:B:COD:1h"  # Bảng 1 row 5, column B: 148.5 mg/L with Kq 1
 
 
 def _decide(settings: Settings, action: str, start: datetime, end: datetime) -> int:
-    """What the console does: store the decision, then produce it to readings.raw."""
-    url = settings.database_url or ""
-    with psycopg.connect(url) as conn:
-        (vid,) = conn.execute(
-            "INSERT INTO manual_validations (source_id, parameter, period_start, period_end,"
-            " action, reason, note, by_user) VALUES ('HD-NT-01', 'COD', %s, %s, %s,"
-            " 'analyser_fault', 'COD analyser drift found at the site visit', 'operator')"
-            " RETURNING id",
-            (start, end, action),
-        ).fetchone() or (0,)
-    v = ManualValidation(
-        vid, "HD-NT-01", "COD", start, end, action, "analyser_fault", "", "operator",
-        datetime.now(UTC),
-    )  # fmt: skip
+    """An operator's decision through the console: stored, audited, produced to readings.raw."""
 
-    async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
-        await producer.start()
-        try:
-            await producer.send_and_wait(settings.topic(RAW.name), v.dumps(), key=b"HD-NT-01")
-        finally:
-            await producer.stop()
+    async def go() -> int:
+        app = create_app(settings, poll_interval_s=0.2)
+        async with running(app), new_client(app) as c:
+            csrf = await login(c, "operator")
+            r = await c.post(
+                "/api/sources/HD-NT-01/validations",
+                json={
+                    "parameter": "COD",
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "action": action,
+                    "reason": "analyser_fault",
+                    "note": "COD analyser drift found at the site visit",
+                },
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert r.status_code == 202, r.text
+            return int(r.json()["id"])
 
-    asyncio.run(go())
-    return vid
+    return asyncio.run(go())
 
 
 def _violation(url: str) -> tuple[Any, ...] | None:
@@ -82,7 +81,8 @@ def _report(settings: Settings, day: datetime) -> tuple[str, int]:
     ctx = ReportContext.from_settings(settings, lang="en")
     with psycopg.connect(settings.database_url or "") as conn:
         report = build_compliance(conn, ctx, "HD-NT-01", period)
-    summary = dict(next(s for s in report.sections if s.key == "sec.summary").rows)
+    rows = next(s for s in report.sections if s.key == "sec.summary").rows
+    summary = {str(r[0]): r[1] for r in rows}
     verdict = f"{summary['Status']}: {summary['Violations']}"
     section = next(s for s in report.sections if s.key == "sec.exceedances")
     keys = [c.key for c in section.columns]
@@ -100,6 +100,7 @@ def test_invalidating_the_hour_of_a_violation_retracts_it_and_restoring_brings_i
     url = settings.database_url or ""
     migrate(url)
     ensure_topics(settings)
+    create_user(url, "operator", PASSWORD, "operator")
     t0 = _hour0(6)
     levels = [100, 100, 230, 100, 100]  # 230 / 148.5 = 1.55: one exceeding hour
     bad = t0 + 2 * timedelta(hours=1)
