@@ -31,6 +31,7 @@ from reports.compliance import (
     limits_section,
 )
 from reports.i18n import Lang, t
+from reports.manual import manual_section
 from reports.method import method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
@@ -131,6 +132,7 @@ def build_air_quality(
         exceed,
         annual,
         _completeness_section(comp),
+        manual_section(conn, [source.id], period, tz, lang),
         limits_section(limits),
         method_section(
             method_rows(lang=lang, timezone=tz, threshold=ctx.threshold, limits=limits, aqi=True)

@@ -52,34 +52,42 @@ def ratio(limit: Limit, value: float) -> float | None:
 class ParamCounts:
     parameter: str
     received: int
-    valid: int
+    valid: int  # flagged valid by the automatic QC and not invalidated by hand
     calibrating: int
     device_error: int
     mean: float | None
     max: float | None
     min: float | None
+    manual: int = 0  # flagged valid by the automatic QC, invalidated by hand (issue 21)
 
 
 def reading_counts(
     conn: psycopg.Connection[Any], source_ids: Sequence[str], start: datetime, end: datetime
 ) -> dict[tuple[str, str], ParamCounts]:
-    """Counts of readings per (source, parameter) over [start, end)."""
+    """Counts of readings per (source, parameter) over [start, end).
+
+    A reading an operator invalidated (``manual_id``, issue 21) keeps its automatic QC flag: one
+    the automatic QC passed counts as ``manual``, not ``valid``, and leaves the statistics."""
     rows = conn.execute(
         """
         SELECT source_id, parameter, count(*) AS received,
-               count(*) FILTER (WHERE flag = 'valid') AS valid,
+               count(*) FILTER (WHERE flag = 'valid' AND manual_id IS NULL) AS valid,
                count(*) FILTER (WHERE status = '01') AS calibrating,
                count(*) FILTER (WHERE status = '02') AS device_error,
-               avg(value) FILTER (WHERE flag = 'valid') AS mean,
-               max(value) FILTER (WHERE flag = 'valid') AS max,
-               min(value) FILTER (WHERE flag = 'valid') AS min
+               avg(value) FILTER (WHERE flag = 'valid' AND manual_id IS NULL) AS mean,
+               max(value) FILTER (WHERE flag = 'valid' AND manual_id IS NULL) AS max,
+               min(value) FILTER (WHERE flag = 'valid' AND manual_id IS NULL) AS min,
+               count(*) FILTER (WHERE flag = 'valid' AND manual_id IS NOT NULL) AS manual
         FROM readings
         WHERE source_id = ANY(%s) AND measured_at >= %s AND measured_at < %s
         GROUP BY source_id, parameter
         """,
         (list(source_ids), start, end),
     ).fetchall()
-    return {(r[0], r[1]): ParamCounts(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows}
+    return {
+        (r[0], r[1]): ParamCounts(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        for r in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class CompletenessRow:
     meets: bool
     mean: float | None
     max: float | None
+    manual_invalid: int = 0  # passed the automatic QC, invalidated by hand (issue 21)
 
 
 def completeness_rows(
@@ -125,11 +134,12 @@ def completeness_rows(
                 c.valid,
                 c.calibrating,
                 c.device_error,
-                c.received - c.valid - c.calibrating - c.device_error,
+                c.received - c.valid - c.manual - c.calibrating - c.device_error,
                 comp,
                 comp >= threshold,
                 c.mean,
                 c.max,
+                c.manual,
             )
         )
     return out

@@ -33,6 +33,7 @@ from reports.common import (
     reading_counts,
 )
 from reports.i18n import t
+from reports.manual import manual_section
 from reports.method import StackMethod, method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
@@ -136,6 +137,7 @@ def _completeness_section(rows: list[CompletenessRow]) -> Section:
         Column("expected", N),
         Column("received", N),
         Column("valid", N),
+        Column("manual_invalid", N),
         Column("calibrating", N),
         Column("device_error", N),
         Column("other_invalid", N),
@@ -152,6 +154,7 @@ def _completeness_section(rows: list[CompletenessRow]) -> Section:
             r.expected,
             r.received,
             r.valid,
+            r.manual_invalid,
             r.calibrating,
             r.device_error,
             r.other_invalid,
@@ -511,6 +514,7 @@ def build_compliance(
         exceedance_section(stats),
         violations_section(violations, ack_counts, tz, with_source=False),
         Section("sec.acknowledgements", ack_cols, ack_rows),
+        manual_section(conn, [source.id], period, tz, lang),
         Section("sec.outages", outage_cols, outage_rows),
         averages_table("sec.daily", daily, tz, in_pdf=True),
         averages_table("sec.hourly", hourly, tz, in_pdf=False),

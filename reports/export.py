@@ -37,6 +37,7 @@ READING_COLUMNS = [
     Column("received_at", D),
     Column("channel"),
     Column("origin"),
+    Column("manual_id", N),  # the operator's invalidation in force (issue 21); flag: automatic
 ]
 AVERAGE_COLUMNS = [
     Column("source_id"),
@@ -90,7 +91,7 @@ def readings_rows(
     return stream_rows(
         conn,
         "SELECT source_id, parameter, measured_at, value, unit, status, flag, raw_value, raw_unit,"
-        " received_at, channel, origin FROM readings"
+        " received_at, channel, origin, manual_id FROM readings"
         " WHERE source_id = ANY(%s) AND measured_at >= %s AND measured_at < %s"
         " ORDER BY source_id, parameter, measured_at",
         (list(source_ids), start, end),

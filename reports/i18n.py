@@ -70,6 +70,40 @@ _TEXT: dict[str, tuple[str, str]] = {
     "sec.readings": ("Số liệu đo", "Readings"),
     "sec.averages": ("Giá trị trung bình", "Averages"),
     "sec.method": ("Phương pháp tính", "Method"),
+    # manual validation (issue 21): reports/manual.py
+    "sec.manual_validation": (
+        "Đánh giá số liệu thủ công (loại bỏ / khôi phục)",
+        "Manual validation (invalidated / restored periods)",
+    ),
+    "note.manual_validation": (
+        "Các quyết định của cán bộ vận hành có khoảng thời gian giao với kỳ báo cáo. Số bản tin:"
+        " số bản tin trong kỳ đang bị quyết định này loại bỏ. Trung bình, vi phạm và mức đầy đủ"
+        " trong báo cáo đã tính theo các quyết định đã áp dụng; cờ QA/QC tự động giữ nguyên.",
+        "The operators' decisions whose period overlaps the report's. Readings: those of the"
+        " period the decision invalidates now. Averages, violations and completeness in this"
+        " report follow the applied decisions; the automatic QC flags are unchanged.",
+    ),
+    "manual_id": ("Số quyết định", "Decision"),
+    "manual_action": ("Quyết định", "Action"),
+    "manual_reason": ("Lý do", "Reason"),
+    "decided_by": ("Người quyết định", "Decided by"),
+    "decided_at": ("Thời điểm quyết định", "Decided at"),
+    "applied": ("Đã áp dụng", "Applied"),
+    "applied_at": ("Thời điểm áp dụng", "Applied at"),
+    "period_start": ("Từ", "From"),
+    "period_end": ("Đến (không kể)", "To (exclusive)"),
+    "manual_readings": ("Số bản tin bị loại", "Readings invalidated"),
+    "manual_invalid": (
+        "Loại bỏ thủ công (đạt QA/QC tự động)",
+        "Invalidated by hand (passed automatic QC)",
+    ),
+    "all_parameters": ("Tất cả thông số", "All parameters"),
+    "manual.invalidate": ("Loại bỏ", "Invalidated"),
+    "manual.restore": ("Khôi phục", "Restored"),
+    "manual.reason.maintenance": ("Bảo trì", "Maintenance"),
+    "manual.reason.calibration": ("Hiệu chuẩn", "Calibration"),
+    "manual.reason.analyser_fault": ("Lỗi thiết bị phân tích", "Analyser fault"),
+    "manual.reason.other": ("Khác", "Other"),
     "sec.charts": ("Biểu đồ", "Charts"),
     "note.hourly_not_in_pdf": (
         "Bảng trung bình 1 giờ có trong bản CSV/XLSX.",

@@ -65,9 +65,13 @@ def method_rows(
             _pick(
                 lang,
                 f"Chỉ bản tin có cờ 'valid' được tính; bị loại: {flags}. Bản tin thiết bị báo "
-                "trạng thái 01 (hiệu chuẩn) hoặc 02 (lỗi) không bao giờ hợp lệ.",
+                "trạng thái 01 (hiệu chuẩn) hoặc 02 (lỗi) không bao giờ hợp lệ. Bản tin cán bộ "
+                "vận hành loại bỏ thủ công (mục Đánh giá thủ công) cũng bị loại; cờ QA/QC tự "
+                "động của chúng giữ nguyên và được đếm riêng.",
                 f"Only readings flagged 'valid' count; excluded: {flags}. Readings with device "
-                "status 01 (calibrating) or 02 (error) are never valid.",
+                "status 01 (calibrating) or 02 (error) are never valid. Readings an operator "
+                "invalidated by hand (section Manual validation) are excluded too; their "
+                "automatic QC flag is kept and counted apart.",
             ),
         ),
         (

@@ -18,6 +18,7 @@ import psycopg
 from reports.common import ReportContext, completeness_rows, local_day, reading_counts
 from reports.compliance import _completeness_section
 from reports.i18n import Lang, t
+from reports.manual import manual_section
 from reports.method import method_rows, method_section
 from reports.model import CellType, Chart, Column, Report, ReportKind, Section
 from reports.periods import ReportPeriod
@@ -152,6 +153,7 @@ def build_water_quality(
             band_rows,
         ),
         _completeness_section(comp),
+        manual_section(conn, [source.id], period, tz, lang),
         method_section(method),
     ]
     return Report(
