@@ -14,9 +14,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import yaml
 from fastapi import FastAPI
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -26,6 +28,7 @@ from core.records import ManualValidation
 from core.settings import Settings
 from core.topics import RAW, bootstrap_servers, ensure_topics
 from streams.embedded import free_port
+from streams.runtime import child_env
 from tests.integration.drain import true_end_offsets
 from tests.integration.test_console_api import (
     PASSWORD,
@@ -36,6 +39,7 @@ from tests.integration.test_console_api import (
     new_client,
     running,
 )
+from tests.integration.test_deploy_files import K8S, env_file, services
 
 pytestmark = pytest.mark.integration
 __all__ = ["clients", "db"]  # fixtures used by name
@@ -319,3 +323,21 @@ async def test_a_console_without_a_broker_setting_answers_503(db: str, tmp_path:
         r = await c.post(URL, json=body(), headers={"X-CSRF-Token": csrf})
         assert r.status_code == 503 and "QUANTRAC_KAFKA_URL" in r.json()["detail"]
     assert stored(db) == []
+
+
+def test_the_deployed_console_gets_the_broker() -> None:
+    """The console produces decisions: compose gives it the broker's address and starts it after
+    the broker; the Kubernetes console reads the same ConfigMap as the workers; the demo's
+    children get every resolved setting, the embedded broker's URL included."""
+    console = services()["console"]
+    files = [Path(f).name for f in console["env_file"]]
+    urls = [env_file(f).get("QUANTRAC_KAFKA_URL") for f in files]
+    assert any(u and urlsplit(u).hostname in services() for u in urls), urls
+    assert console["depends_on"]["kafka"]["condition"] == "service_healthy"
+    docs = [d for d in yaml.safe_load_all((K8S / "console.yaml").read_text()) if d]
+    (container,) = docs[0]["spec"]["template"]["spec"]["containers"]
+    maps = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+    config = yaml.safe_load((K8S / "configmap.yaml").read_text())
+    assert config["metadata"]["name"] in maps and config["data"]["QUANTRAC_KAFKA_URL"]
+    resolved = Settings(kafka_url="kafka://127.0.0.1:9", database_url="postgresql:///x")
+    assert child_env(resolved)["QUANTRAC_KAFKA_URL"] == "kafka://127.0.0.1:9"
