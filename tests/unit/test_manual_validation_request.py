@@ -3,11 +3,14 @@ pure, no database or broker."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from console.i18n import MESSAGES
 from console.manual_validation import (
     InvalidRequest,
     ValidationRequest,
@@ -15,6 +18,8 @@ from console.manual_validation import (
     check_request,
 )
 from core.records import ManualAction, ManualReason
+from reports.i18n import has
+from storage.manual_validations import Status
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # 19:00 in Hải Dương (UTC+7)
 MEASURED = ("PM2.5", "SO2", "WS")
@@ -157,3 +162,20 @@ def test_the_late_horizon_message_says_the_averages_are_final() -> None:
 def test_the_body_schema_refuses_unknown_values(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         request(**kw)
+
+
+def test_every_word_of_the_section_and_the_report_is_translated() -> None:
+    """The template's literal keys, and the keys built from the closed vocabularies (reason,
+    action, status), exist in Vietnamese and English: a missing one would show as its key."""
+    template = Path(__file__).parents[2] / "console/templates/_manual_validation.html"
+    literal = set(re.findall(r"t\('([a-z_0-9]+)'\)", template.read_text(encoding="utf-8")))
+    built = {f"mv_reason_{r.value}" for r in ManualReason}
+    built |= {f"mv_action_{a.value}" for a in ManualAction}
+    built |= {f"mv_status_{s.value}" for s in Status}
+    assert literal and not (literal | built) - set(MESSAGES)
+    keys = {f"manual.reason.{r.value}" for r in ManualReason}
+    keys |= {f"manual.{a.value}" for a in ManualAction}
+    keys |= {"sec.manual_validation", "note.manual_validation", "manual_invalid", "all_parameters"}
+    keys |= {"manual_id", "manual_action", "manual_reason", "decided_by", "decided_at"}
+    keys |= {"applied", "applied_at", "period_start", "period_end", "manual_readings"}
+    assert all(has(k) for k in keys), [k for k in keys if not has(k)]
