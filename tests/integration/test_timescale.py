@@ -42,7 +42,7 @@ def _write(url: str, spec: TableSpec, rows: list[Row]) -> int:
 
 def _reading(at: datetime, value: float = 1.0, parameter: str = "COD") -> Row:
     return ("HD-NT-01", parameter, at, value, "mg/L", "00", "valid", value, "mg/L", at, "sim",
-            f"f-{at.isoformat()}", None)  # fmt: skip
+            f"f-{at.isoformat()}", None, None, None)  # fmt: skip
 
 
 def _average(at: datetime, value: float, revision: int) -> Row:
