@@ -346,7 +346,7 @@ def violations_section(
             v.parameter,
             v.rule_id,
             v.period,
-            v.state,
+            "retracted" if v.retracted else v.state,
             local(v.started_at, tz),
             local(v.ended_at, tz),
             v.duration_h(),
@@ -460,7 +460,8 @@ def build_compliance(
         ack_counts[a.violation_id] += 1
     outages = outage_months(conn, source, period, ctx.now)
     received = sum(r.received for r in comp)
-    exceed = [v for v in violations if v.kind == "exceedance"]
+    # a retracted violation (a late correction showed it never was) is listed, not counted
+    exceed = [v for v in violations if v.kind == "exceedance" and not v.retracted]
     verdict = "did_not_report" if received == 0 else ("violated" if exceed else "complied")
     facility = ctx.registry.facility(source.facility) if source.facility else None
     summary = [
