@@ -18,6 +18,7 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
+from core.records import ManualValidation
 from storage.writer import is_transient
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,26 @@ WHERE source_id = %(source)s AND parameter = %(parameter)s
   AND flag = 'valid' AND coalesce(raw_position, -1) < %(position)s
 ORDER BY measured_at
 """
-_APPLIED = "UPDATE manual_validations SET applied_at = now() WHERE id = %s AND applied_at IS NULL"
+# The console commits its row only after the broker acked the message, so the worker may get
+# here first: the insert waits for the console's transaction, then finds the row and marks it.
+# If the console gave up after the broker had the message (a timed-out ack, 503), the row is
+# written from the message: a decision the worker applied is always on record.
+_APPLIED = """
+INSERT INTO manual_validations (id, source_id, parameter, period_start, period_end, action,
+    reason, note, by_user, at, applied_at)
+VALUES (%(id)s, %(source)s, %(parameter)s, %(start)s, %(end)s, %(action)s, %(reason)s,
+    %(note)s, %(by)s, %(at)s, now())
+ON CONFLICT (id) DO UPDATE SET applied_at = coalesce(manual_validations.applied_at, now())
+"""
 
 
 @dataclass(frozen=True)
 class Relabel:
-    source_id: str
-    parameter: str
-    period: tuple[datetime, datetime]  # the decision's whole period: labelled
+    validation: ManualValidation
+    parameter: str  # the series' (the decision's, or each of the source's)
     label: int | None  # the invalidation's id, or None (restored)
     spans: Sequence[tuple[datetime, datetime]]  # the parts whose validity changed: read back
     position: int  # the decision's position on readings.raw
-    validation_id: int
 
 
 async def relabel(
@@ -60,21 +69,37 @@ async def relabel(
     delay = 0.2
     while True:
         try:
+            v = r.validation
             async with pool.connection() as conn, conn.transaction():
-                start, end = r.period
-                where = {"source": r.source_id, "parameter": r.parameter}
-                await conn.execute(_LABEL, where | {"label": r.label, "start": start, "end": end})
+                where = {"source": v.source_id, "parameter": r.parameter}
+                await conn.execute(
+                    _LABEL, where | {"label": r.label, "start": v.start, "end": v.end}
+                )
                 found: list[tuple[datetime, float]] = []
                 for a, b in r.spans:
                     cur = await conn.execute(
                         _VALID_BEFORE, where | {"start": a, "end": b, "position": r.position}
                     )
                     found += await cur.fetchall()
-                await conn.execute(_APPLIED, (r.validation_id,))
+                await conn.execute(
+                    _APPLIED,
+                    {
+                        "id": v.id,
+                        "source": v.source_id,
+                        "parameter": v.parameter,
+                        "start": v.start,
+                        "end": v.end,
+                        "action": v.action,
+                        "reason": v.reason,
+                        "note": v.note,
+                        "by": v.by,
+                        "at": v.at,
+                    },
+                )
             return found
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning("manual validation %d: %s; retry in %.1fs", r.validation_id, exc, delay)
+            log.warning("manual validation %d: %s; retry in %.1fs", r.validation.id, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry_max_s)

@@ -214,11 +214,7 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
     async def manual_hours(r: Revalidation) -> list[ManualHour]:
         """The stored readings labelled; the hours of those whose validity changed, as sums."""
         v = r.validation
-        found = await w.relabel(
-            Relabel(
-                v.source_id, r.parameter, (v.start, v.end), r.manual_id, r.spans, r.position, v.id
-            )
-        )
+        found = await w.relabel(Relabel(v, r.parameter, r.manual_id, r.spans, r.position))
         sign = -1 if r.withdraws else 1
         hours: dict[datetime, list[float]] = {}
         for measured_at, value in found:

@@ -12,18 +12,20 @@ violation back.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from console.app import create_app
 from console.auth import create_user
+from core.records import ManualValidation
 from core.settings import Settings
-from core.topics import ensure_topics
+from core.topics import RAW, bootstrap_servers, ensure_topics
 from reports.common import ReportContext
 from reports.compliance import build_compliance
 from reports.periods import ReportPeriod
@@ -193,3 +195,43 @@ def test_invalidating_the_hour_of_a_violation_retracts_it_and_restoring_brings_i
         assert kinds[:3] == ["opened", "closed", "corrected"] and kinds[3] == "opened", kinds
     finally:
         worker.stop()
+
+
+def test_a_decision_the_console_did_not_store_is_recorded_when_applied(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The console answers 503 and rolls back if the broker's ack times out, yet the broker may
+    have the message: the worker applies it and writes its row, so it is on record."""
+    url = settings.database_url or ""
+    migrate(url)
+    ensure_topics(settings)
+    start = _hour0(3)
+    v = ManualValidation(
+        424242, "HD-NT-01", None, start, start + timedelta(hours=1), "invalidate",
+        "maintenance", "probe cleaned", "operator", datetime.now(UTC),
+    )  # fmt: skip
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings))
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic(RAW.name), v.dumps(), key=b"HD-NT-01")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+
+    def row() -> list[tuple[Any, ...]]:
+        return _db(
+            url,
+            "SELECT source_id, parameter, action, note, by_user, applied_at IS NOT NULL"
+            " FROM manual_validations WHERE id = 424242",
+        )
+
+    try:
+        worker.start()
+        wait_until(lambda: bool(row()), 90, message=lambda: worker.log()[-3000:])
+    finally:
+        worker.stop()
+    assert row() == [("HD-NT-01", None, "invalidate", "probe cleaned", "operator", True)]
