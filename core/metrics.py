@@ -120,7 +120,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "quantrac_pipeline_latency_seconds",
-            "Seconds from a reading's arrival (received_at) to a pipeline stage.",
+            "Seconds from a delivery's arrival (received_at) to a pipeline stage, once per"
+            " delivery and stage (a violation: from the end of its window).",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=registry,

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="Run validate → average → check (and VN_AQI, water class, O2 correction) in"
         " one pass per raw message; false: a hop per stage through its topic.",
     )
+    publish_valid_readings: bool = Field(
+        False,
+        description="With fused stages, also send the flagged readings to readings.valid (only"
+        " the hop mode's averaging reads it; the readings table is their record). Costs about a"
+        " tenth of the worker's CPU.",
+    )
     found_late_after_hours: float = Field(
         6.0, description="A violation event judged this long after its window ended says so."
     )
