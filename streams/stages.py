@@ -192,7 +192,16 @@ def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
 
         for o in outputs:
             if isinstance(o.record, Revalidation):
-                hours = await manual_hours(o.record)
+                try:
+                    hours = await manual_hours(o.record)
+                except Exception as exc:  # the database refused it (it retries an outage)
+                    v = o.record.validation
+                    reason = RejectReason.STORAGE_ERROR
+                    rej = w.dead.rejection(
+                        "validate_readings", o.event, reason, exc, source_id=v.source_id
+                    )
+                    passed.append(Output(o.event, None, rej, dead=True))
+                    continue
                 send(o.record.validation.source_id, hours)
                 passed += [Output(o.event, None, h) for h in hours]  # in a chain, averaged
                 continue
