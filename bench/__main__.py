@@ -138,12 +138,18 @@ def table(report: dict[str, Any]) -> str:
         ),
     ]
     for label, t in (("1 worker", one), ("2 workers", two)):
+        rest = t.get("rest")  # the 1 M replay after its first chunk, queued while it was stopped
+        how = (
+            f"{rest['readings']:,} queued readings in {rest['seconds']} s; "
+            if rest
+            else f"{t['readings_sent']:,} in {t['seconds_to_readings']} s; "
+        )
         rows.append(
             (
                 f"pipeline {label}: raw → stored",
                 f"{_f(t['readings_per_s'])} readings/s",
-                f"{t['readings_per_s'] / consume:.2%} of consume; {t['readings_stored']:,}"
-                f"/{t['readings_sent']:,} in {t['seconds_to_readings']} s",
+                f"{t['readings_per_s'] / consume:.2%} of consume; {how}"
+                f"{t['readings_stored']:,}/{t['readings_sent']:,} stored",
             )
         )
         rows.append(
