@@ -214,6 +214,22 @@ def test_correction_retracts_a_violation_that_never_was() -> None:
     assert events[1].ended_at == events[1].started_at
 
 
+def test_a_retracted_violation_a_later_correction_restores_goes_on_with_its_events() -> None:
+    # an hour invalidated by hand, then restored (issue 21): retracted, then reinstated under the
+    # same id with seq going on, so the stored violation (latest seq wins) follows both
+    state, opened = run(series([100, 160, 145]))
+    state, gone = run([avg(1, None, revision=1, valid=False, samples=0)], state=state)
+    assert kinds(gone) == ["corrected", "closed"] and all(e.retracted for e in gone)
+    assert state is not None and opened[0].violation_id in state.retracted
+    state, back = run([avg(1, 160, revision=2)], state=state)
+    assert kinds(back) == ["opened", "corrected"] and "reinstated" in back[1].message
+    assert {e.violation_id for e in back} == {opened[0].violation_id}
+    assert [e.seq for e in back] == [gone[-1].seq + 1, gone[-1].seq + 2]
+    assert not any(e.retracted for e in back) and state is not None and not state.retracted
+    again = RuleState.from_json(state.to_json())  # the changelog keeps it
+    assert again.retracted == state.retracted
+
+
 def test_correction_opens_a_violation() -> None:
     state, none = run(series([100, 100, 100]))
     assert none == []
