@@ -10,8 +10,6 @@ the readings read back are chosen by their position on readings.raw, not by thei
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,9 +17,7 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from core.records import ManualValidation
-from storage.writer import is_transient
-
-log = logging.getLogger(__name__)
+from storage.writer import retrying
 
 _LABEL = """
 UPDATE readings SET manual_id = %(label)s
@@ -66,40 +62,33 @@ async def relabel(
     """Label, read back and mark applied, in one transaction; retried while the database is
     unreachable (the stage waits, as the readings' writer does). Returns (measured_at, value)
     of the readings whose validity the decision changed."""
-    delay = 0.2
-    while True:
-        try:
-            v = r.validation
-            async with pool.connection() as conn, conn.transaction():
-                where = {"source": v.source_id, "parameter": r.parameter}
-                await conn.execute(
-                    _LABEL, where | {"label": r.label, "start": v.start, "end": v.end}
+    v = r.validation
+
+    async def attempt() -> list[tuple[datetime, float]]:
+        async with pool.connection() as conn, conn.transaction():
+            where = {"source": v.source_id, "parameter": r.parameter}
+            await conn.execute(_LABEL, where | {"label": r.label, "start": v.start, "end": v.end})
+            found: list[tuple[datetime, float]] = []
+            for a, b in r.spans:
+                cur = await conn.execute(
+                    _VALID_BEFORE, where | {"start": a, "end": b, "position": r.position}
                 )
-                found: list[tuple[datetime, float]] = []
-                for a, b in r.spans:
-                    cur = await conn.execute(
-                        _VALID_BEFORE, where | {"start": a, "end": b, "position": r.position}
-                    )
-                    found += await cur.fetchall()
-                await conn.execute(
-                    _APPLIED,
-                    {
-                        "id": v.id,
-                        "source": v.source_id,
-                        "parameter": v.parameter,
-                        "start": v.start,
-                        "end": v.end,
-                        "action": v.action,
-                        "reason": v.reason,
-                        "note": v.note,
-                        "by": v.by,
-                        "at": v.at,
-                    },
-                )
-            return found
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("manual validation %d: %s; retry in %.1fs", r.validation.id, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+                found += await cur.fetchall()
+            await conn.execute(
+                _APPLIED,
+                {
+                    "id": v.id,
+                    "source": v.source_id,
+                    "parameter": v.parameter,
+                    "start": v.start,
+                    "end": v.end,
+                    "action": v.action,
+                    "reason": v.reason,
+                    "note": v.note,
+                    "by": v.by,
+                    "at": v.at,
+                },
+            )
+        return found
+
+    return await retrying(attempt, f"manual validation {v.id}", retry_max_s=retry_max_s)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -37,6 +38,30 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.OperationalError):
         return not (exc.sqlstate or "").startswith("54")
     return False
+
+
+async def retrying(
+    attempt: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    retry_max_s: float,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> T:
+    """``attempt()`` again, with capped exponential backoff from 0.2 s, for as long as it fails
+    for the link (``is_transient``): the caller waits out a database outage instead of
+    buffering. Any other failure propagates (the rows' fault: the caller decides)."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if on_error:
+                on_error(exc)
+            log.warning("%s failed (%s); retry in %.1fs", what, exc.__class__.__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -334,33 +359,27 @@ class BatchWriter:
         # straight into the table as a stored key does (the merge then keeps the first).
         batch = list(rows) if self.spec.inserts_only else self.spec.dedupe(rows)
         committed: list[int] = []  # rows changed by each part already committed
-        delay = 0.2
-        while True:
+        started = 0.0
+
+        async def attempt() -> int:
+            nonlocal started
             started = time.perf_counter()
-            try:
-                for part in (await self._parts(batch))[len(committed) :]:
-                    committed.append(await self._write_once(part))
-                changed = sum(committed)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise  # the rows' fault: the caller decides (streams/errors.py)
-                if self._on_error:
-                    self._on_error(self.spec.table, exc)
-                log.warning(
-                    "writing %d rows to %s failed (%s); retry in %.1fs",
-                    len(batch),
-                    self.spec.table,
-                    exc.__class__.__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            if changed and self._time_idx is not None:
-                await self._refresh_late(batch, self._time_idx)
-            if self._on_write:
-                self._on_write(self.spec.table, len(batch), time.perf_counter() - started)
-            return changed
+            for part in (await self._parts(batch))[len(committed) :]:
+                committed.append(await self._write_once(part))
+            return sum(committed)
+
+        # a failure of the rows propagates: the caller decides (streams/errors.py)
+        what = f"writing {len(batch)} rows to {self.spec.table}"
+        changed = await retrying(attempt, what, retry_max_s=self.retry_max_s, on_error=self._error)
+        if changed and self._time_idx is not None:
+            await self._refresh_late(batch, self._time_idx)
+        if self._on_write:
+            self._on_write(self.spec.table, len(batch), time.perf_counter() - started)
+        return changed
+
+    def _error(self, exc: BaseException) -> None:
+        if self._on_error:
+            self._on_error(self.spec.table, exc)
 
     async def _aggregate_zone(self) -> str | None:
         """The time zone the continuous aggregates over this table bucket in (None: there are
@@ -399,35 +418,27 @@ class BatchWriter:
         """Refresh the continuous-aggregate buckets this committed batch changed below their
         watermark (see _LATE_BUCKETS); retried like the write, as it is idempotent."""
         times = [row[time_idx] for row in batch]
-        delay = 0.2
-        while True:
-            try:
-                if await self._aggregate_zone() is None:
-                    return
-                async with self.pool.connection() as conn:
-                    await conn.set_autocommit(True)  # a refresh cannot run in a transaction
-                    try:
-                        cur = await conn.execute(
-                            _LATE_BUCKETS,
-                            {"lo": min(times), "hi": max(times), "table": self.spec.table},
-                        )
-                        for view, start, end in await cur.fetchall():
-                            await conn.execute(
-                                "CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end)
-                            )
-                            log.info("refreshed %s over %s..%s for late rows", view, start, end)
-                    finally:
-                        await conn.set_autocommit(False)
+
+        async def attempt() -> None:
+            if await self._aggregate_zone() is None:
                 return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if self._on_error:
-                    self._on_error(self.spec.table, exc)
-                log.warning("refreshing aggregates of %s failed; retry in %.1fs", self.spec.table,
-                            delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)  # a refresh cannot run in a transaction
+                try:
+                    cur = await conn.execute(
+                        _LATE_BUCKETS,
+                        {"lo": min(times), "hi": max(times), "table": self.spec.table},
+                    )
+                    for view, start, end in await cur.fetchall():
+                        await conn.execute(
+                            "CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end)
+                        )
+                        log.info("refreshed %s over %s..%s for late rows", view, start, end)
+                finally:
+                    await conn.set_autocommit(False)
+
+        what = f"refreshing aggregates of {self.spec.table}"
+        await retrying(attempt, what, retry_max_s=self.retry_max_s, on_error=self._error)
 
     async def _write_once(self, batch: Sequence[Row]) -> int:
         """One transaction; binary COPY when the columns allow it, else (or when a value cannot
