@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.limit_fakes import HEADER
 from thresholds.catalogue import (
     Basis,
     Catalogue,
@@ -280,18 +281,6 @@ def test_kinds_and_bases(catalogue: Catalogue) -> None:
 
 
 # ---- validation on load ----------------------------------------------------------------------
-
-HEADER = """\
-id: QCVN_99_2099
-code: "QCVN 99:2099/BTNMT"
-title: test
-issuing_act: "Circular 0/2099"
-effective_from: 2099-01-01
-applies_to: [wastewater]
-columns: [A, B]
-default_period: "1h"
-sources: {S1: "test"}
-"""
 
 
 def write(tmp_path: Path, rules: str, header: str = HEADER, name: str = "qcvn_99_2099") -> Path:

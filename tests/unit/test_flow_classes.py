@@ -7,7 +7,7 @@ UNVERIFIED, so the shipped rows are gaps; the mechanism is tested on a catalogue
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import yaml
 
 from core.errors import RegistryError
 from stations.registry import DEFAULT_PATH, load_registry, parse_registry
+from tests.unit.limit_fakes import HEADER, LimitSet, Param
 from thresholds.catalogue import Catalogue, CatalogueError, load_catalogue
 from thresholds.limits import (
     LimitResolutionError,
@@ -30,21 +31,6 @@ AT = date(2099, 6, 1)
 
 
 @dataclass(frozen=True)
-class Param:
-    code: str
-    unit: str
-
-
-@dataclass(frozen=True)
-class LimitSet:
-    regulation: str
-    column: str | None = None
-    coefficients: dict[str, float] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    flow_class: str | None = None
-
-
-@dataclass(frozen=True)
 class Outfall:
     id: str
     parameters: list[Param]
@@ -53,18 +39,6 @@ class Outfall:
 
 
 WATER = [Param("COD", "mg/L"), Param("pH", "-"), Param("TSS", "mg/L")]
-
-HEADER = """\
-id: QCVN_99_2099
-code: "QCVN 99:2099/BTNMT"
-title: test
-issuing_act: "Circular 0/2099"
-effective_from: 2099-01-01
-applies_to: [wastewater]
-columns: [A, B]
-default_period: "1h"
-sources: {S1: "test"}
-"""
 
 BANDS = """\
 flow_basis: "permitted discharge flow, m³/day"

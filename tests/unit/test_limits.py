@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pytest
 
+from tests.unit.limit_fakes import LimitSet, Param
 from thresholds.catalogue import Basis, Catalogue, RuleKind, load_catalogue
 from thresholds.limits import (
     Limit,
@@ -17,23 +18,6 @@ from thresholds.limits import (
     limits_to_json,
     resolve_limits,
 )
-
-
-@dataclass(frozen=True)
-class Param:
-    code: str
-    unit: str
-
-
-@dataclass(frozen=True)
-class LimitSet:
-    regulation: str
-    column: str | None = None
-    coefficients: dict[str, float] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    verified: bool = True
-    coefficients_verified: bool = True
-    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,32 +9,15 @@ until 31/12/2031; a new facility applies the new one (docs/regulations.md §5.3)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import pytest
 
+from tests.unit.limit_fakes import LimitSet, Param
 from thresholds.catalogue import Catalogue, load_catalogue
 from thresholds.limits import LimitResolutionError, applicable_regulations, resolve_limits
 from thresholds.transition import Status, TransitionError, lineage, select_limit_sets
-
-
-@dataclass(frozen=True)
-class Param:
-    code: str
-    unit: str
-
-
-@dataclass(frozen=True)
-class LimitSet:
-    regulation: str
-    column: str | None = None
-    coefficients: dict[str, float] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    category: str | None = None
-    permit_clause: str = ""
-    valid_from: date | None = None
 
 
 @dataclass(frozen=True)
