@@ -32,7 +32,7 @@ from reports.periods import ReportPeriod
 from storage.migrate import migrate
 from tests.conftest import WorkerProcess, wait_until
 from tests.integration.test_console_api import PASSWORD, login, new_client, running
-from tests.integration.test_pipeline import STEP, _db, _hour0, _noisy, _reading, _send
+from tests.integration.test_pipeline import _cod_hours, _db, _hour0, _reading, _send
 
 pytestmark = pytest.mark.integration
 
@@ -104,15 +104,9 @@ def test_invalidating_the_hour_of_a_violation_retracts_it_and_restoring_brings_i
     ensure_topics(settings)
     create_user(url, "operator", PASSWORD, "operator")
     t0 = _hour0(6)
-    levels = [100, 100, 230, 100, 100]  # 230 / 148.5 = 1.55: one exceeding hour
     bad = t0 + 2 * timedelta(hours=1)
-    readings = [
-        _reading("HD-NT-01", t0 + h * timedelta(hours=1) + k * STEP, _noisy(level, k))
-        for h, level in enumerate(levels)
-        for k in range(12)
-    ]
-    readings.append(_reading("HD-NT-01", t0 + len(levels) * timedelta(hours=1), 100))
-    _send(settings, readings)
+    # 230 / 148.5 = 1.55: one exceeding hour
+    _send(settings, _cod_hours(t0, [100, 100, 230, 100, 100]))
     worker = WorkerProcess(settings, tmp_path / "worker.log")
 
     def hour_mean() -> tuple[Any, ...]:

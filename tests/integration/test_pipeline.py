@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,18 @@ def _noisy(level: float, i: int) -> float:
     enough that QA/QC's Hampel filter (COD: 5 σ, thresholds/data/qc_rules.yaml) does not take
     the step into the episode for a spike; the tests compute expectations from these values."""
     return round(level + 60 * math.sin(i * 2.3), 3)
+
+
+def _cod_hours(t0: datetime, levels: Sequence[float]) -> list[RawReading]:
+    """HD-NT-01's COD every 5 min from ``t0``, one hour per level, and the next hour's first
+    reading (100 mg/L), which closes the last hour."""
+    readings = [
+        _reading("HD-NT-01", t0 + h * timedelta(hours=1) + k * STEP, _noisy(level, k))
+        for h, level in enumerate(levels)
+        for k in range(12)
+    ]
+    readings.append(_reading("HD-NT-01", t0 + len(levels) * timedelta(hours=1), 100))
+    return readings
 
 
 def _hour0(hours_ago: int) -> datetime:
@@ -111,13 +124,7 @@ def test_exceedance_episode_opens_and_closes_one_violation(
     ensure_topics(settings)
     t0 = _hour0(10)
     levels = [100, 100, 230, 230, 100, 100, 100]  # hourly levels; 230 / 148.5 = 1.55
-    readings = [
-        _reading("HD-NT-01", t0 + h * timedelta(hours=1) + k * STEP, _noisy(level, k))
-        for h, level in enumerate(levels)
-        for k in range(12)
-    ]
-    readings.append(_reading("HD-NT-01", t0 + len(levels) * timedelta(hours=1), 100))
-    _send(settings, readings)
+    _send(settings, _cod_hours(t0, levels))
     worker.start()
 
     def cod_events() -> list[tuple[Any, ...]]:
