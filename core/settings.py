@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         " the hop mode's averaging reads it; the readings table is their record). Costs about a"
         " tenth of the worker's CPU.",
     )
+    faust_event_metrics: bool = Field(
+        False,
+        description="Also count every message, stream event, table read/write and send in"
+        " Faust's faust_* metrics (per topic/stream/table). Off: those hooks cost about a tenth"
+        " of the worker's CPU; commits, rebalances, offsets and consumer lag are kept.",
+    )
     found_late_after_hours: float = Field(
         6.0, description="A violation event judged this long after its window ended says so."
     )

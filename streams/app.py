@@ -39,6 +39,40 @@ from thresholds.reference_o2 import correction_settings
 log = logging.getLogger(__name__)
 
 
+class QuietMonitor(PrometheusMonitor):
+    """Faust's Prometheus monitor without its per-item hooks: a message in or out, a stream
+    event, a table get/set/delete and a send each called it (and prometheus_client's labels
+    lookup), about a tenth of the worker's CPU on a replay. Commits, rebalances, assignment and
+    the end and committed offsets (``quantrac_consumer_lag``) are kept."""
+
+    def on_message_in(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_message_out(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_table_get(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_table_set(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_table_del(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_send_initiated(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def on_send_completed(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[datetime, float]]:
     """A manual validation's database side (storage/revalidation.py) on the worker's pool."""
     return await relabel_in(await db.pool(), r, retry_max_s=retry_max_s)
@@ -127,10 +161,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         for source in registry.sources:
             await topics.ticks.send(key=source.id, value=Tick(source_id=source.id, at=now))
 
-    # Faust's own sensors (messages, events, table operations, commits, rebalances, offsets)
-    # go to the same registry, so /metrics shows them beside ours, prefixed faust_.
+    # Faust's own sensors (commits, rebalances, offsets; with faust_event_metrics also every
+    # message, event, table operation and send) go to the same registry, so /metrics shows them
+    # beside ours, prefixed faust_.
     sensors = FaustSensors(metrics.registry)
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(sensors.source, "faust"))
+    faust_metrics = FaustMetrics.create(sensors.source, "faust")
+    monitor = PrometheusMonitor if settings.faust_event_metrics else QuietMonitor
+    app.monitor = monitor(metrics=faust_metrics)
 
     @app.timer(STALL_S / 2)
     async def reseek_stalled_partitions() -> None:

@@ -92,6 +92,10 @@ class Batch:
         self._touched.append(slot)
         return slot
 
+    def state(self, table: Any, key: str) -> Any:
+        """The key's state as this batch has left it so far (it must have a slot)."""
+        return self._slots[(table.name, key)].state
+
     def begin(self) -> None:
         """One event's processing starts (streams/errors.py guards it)."""
         self._touched.clear()

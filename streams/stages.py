@@ -62,6 +62,7 @@ from thresholds.averaging import LOCAL_TZ, hour_window
 from thresholds.qc import SeriesState
 from thresholds.reference_o2 import CorrectionSettings, CorrectionState, with_reference
 from thresholds.reference_o2 import step as correct_step
+from thresholds.steps import RunningHour
 from thresholds.violations import OutageState, RuleState
 from thresholds.water_quality import StationDays
 from thresholds.windows import SeriesWindows
@@ -294,12 +295,13 @@ def average_stage(w: Wiring) -> Stage[QcReading | ManualHour, SeriesWindows]:
         return SeriesWindows(parameter, interval, threshold, horizon)
 
     async def newest_running(batch: Batch, outputs: list[Output]) -> list[Output]:
-        # a running hour's mean only feeds early warnings: a batch's last one per series is enough
-        def running(o: Output) -> bool:
-            return isinstance(o.record, Average) and not o.record.final
-
-        last = {series_key(o.record): o for o in outputs if running(o)}
-        return [o for o in outputs if not running(o)] + list(last.values())
+        # A running hour's mean only feeds early warnings: one per series per batch, the last
+        # step's note made into the mean of the state the whole batch leaves.
+        last = {series_key(o.record): o for o in outputs if isinstance(o.record, RunningHour)}
+        return [o for o in outputs if not isinstance(o.record, RunningHour)] + [
+            Output(o.event, None, steps.running(o.record, batch.state(w.tables.windows, key)))
+            for key, o in last.items()
+        ]
 
     return Stage(
         name="average_readings",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.errors import RejectReason, UnitError
@@ -23,13 +23,13 @@ from core.records import (
     ManualValidation,
     QcBatch,
     QcReading,
-    RawBatch,
     RawReading,
     Rejection,
+    raw_reading,
 )
 from core.units import convert
-from stations.registry import Registry
-from thresholds.qc import QcRuleBook, SeriesState, judge
+from stations.registry import ParameterSpec, Registry, Source
+from thresholds.qc import QcRuleBook, QcRules, SeriesState, judge
 
 _TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")
 
@@ -74,9 +74,13 @@ def decode_raw(
             return reject(RejectReason.JSON_SCHEMA, f"not a manual validation: {exc!r}")
     try:
         if isinstance(data, dict) and "readings" in data:
-            readings = list(RawBatch.from_data(data).readings)
+            if "source_id" not in data:
+                raise TypeError("RawBatch is missing source_id")
+            if not isinstance(data["readings"], list):
+                raise TypeError(f"readings must be a list, not {type(data['readings']).__name__}")
+            readings = [raw_reading(r) for r in data["readings"]]
         else:
-            readings = [RawReading.from_data(data)]
+            readings = [raw_reading(data)]
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         return reject(RejectReason.JSON_SCHEMA, f"not a RawBatch or RawReading: {exc}")
     for i, r in enumerate(readings):
@@ -123,11 +127,21 @@ def decode_valid(payload: bytes, received_at: datetime, origin: str = "") -> QcB
 
 
 @dataclass(frozen=True)
+class _Series:
+    source: Source
+    spec: ParameterSpec
+    rules: QcRules
+
+
+@dataclass(frozen=True)
 class Validator:
     registry: Registry
     rules: QcRuleBook
     late_horizon_s: float
     future_tolerance_s: float
+    _cache: dict[tuple[str, str], _Series | RejectReason] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def reject(
         self, r: RawReading, reason: RejectReason, message: str, field: str | None = None
@@ -144,20 +158,36 @@ class Validator:
             archive_path=r.archive_path,
         )
 
+    def _series(self, source_id: str, parameter: str) -> _Series | RejectReason:
+        """What judging a series needs, looked up once per series (a lookup per reading in
+        the registry's pydantic models was a twentieth of the check)."""
+        key = (source_id, parameter)
+        found = self._cache.get(key)
+        if found is None:
+            source = self.registry.find(source_id)
+            spec = source.parameter(parameter) if source is not None else None
+            if source is None:
+                found = RejectReason.UNKNOWN_SOURCE
+            elif spec is None:
+                found = RejectReason.PARAMETER_NOT_MEASURED
+            else:
+                found = _Series(source, spec, self.rules.rules_for(source.kind, spec.code))
+            self._cache[key] = found
+        return found
+
     def check(
         self, r: RawReading, state: SeriesState, now: datetime, position: int = -1
     ) -> QcReading | Rejection:
-        try:
-            source = self.registry.get(r.source_id)
-        except KeyError:
+        series = self._series(r.source_id, r.parameter)
+        if series is RejectReason.UNKNOWN_SOURCE:
             return self.reject(
                 r,
                 RejectReason.UNKNOWN_SOURCE,
                 f"source {r.source_id!r} is not in the registry",
                 "source_id",
             )
-        spec = source.parameter(r.parameter)
-        if spec is None:
+        if series is RejectReason.PARAMETER_NOT_MEASURED:
+            source = self.registry.get(r.source_id)
             measured = ", ".join(p.code.value for p in source.parameters)
             return self.reject(
                 r,
@@ -165,6 +195,8 @@ class Validator:
                 f"{r.source_id} does not measure {r.parameter!r} (measured: {measured})",
                 "parameter",
             )
+        assert isinstance(series, _Series)
+        spec = series.spec
         try:
             value = convert(r.value, r.unit, spec.unit, r.parameter)
         except UnitError as exc:
@@ -179,7 +211,7 @@ class Validator:
             r.status,
             spec.range,
             state,
-            self.rules.rules_for(source.kind, spec.code),
+            series.rules,
             measured_at=r.measured_at,
             now=now,
             late_horizon_s=self.late_horizon_s,

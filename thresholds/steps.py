@@ -38,7 +38,19 @@ from thresholds.windows import SeriesWindows, WindowOut
 # -- average: valid readings → window means ------------------------------------------------------
 
 
-def to_average(r: QcReading | ManualHour, out: WindowOut) -> Average:
+@dataclass(frozen=True, slots=True)
+class RunningHour:
+    """A step's note that a series' running hour changed. The stage keeps a batch's last note
+    per series and makes it one partial mean from the state the batch leaves (``running``):
+    only the newest running mean feeds early warnings, and a mean per sample was a tenth of
+    the worker's CPU."""
+
+    source_id: str
+    parameter: str
+    unit: str
+
+
+def to_average(r: QcReading | ManualHour | RunningHour, out: WindowOut) -> Average:
     return Average(
         source_id=r.source_id,
         parameter=r.parameter,
@@ -56,15 +68,21 @@ def to_average(r: QcReading | ManualHour, out: WindowOut) -> Average:
     )
 
 
+def running(note: RunningHour, state: SeriesWindows) -> Average:
+    """The running hour's partial mean of the series ``note`` names, from its state."""
+    return to_average(note, state.running())
+
+
 def average(
     state: SeriesWindows, items: Sequence[QcReading | ManualHour], config: None = None
-) -> tuple[SeriesWindows, list[Average]]:
-    """One series' valid readings into its windows; the windows they close or revise, and the
-    running hour's mean (``final = False``, for early warnings). A manual decision's hours
-    (``ManualHour``) revise the windows they touch, each once."""
-    out: list[Average] = []
+) -> tuple[SeriesWindows, list[Average | RunningHour]]:
+    """One series' valid readings into its windows; the final windows they close or revise,
+    then a ``RunningHour`` when the running hour changed (for early warnings). A manual
+    decision's hours (``ManualHour``) revise the windows they touch, each once."""
+    out: list[Average | RunningHour] = []
     seen = state.last_input  # one message's items: a decision's hours share its position
     changes: list[ManualHour] = []
+    touched: QcReading | ManualHour | None = None
     for r in items:
         if isinstance(r, QcReading) and (r.flag != QcFlag.VALID or r.manual_id is not None):
             continue  # stored with its flag (and label) by the validate stage; never averaged
@@ -73,11 +91,16 @@ def average(
         state.last_input = max(state.last_input, r.position)
         if isinstance(r, ManualHour):
             changes.append(r)
-        else:
-            out += [to_average(r, w) for w in state.add(r.measured_at, r.value)]
+            continue
+        windows, moved = state.take(r.measured_at, r.value)
+        out += [to_average(r, w) for w in windows]
+        touched = r if moved else touched
     if changes:
         revised = state.revise([(h.hour, h.sum, h.n) for h in changes])
-        out += [to_average(changes[0], w) for w in revised]
+        out += [to_average(changes[0], w) for w in revised if w.final]
+        touched = changes[0] if any(not w.final for w in revised) else touched
+    if touched is not None:
+        out.append(RunningHour(touched.source_id, touched.parameter, touched.unit))
     return state, out
 
 

@@ -14,9 +14,11 @@ a Faust table once per batch, so it stays small: about 120 hours × 2 numbers an
   re-emits every emitted window that contains that hour with ``revision + 1``.
 - A manual validation (``revise``) withdraws or restores the sums of whole hours and re-emits
   each emitted window it touches once, with ``revision + 1`` (docs/architecture.md).
-- Every sample in the running hour emits the partial 1-h mean (``final=False``) for early
-  warnings. A series that falls silent keeps its last hour open until it reports again; silence
-  itself is the outage check's business.
+- A sample in the running hour changes its partial 1-h mean (``final=False``), for early
+  warnings: ``add`` returns it after every such sample; the worker asks for it once per batch
+  and series (``take`` and ``running``; thresholds/steps.py, ``RunningHour``). A series that
+  falls silent keeps its last hour open until it reports again; silence itself is the outage
+  check's business.
 """
 
 from __future__ import annotations
@@ -226,25 +228,37 @@ class SeriesWindows:
 
     # -- the entry points ------------------------------------------------------------------
     def add(self, measured_at: datetime, value: float, tz: tzinfo = LOCAL_TZ) -> list[WindowOut]:
-        """Take one VALID sample; return the windows to emit, in order."""
+        """Take one VALID sample; return the windows to emit, in order, the running hour's
+        partial mean last when the sample is in it."""
+        out, running = self.take(measured_at, value, tz)
+        return [*out, self.running(tz)] if running else out
+
+    def take(
+        self, measured_at: datetime, value: float, tz: tzinfo = LOCAL_TZ
+    ) -> tuple[list[WindowOut], bool]:
+        """Take one VALID sample: the final windows it closes or revises, and whether it
+        changed the running hour. The worker builds the running mean once per batch (``running``)
+        rather than once per sample: only the newest feeds early warnings."""
         hour = int(hour_window(measured_at, tz)[0].timestamp())
         if self._beyond_horizon(hour):
-            return []  # beyond the late horizon: stored and flagged upstream, not averaged
+            return [], False  # beyond the late horizon: stored and flagged upstream, not averaged
         acc = self.hours.setdefault(hour, [0.0, 0])
         acc[0] += value
         acc[1] += 1
-        out: list[WindowOut] = []
         if self.watermark is None or hour > self.watermark:
-            out += self._advance(hour, tz)
-        elif hour < self.watermark:
-            out += [
+            return self._advance(hour, tz), True
+        if hour < self.watermark:
+            return [
                 self._emit(p, s, tz)
                 for p, s in self._containing(hour, tz)
                 if self._emitted(p, s, tz)
-            ]
-        if hour == self.watermark:
-            out.append(self._emit(Period.HOUR, hour, tz, final=False))
-        return out
+            ], False
+        return [], True
+
+    def running(self, tz: tzinfo = LOCAL_TZ) -> WindowOut:
+        """The running (newest) hour's partial mean, ``final = False``."""
+        assert self.watermark is not None, "no sample yet"
+        return self._emit(Period.HOUR, self.watermark, tz, final=False)
 
     def revise(
         self, changes: Sequence[tuple[datetime, float, int]], tz: tzinfo = LOCAL_TZ
@@ -274,7 +288,7 @@ class SeriesWindows:
             if self.watermark is None or hour > self.watermark:
                 out += self._advance(hour, tz)
         if self.watermark in touched or ahead:
-            out.append(self._emit(Period.HOUR, self.watermark or 0, tz, final=False))
+            out.append(self.running(tz))
         return out
 
     def _beyond_horizon(self, hour: int) -> bool:

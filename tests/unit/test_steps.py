@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core.records import QcFlag, QcReading, Tick
+from core.records import Average, QcFlag, QcReading, Tick
 from thresholds import steps
 from thresholds.windows import SeriesWindows
 
@@ -34,13 +34,22 @@ def test_average_closes_an_hour_once_and_ignores_copies_and_flagged_readings() -
     w = SeriesWindows("PM2.5", 300.0)
     hour = [reading(5 * i, 10.0, 1024 * i) for i in range(12)]
     w, out = steps.average(w, hour)
-    assert all(not a.final for a in out)  # the running hour only
+    # no window closed; one note that the running hour changed, made into its partial mean
+    # once per batch from the state (streams/stages.py): 12 samples of 10
+    assert out == [steps.RunningHour("HD-KK-01", "PM2.5", "µg/m³")]
+    partial = steps.running(out[0], w)
+    assert (partial.final, partial.value, partial.samples, partial.window_start) == (
+        False,
+        10.0,
+        12,
+        T0,
+    )
     # a re-emitted copy (same position) and a flagged reading change nothing
     again, out = steps.average(w, [hour[-1], reading(59, 999.0, 20_000, QcFlag.SPIKE)])
     assert out == [] and again.hours[int(T0.timestamp())] == [120.0, 12]
     # the next hour's first reading closes the first: one final 1-h mean of 10 over 12 samples
     _, out = steps.average(w, [reading(60, 30.0, 1024 * 12)])
-    finals = [a for a in out if a.final and a.period == "1h"]
+    finals = [a for a in out if isinstance(a, Average) and a.final and a.period == "1h"]
     assert [(a.value, a.samples, a.valid) for a in finals] == [(10.0, 12, True)]
 
 
