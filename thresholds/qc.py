@@ -44,8 +44,8 @@ from scipy.stats import median_abs_deviation
 
 from core.parameters import Parameter, SourceKind
 from core.records import DeviceStatus, QcFlag
-from thresholds.averaging import decode_runs, encode_runs, extend_runs
 from thresholds.manual import ManualPeriods
+from thresholds.stamps import Stamps
 
 MAD_SCALE: Final = 1.4826  # MAD → σ for normally distributed noise
 DEFAULT_RULES_PATH: Final = Path(__file__).parent / "data" / "qc_rules.yaml"
@@ -163,20 +163,15 @@ class SeriesState:
 
     ``recent``: values of the last in-order readings (oldest first), bounded by the rules.
     ``seen``: whole-second timestamps judged within the late horizon (duplicate detection),
-    stored as [start, step, count] runs so a regular cadence costs a few numbers.
+    held and stored as [start, step, count] runs (thresholds/stamps.py), so a regular cadence
+    costs a few numbers.
     """
 
     recent: list[float] = field(default_factory=list)
     newest: int | None = None  # epoch s of the newest in-order reading
-    seen: set[int] = field(default_factory=set)
+    seen: Stamps = field(default_factory=Stamps)
     # the periods an operator invalidated (thresholds/manual.py), within the late horizon
     manual: ManualPeriods = field(default_factory=ManualPeriods)
-    # encode_runs(sorted(seen)), kept up to date while timestamps arrive in order (so the
-    # once-per-batch to_dict does not sort and encode ~900 of them); None: recompute
-    _runs: list[list[int]] | None = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._runs = None if self.seen else []
 
     def observe(
         self,
@@ -192,39 +187,23 @@ class SeriesState:
             return
         if t not in self.seen:  # calibrating/error readings count for duplicate detection too
             self.seen.add(t)
-            self._extend_runs(t)
         if flag in (QcFlag.VALID, QcFlag.SPIKE, QcFlag.FLATLINE) and (
             self.newest is None or t > self.newest
         ):
             self.recent.append(float(value))
             del self.recent[: -rules.history_len]
         if self.newest is None or t > self.newest:
-            # Forget what fell out of the late horizon once per event-time hour, not per reading
-            # (the set holds a horizon of timestamps: ~4,300 for a 1-minute series); anything a
-            # stale entry could match is older than the horizon, so flagged late before that.
+            # Forget what fell out of the late horizon once per event-time hour, not per
+            # reading; anything a stale entry could match is older than the horizon, so
+            # flagged late before that.
             if self.newest is None or t // 3600 != self.newest // 3600:
-                cutoff = t - late_horizon_s
-                if min(self.seen) < cutoff:
-                    self.seen = {s for s in self.seen if s >= cutoff}
-                    self._runs = None
-                self.manual.forget_before(int(cutoff))
+                cutoff = math.ceil(t - late_horizon_s)
+                self.seen.forget_before(cutoff)
+                self.manual.forget_before(cutoff)
             self.newest = t
 
-    def _extend_runs(self, t: int) -> None:
-        """Add a new timestamp to ``_runs`` as encode_runs would, if it is the largest."""
-        runs = self._runs
-        if runs is None:
-            return
-        if runs and t <= runs[-1][0] + runs[-1][1] * (runs[-1][2] - 1):
-            self._runs = None  # out of order: recompute when needed
-        else:
-            extend_runs(runs, t)
-
     def to_dict(self) -> dict[str, Any]:
-        if self._runs is None:
-            self._runs = encode_runs(sorted(self.seen))
-        seen = [list(r) for r in self._runs]  # a copy: the runs change in place
-        d = {"recent": list(self.recent), "newest": self.newest, "seen": seen}
+        d = {"recent": list(self.recent), "newest": self.newest, "seen": self.seen.runs()}
         if self.manual.spans:
             d["manual"] = [list(s) for s in self.manual.spans]
         return d
@@ -234,7 +213,7 @@ class SeriesState:
         return cls(
             [float(v) for v in d["recent"]],
             d["newest"],
-            set(decode_runs(d["seen"])),
+            Stamps(d["seen"]),
             ManualPeriods([list(s) for s in d.get("manual", [])]),
         )
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.parameters import Parameter, SourceKind
 from core.records import DeviceStatus, QcFlag
-from thresholds.averaging import encode_runs
+from thresholds.averaging import decode_runs, encode_runs
 from thresholds.qc import (
     FlatlineRule,
     QcRules,
@@ -26,6 +26,7 @@ from thresholds.qc import (
     judge,
     load_qc_rules,
 )
+from thresholds.stamps import Stamps
 
 NOW = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
 HORIZON = 72 * 3600.0
@@ -38,7 +39,10 @@ NOISY = [10.0, 11.0, 9.5, 10.5, 10.2, 9.8, 10.1, 10.4, 9.9, 10.3]
 
 
 def state_with(recent: list[float], seen: set[int] | None = None) -> SeriesState:
-    return SeriesState(recent=list(recent), newest=int(NOW.timestamp()) - 60, seen=seen or set())
+    newest = int(NOW.timestamp()) - 60
+    return SeriesState(
+        recent=list(recent), newest=newest, seen=Stamps(encode_runs(sorted(seen or ())))
+    )
 
 
 def run(value: float, state: SeriesState, **kw: object) -> QcFlag:
@@ -184,19 +188,25 @@ def test_state_is_bounded() -> None:
 )
 @example(steps=[(60, QcFlag.VALID)] * 130, dumps=set())  # two hours: pruned twice
 @example(steps=[(60, QcFlag.VALID)] * 3 + [(-90, QcFlag.VALID)], dumps=set())  # inside a run
-def test_the_kept_run_encoding_is_the_encoding_of_the_timestamps_seen(
+def test_the_stored_runs_are_the_timestamps_seen(
     steps: list[tuple[int, QcFlag]], dumps: set[int]
 ) -> None:
-    """to_dict keeps the runs up to date as readings arrive instead of re-encoding the set;
-    whatever the order (a step back in time is an out-of-order reading), it writes the same."""
+    """Whatever the order (a step back in time is an out-of-order reading), to_dict writes
+    sorted runs of exactly the timestamps judged within the horizon, and a state loaded from
+    them judges the same: each one seen is a duplicate."""
     state, t = SeriesState(), int(NOW.timestamp())
+    model: set[int] = set()  # what a set of ints pruned the same way would hold
     for i, (dt, flag) in enumerate(steps):
         t += dt
+        newest = state.newest
+        model.add(t)
+        if newest is None or (t > newest and t // 3600 != newest // 3600):
+            model = {s for s in model if s >= t - 1800}
         state.observe(1.0, datetime.fromtimestamp(t, UTC), flag, RULES, 1800)  # prunes hourly
         if i in dumps:
-            assert state.to_dict()["seen"] == encode_runs(sorted(state.seen))
             state = SeriesState.from_dict(state.to_dict()) if i % 2 else state
-    assert state.to_dict()["seen"] == encode_runs(sorted(state.seen))
+    assert decode_runs(state.to_dict()["seen"]) == sorted(model)
+    assert all(s in state.seen for s in model) and len(state.seen) == len(model)
 
 
 def test_level_shift_stops_being_a_spike() -> None:
