@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         60.0, description="How often the leader worker checks every source for outages."
     )
     stream_batch: int = Field(
-        2000, description="Events a stateful agent handles per batch (one state write per key)."
+        5000,
+        description="Most events a stateful agent handles per batch (one state write per key"
+        " per batch: on a backlog, larger batches write state less often; a live feed's"
+        " batches are cut by stream_batch_seconds long before).",
     )
     stream_batch_seconds: float = Field(
         0.05, description="Longest wait to fill an agent's batch (adds to latency)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,19 @@ def test_events_up_to_the_stored_offset_are_skipped(
 
 
 class Producer:
+    """Records what is sent, each confirmed at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, Any, Any]] = []
+
+    async def send(
+        self, topic: str, key: Any, value: Any, partition: int | None, **_: Any
+    ) -> asyncio.Future[None]:
+        self.sent.append((topic, partition, key, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     async def flush(self) -> None:
         return None
 
@@ -71,17 +85,44 @@ class App:
     producer: Producer = field(default_factory=Producer)
 
 
+@dataclass
+class Topic:
+    """A changelog topic: serialising is the identity here."""
+
+    name: str
+    app: App
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+    def prepare_headers(self, headers: Any) -> Any:
+        return headers
+
+    def prepare_key(self, key: Any, serializer: Any, schema: Any, headers: Any) -> Any:
+        return key, headers
+
+    def prepare_value(self, value: Any, serializer: Any, schema: Any, headers: Any) -> Any:
+        return value, headers
+
+
 @dataclass(eq=False)
 class LoggedTable(FakeTable):
-    """A table whose changelog is a list; commit() needs nothing else from Faust."""
+    """A table whose changelog is what its producer sent to its changelog topic."""
 
     __hash__ = object.__hash__  # by identity, as Faust's tables are
 
     app: App = field(default_factory=App)
-    changelog: list[tuple[int, str, Any]] = field(default_factory=list)
+    key_serializer: Any = None
+    value_serializer: Any = None
 
-    def send_changelog(self, partition: int, key: str, value: Any) -> None:
-        self.changelog.append((partition, key, value))
+    @property
+    def changelog_topic(self) -> Topic:
+        return Topic(f"{self.name}-changelog", self.app)
+
+    @property
+    def changelog(self) -> list[tuple[int | None, Any, Any]]:
+        name = self.changelog_topic.name
+        return [(p, k, v) for t, p, k, v in self.app.producer.sent if t == name]
 
 
 class Stream:
