@@ -25,6 +25,7 @@ is counted in ``quantrac_processing_errors_total{stage, error}`` and logged with
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +38,7 @@ import faust
 from faust.exceptions import ValueDecodeError
 
 from core.errors import RejectReason
-from core.records import Channel, Rejection
+from core.records import Channel, Rejection, flat_from_data
 from storage.writer import Row, is_data_error
 
 log = logging.getLogger(__name__)
@@ -100,14 +101,36 @@ class RecordSchema(faust.Schema):
         super().__init__(value_type=value_type)
         self._problem = _shape_checker(value_type)
         self._name = value_type.__name__
+        self._namespace = value_type._options.namespace
+        self._from_data = flat_from_data(value_type)
 
     def loads_value(self, app: Any, message: Any, **kwargs: Any) -> Any:
         try:
-            value = super().loads_value(app, message, **kwargs)
+            value = self._fast(message.value)
+            if value is None:  # not this record's namespace, or not JSON: as Faust decides
+                value = super().loads_value(app, message, **kwargs)
         except ValueDecodeError as exc:
+            return Undecodable(f"not a {self._name}: {exc}")
+        except (TypeError, ValueError) as exc:
             return Undecodable(f"not a {self._name}: {exc}")
         problem = self._problem(value)
         return Undecodable(f"not a {self._name}: {problem}") if problem else value
+
+    def _fast(self, payload: Any) -> Any:
+        """The record by ``flat_from_data`` (Faust's constructor cost ~8 µs a record), or None
+        to leave the payload to Faust."""
+        if not isinstance(payload, bytes | str):
+            return None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        meta = data.get("__faust")
+        if meta is not None and not (isinstance(meta, dict) and meta.get("ns") == self._namespace):
+            return None
+        return self._from_data(data)
 
 
 def coordinates(event: Any) -> str:
