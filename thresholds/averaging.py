@@ -120,11 +120,14 @@ def rolling_mean(
     Keys and ``end_hour`` are hour starts (UTC). Missing or invalid hours are missing hours;
     ``samples`` counts valid hours and ``expected`` is ``hours``.
     """
-    values: list[float] = []
-    for k in range(hours):
-        stat = hourly_means.get(end_hour - k * HOUR)
-        if stat is not None and stat.valid and stat.value is not None:
-            values.append(stat.value)
+    stats = (hourly_means.get(end_hour - k * HOUR) for k in range(hours))
+    return mean_of_hours(stats, hours, threshold)
+
+
+def mean_of_hours(hourly: Iterable[WindowStat | None], hours: int, threshold: float) -> WindowStat:
+    """The rule of every multi-hour mean: the mean of the valid hourly means among
+    ``hourly`` (None: an hour without data), valid when they are ``threshold`` of ``hours``."""
+    values = [s.value for s in hourly if s is not None and s.valid and s.value is not None]
     return _stat(values, hours, threshold)
 
 

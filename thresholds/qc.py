@@ -279,6 +279,7 @@ def out_of_range(value: float, spec_range: tuple[float, float] | None, rules: Qc
     return rules.physical_max is not None and value > rules.physical_max
 
 
+_STATUSES: Final = frozenset(DeviceStatus)
 _STATUS_FLAGS: Final = {
     DeviceStatus.CALIBRATING: QcFlag.CALIBRATING,
     DeviceStatus.ERROR: QcFlag.DEVICE_ERROR,
@@ -298,7 +299,9 @@ def classify(
     future_tolerance_s: float = 300.0,
 ) -> QcFlag:
     """One flag for a unit-normalised reading (precedence in the module docstring). Pure."""
-    flag = _STATUS_FLAGS.get(DeviceStatus(status))
+    if status not in _STATUSES:
+        DeviceStatus(status)  # raises ValueError: not a status code
+    flag = _STATUS_FLAGS.get(status)  # type: ignore[arg-type]  # a StrEnum member is its str
     if flag is not None:
         return flag
     if out_of_range(value, spec_range, rules) or is_future(measured_at, now, future_tolerance_s):

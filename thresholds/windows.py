@@ -36,7 +36,7 @@ from thresholds.averaging import (
     day_window,
     expected_samples,
     hour_window,
-    rolling_mean,
+    mean_of_hours,
 )
 
 HOUR_S = 3600
@@ -135,11 +135,11 @@ class SeriesWindows:
             n > 0 and n >= self.threshold * expected - 1e-9,
         )
 
-    def _hourly(self, last: int, hours: int) -> dict[datetime, WindowStat]:
-        return {
-            _utc(h): self.hour_stat(h)
-            for h in range(last - (hours - 1) * HOUR_S, last + HOUR_S, HOUR_S)
-        }
+    def _hourly(self, last: int, hours: int) -> list[WindowStat]:
+        """The stats of the ``hours`` hours ending with the hour starting at ``last``."""
+        return [
+            self.hour_stat(h) for h in range(last - (hours - 1) * HOUR_S, last + HOUR_S, HOUR_S)
+        ]
 
     def _window(self, period: Period, start: int, tz: tzinfo) -> tuple[int, int, WindowStat]:
         """(start, end, stat) of the window of ``period`` identified by its start."""
@@ -151,7 +151,7 @@ class SeriesWindows:
             return (
                 start,
                 last + HOUR_S,
-                rolling_mean(self._hourly(last, n), _utc(last), n, self.threshold),
+                mean_of_hours(self._hourly(last, n), n, self.threshold),
             )
         if period is Period.DAY:
             d0, d1 = day_window(_utc(start), tz)
@@ -160,7 +160,7 @@ class SeriesWindows:
             return (
                 start,
                 int(d1.timestamp()),
-                rolling_mean(self._hourly(last, n), _utc(last), n, self.threshold),
+                mean_of_hours(self._hourly(last, n), n, self.threshold),
             )
         if period is Period.NOWCAST:
             inputs = [
