@@ -4,7 +4,7 @@
 samples per local clock hour (duplicates never reach it: QA/QC flags them), the newest hour seen
 (the series' watermark), the ranges of hours already closed (every window that ends in a closed
 hour has been emitted) and the revision of each window emitted more than once. It is written to
-a Faust table once per batch, so it stays small: about 120 hours × 2 numbers and a few ranges
+a Faust table once per batch, so it stays small: about 96 hours × 2 numbers and a few ranges
 (≈ 3 KB; a mapping of every emitted window was 13 KB).
 
 - A sample in a newer hour closes the hours before it: each closed hour emits its final 1-h
@@ -43,6 +43,10 @@ HOUR_S = 3600
 NOWCAST_PARAMETERS = frozenset({"PM10", "PM2.5"})
 # hours from a window's start to its last hour (the local day's varies with the day)
 LAST_HOUR_H = {Period.HOUR: 0, Period.NOWCAST: 0, Period.ROLLING_8H: 7, Period.ROLLING_24H: 23}
+# Hours kept behind the late horizon: a sample up to the horizon late re-emits the windows that
+# hold it, which start at most 23 h before it (the rolling 24 h, the local day; 8 h and NowCast
+# need less).
+KEEP_BEHIND_H = 24
 MAX_CLOSE_GAP_H = 96  # a longer silence does not back-fill one empty window per missing hour
 
 
@@ -311,7 +315,7 @@ class SeriesWindows:
 
     def _prune(self) -> None:
         assert self.watermark is not None
-        keep_from = self.watermark - (self.horizon_h + 48) * HOUR_S
+        keep_from = self.watermark - (self.horizon_h + KEEP_BEHIND_H) * HOUR_S
         self.hours = {h: v for h, v in self.hours.items() if h >= keep_from}
         self.closed = [[max(a, keep_from), b] for a, b in self.closed if b > keep_from]
         self.revisions = {k: v for k, v in self.revisions.items() if k[1] >= keep_from}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.records import Period
-from thresholds.windows import SeriesWindows
+from thresholds.windows import KEEP_BEHIND_H, SeriesWindows
 
 T0 = datetime(2026, 3, 1, 17, tzinfo=UTC)  # 00:00 local (UTC+7): a local day starts
 STEP = timedelta(minutes=5)
@@ -90,13 +90,13 @@ def test_state_written_before_2026_12_with_every_emitted_window_still_loads() ->
 
 
 def test_the_state_is_bounded_by_the_late_horizon() -> None:
-    """Hours (and revisions) older than the late horizon + 48 h are forgotten: a series' state
+    """Hours (and revisions) older than the late horizon + 24 h are forgotten: a series' state
     stops growing after that, however long it runs."""
     late = [i * 12 for i in range(150, 300, 7)]  # some hours resent, spread over the run
     w, _ = _fed(300 * 12, late=late)
     assert w.watermark is not None
-    keep_from = w.watermark - (w.horizon_h + 48) * 3600
-    assert len(w.hours) <= w.horizon_h + 48 + 1
+    keep_from = w.watermark - (w.horizon_h + KEEP_BEHIND_H) * 3600
+    assert len(w.hours) <= w.horizon_h + KEEP_BEHIND_H + 1
     assert min(w.hours) >= keep_from and all(s >= keep_from for _, s in w.revisions)
     assert w.closed == [[keep_from, w.watermark]]
 
@@ -116,3 +116,20 @@ def test_configuration_comes_from_the_load_not_the_state() -> None:
     for state in (strict, lax):
         state.hours[hour] = [9.0, 9]  # 9 of 12 samples: valid at 0.5, not at 1.0
     assert not strict.hour_stat(hour).valid and lax.hour_stat(hour).valid
+
+
+@settings(max_examples=30, deadline=None)
+@given(hours=st.integers(100, 160), back=st.integers(0, 72 * 12), value=st.floats(0, 500))
+def test_what_is_pruned_is_never_needed_by_a_late_sample(
+    hours: int, back: int, value: float
+) -> None:
+    """A sample up to the late horizon (72 h) behind re-emits the same windows, with the same
+    means, as a state that forgot nothing."""
+    pruned, whole = SeriesWindows("PM2.5", 300.0), SeriesWindows("PM2.5", 300.0, horizon_h=10_000)
+    for i in range(hours * 12):
+        t, v = T0 + i * STEP, 10.0 + i % 7
+        pruned.add(t, v)
+        whole.add(t, v)
+    assert pruned.watermark is not None
+    late = datetime.fromtimestamp(pruned.watermark, UTC) - 72 * timedelta(hours=1) + back * STEP
+    assert pruned.add(late, value) == whole.add(late, value)
