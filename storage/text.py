@@ -16,6 +16,7 @@ not doubled: a stored value is for reading, and the evidence is the bytea.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -42,6 +43,20 @@ def db_text(value: str, limit: int = CODE, keep: str = "") -> str:
     with a marker that says how much was left off."""
     if not isinstance(value, str):
         value = str(value)
+    if len(value) <= _CACHED_CHARS:  # codes, units, file names: the same few, row after row
+        return _db_text_cached(value, limit, keep)
+    return _db_text(value, limit, keep)
+
+
+_CACHED_CHARS = 256
+
+
+@functools.lru_cache(maxsize=16_384)
+def _db_text_cached(value: str, limit: int, keep: str) -> str:
+    return _db_text(value, limit, keep)
+
+
+def _db_text(value: str, limit: int, keep: str) -> str:
     if _UNSAFE.search(value):
         value = _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), value)
     if len(value) > limit:

@@ -126,8 +126,11 @@ class SeriesWindows:
         )
 
     # -- statistics ----------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._expected = expected_samples(HOUR_S, self.interval_s)  # per hour, for hour_stat
+
     def hour_stat(self, hour: int) -> WindowStat:
-        expected = expected_samples(HOUR_S, self.interval_s)
+        expected = self._expected
         total, n = self.hours.get(hour, (0.0, 0))
         n = int(n)
         value = total / n if n else None
