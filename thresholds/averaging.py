@@ -17,6 +17,7 @@ Means use ``math.fsum`` over values kept per timestamp, so they do not depend on
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,19 @@ def hour_window(ts_utc: datetime, tz: tzinfo = LOCAL_TZ) -> tuple[datetime, date
     local = _aware(ts_utc).astimezone(tz)
     start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
     return start, start + HOUR
+
+
+def hour_start_s(ts_utc: datetime, tz: tzinfo = LOCAL_TZ) -> int:
+    """The epoch second the local clock hour containing ``ts_utc`` starts at: ``hour_window``'s
+    start, for the windows' per-reading use. Stations report on the same instants, so the
+    answer for a whole second is cached rather than worked out with two time-zone
+    conversions for every reading of every series."""
+    return _hour_start_s(math.floor(_aware(ts_utc).timestamp()), tz)
+
+
+@functools.lru_cache(maxsize=8192)
+def _hour_start_s(epoch_s: int, tz: tzinfo) -> int:
+    return int(hour_window(datetime.fromtimestamp(epoch_s, UTC), tz)[0].timestamp())
 
 
 def day_window(ts_utc: datetime, tz: tzinfo = LOCAL_TZ) -> tuple[datetime, datetime]:

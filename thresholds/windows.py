@@ -35,6 +35,7 @@ from thresholds.averaging import (
     WindowStat,
     day_window,
     expected_samples,
+    hour_start_s,
     hour_window,
     mean_of_hours,
 )
@@ -246,7 +247,7 @@ class SeriesWindows:
         """Take one VALID sample: the final windows it closes or revises, and whether it
         changed the running hour. The worker builds the running mean once per batch (``running``)
         rather than once per sample: only the newest feeds early warnings."""
-        hour = int(hour_window(measured_at, tz)[0].timestamp())
+        hour = hour_start_s(measured_at, tz)
         if self._beyond_horizon(hour):
             return [], False  # beyond the late horizon: stored and flagged upstream, not averaged
         acc = self.hours.setdefault(hour, [0.0, 0])
@@ -276,7 +277,7 @@ class SeriesWindows:
         touched: set[int] = set()
         ahead: list[tuple[int, float, int]] = []
         for at, dsum, dn in changes:
-            hour = int(hour_window(at, tz)[0].timestamp())
+            hour = hour_start_s(at, tz)
             if self._beyond_horizon(hour):
                 continue  # as for a late sample: its windows are final
             if self.watermark is None or hour > self.watermark:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from thresholds.averaging import (
     encode_runs,
     ewma,
     expected_samples,
+    hour_start_s,
     hour_window,
     mean_window,
     rolling_mean,
@@ -259,3 +261,15 @@ def test_savgol_keeps_a_line_and_handles_short_series() -> None:
     noisy = [0.0, 10.0] * 10
     smooth = savgol_smooth(noisy, 5, 1)
     assert max(smooth[2:-2]) - min(smooth[2:-2]) < 5.0
+
+
+@settings(max_examples=300)
+@given(
+    at=st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)),
+    zone=st.sampled_from(["Asia/Ho_Chi_Minh", "Asia/Kolkata", "Europe/Berlin", "UTC"]),
+)
+def test_the_cached_hour_start_is_hour_window_s(at: datetime, zone: str) -> None:
+    """The windows' cached local-hour start (by whole second) is hour_window's, microseconds,
+    half-hour zones, summer time and historical offsets included."""
+    tz = ZoneInfo(zone)
+    assert hour_start_s(at, tz) == int(hour_window(at, tz)[0].timestamp())
