@@ -459,7 +459,7 @@ def latency(
 # which matches the two-worker run's 6-hour replay), the year extrapolation, and the worker's RSS
 # at start and after every 100 k readings. It runs at the production late horizon (72 h): late is
 # event time behind each series' newest reading, so the replay, in order, is judged like live data
-# whatever its age, and per-series state is pruned by event time (windows keep the horizon + 48 h;
+# whatever its age, and per-series state is pruned by event time (windows keep the horizon + 24 h;
 # QC keeps a horizon of timestamps; tests/unit/test_windows.py, test_qc.py). The RSS samples are
 # therefore a soak: flat once the replay is longer than the horizon, or a leak.
 

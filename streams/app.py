@@ -8,7 +8,9 @@ batches to PostgreSQL and ack after the commit (streams/persist.py).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +30,7 @@ from streams.checks import LimitBook
 from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
 from streams.errors import DeadLetters
-from streams.persist import SINKS, Writers, sink_agent
+from streams.persist import SINKS, Writers, sink_agent, store_early
 from streams.runner import Runner
 from streams.topology import Tables, Topics
 from streams.validate import Validator
@@ -71,6 +73,12 @@ class QuietMonitor(PrometheusMonitor):
 
     def on_send_completed(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+async def early_store(writers: Writers, sink: str, records: Sequence[Any]) -> None:
+    """``records`` into the tables of the sink named ``sink``, ahead of it (persist.store_early)."""
+    spec = next(s for s in SINKS if s.name == sink)
+    await store_early([(writers(table), row) for table, row in spec.writes], records)
 
 
 async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[datetime, float]]:
@@ -125,6 +133,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         tables=state,
         dead=dead,
         write_readings=writers(tables.READINGS),
+        store_early=functools.partial(early_store, writers),
         relabel=lambda r: relabel(db, r, settings.db_retry_max_s),
         topics=topics,
         corrections=correction_settings(

@@ -8,6 +8,7 @@ refuses is dead-lettered (and the dead letter confirmed) before the ack (streams
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,11 @@ from storage import rows as to_row
 from storage import writer as tables
 from storage.writer import BatchWriter, Row, TableSpec
 from streams.db import Database
-from streams.errors import DeadLetters
+from streams.errors import DeadLetters, write_rows
 
 Write = Callable[[Sequence[Row]], Awaitable[Any]]
+
+log = logging.getLogger(__name__)
 
 
 class Writers:
@@ -99,3 +102,26 @@ def sink_agent(
                 await stream.ack(event)
 
     return agent
+
+
+async def store_early(
+    writes: Sequence[tuple[Write, Callable[[Any], Row]]], records: Sequence[Any]
+) -> None:
+    """Records stored by the stage that made them, before they are sent, into each table of
+    ``writes`` in order (a table gets only the records the one before it stored): a final
+    average, then the violation it causes, are in the database in the batch that judged them,
+    without waiting for a hop through their topic. The topic's sink (``SINKS``) stores them
+    again; every write is idempotent (averages by revision, events by id and seq, a
+    violation's row by its newest seq). A record no row can be made of, or the database
+    refuses, is left to that sink, which dead-letters it with its topic coordinates and
+    bytes."""
+    todo = list(records)
+    for write, make_row in writes:
+        built: list[tuple[Any, Row]] = []
+        for record in todo:
+            try:
+                built.append((record, make_row(record)))
+            except Exception as exc:  # the sink makes the dead letter
+                log.debug("%r left to its sink: %r", record, exc)
+        refused = await write_rows(write, [row for _, row in built])
+        todo = [r for (r, _), error in zip(built, refused, strict=True) if error is None]

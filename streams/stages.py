@@ -80,6 +80,10 @@ class Wiring:
     tables: Tables
     dead: DeadLetters
     write_readings: Write
+    # a stage's records stored before they are sent (streams/persist.py: store_early), per
+    # sink: readings are judged, averaged and checked in one batch, and are in the database
+    # in that order before its offsets are committed
+    store_early: Callable[[str, Sequence[Any]], Awaitable[None]]
     relabel: Callable[[Relabel], Awaitable[list[tuple[datetime, float]]]]  # storage/revalidation
     topics: Topics
     corrections: Mapping[str, CorrectionSettings]  # stacks judged at a reference O2
@@ -298,10 +302,15 @@ def average_stage(w: Wiring) -> Stage[QcReading | ManualHour, SeriesWindows]:
         # A running hour's mean only feeds early warnings: one per series per batch, the last
         # step's note made into the mean of the state the whole batch leaves.
         last = {series_key(o.record): o for o in outputs if isinstance(o.record, RunningHour)}
-        return [o for o in outputs if not isinstance(o.record, RunningHour)] + [
+        outputs = [o for o in outputs if not isinstance(o.record, RunningHour)] + [
             Output(o.event, None, steps.running(o.record, batch.state(w.tables.windows, key)))
             for key, o in last.items()
         ]
+        # final means stored before they are sent, and before the violations they cause
+        finals = [o.record for o in outputs if isinstance(o.record, Average) and o.record.final]
+        if finals:
+            await w.store_early("persist_averages", finals)
+        return outputs
 
     return Stage(
         name="average_readings",
@@ -417,10 +426,13 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
             return event.value
         return (corrected if event.message.topic == corrected_topic else plain)(event.value)
 
-    async def latency(batch: Batch, outputs: list[Output]) -> list[Output]:
-        for o in outputs:
-            if isinstance(o.record, ViolationEvent):
-                w.observe("violation", o.record.at, every=True)  # the end of its window
+    async def store(batch: Batch, outputs: list[Output]) -> list[Output]:
+        # stored before they are sent: an alert needs no hop through the violations topic
+        events = [o.record for o in outputs if isinstance(o.record, ViolationEvent)]
+        if events:
+            await w.store_early("persist_violations", events)
+        for e in events:
+            w.observe("violation", e.at, every=True)  # from the end of its window
         return outputs
 
     return Stage(
@@ -432,7 +444,7 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
         dump=lambda state: state.to_json() if state else None,
         step=steps.check,
         config=timedelta(hours=w.settings.found_late_after_hours),
-        finish=latency,
+        finish=store,
         count=count,
         on_counts=w.inc,
     )

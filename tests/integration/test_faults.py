@@ -312,11 +312,13 @@ def test_resent_day_changes_nothing(settings: Settings, worker: WorkerProcess) -
 
 
 def test_sigkill_restart_gives_the_undisturbed_averages(
-    settings: Settings, second_settings: Settings, worker: WorkerProcess, tmp_path: Path
+    settings: Settings, second_settings: Settings, tmp_path: Path
 ) -> None:
     start = _hour(datetime.now(UTC)) - timedelta(hours=10)
     # Enough work (~13 k readings, a few seconds of one worker) for the kill to land while
-    # both stages are busy: a smaller input is digested before the test can react.
+    # both stages are busy: a smaller input is digested before the test can react. The killed
+    # worker takes 100 messages a batch (the default, 5,000, takes the whole input in one,
+    # and a batch stores its averages at once); the reference takes the default.
     series = _series(["HD-KK-01", "HD-KK-04", "HD-KT-01", "HD-NT-03"])
     high = (start + timedelta(hours=1), start + timedelta(hours=4))
     batch = make_input(series, start, start + timedelta(hours=8), high)
@@ -329,15 +331,20 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
     migrate(url)
     ensure_topics(settings)
     produce(settings, batch)
-    worker.start()
-    wait_until(lambda: counts(url)[1] > 0, 90, interval=0.05, message=worker.log)
-    worker.kill()
-    at_kill = counts(url)
-    assert at_kill[1] < len(reference.averages), (
-        f"the kill must land mid-stream (had {at_kill} readings/averages/events)"
-    )
-    worker.start()
-    wait_settled(settings, n, 90, lambda: f"missing {missing(url, batch)[:5]}; {worker.log()}")
-    assert counts(url)[0] == n
-    assert_same(Outcome.of(url), reference)
-    assert_nothing_skipped(worker)
+    worker = WorkerProcess(settings.model_copy(update={"stream_batch": 100}), tmp_path / "w.log")
+    try:
+        worker.start()
+        wait_until(lambda: counts(url)[1] > 0, 90, interval=0.05, message=worker.log)
+        worker.kill()
+        at_kill = counts(url)
+        assert at_kill[1] < len(reference.averages), (
+            f"the kill must land mid-stream (had {at_kill} readings/averages/events)"
+        )
+        worker.start()
+        wait_settled(settings, n, 90, lambda: f"missing {missing(url, batch)[:5]}; {worker.log()}")
+        assert counts(url)[0] == n
+        assert_same(Outcome.of(url), reference)
+        assert_nothing_skipped(worker)
+
+    finally:
+        worker.stop()
