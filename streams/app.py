@@ -8,9 +8,7 @@ batches to PostgreSQL and ack after the commit (streams/persist.py).
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,12 +73,6 @@ class QuietMonitor(PrometheusMonitor):
         return None
 
 
-async def early_store(writers: Writers, sink: str, records: Sequence[Any]) -> None:
-    """``records`` into the tables of the sink named ``sink``, ahead of it (persist.store_early)."""
-    spec = next(s for s in SINKS if s.name == sink)
-    await store_early([(writers(table), row) for table, row in spec.writes], records)
-
-
 async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[datetime, float]]:
     """A manual validation's database side (storage/revalidation.py) on the worker's pool."""
     return await relabel_in(await db.pool(), r, retry_max_s=retry_max_s)
@@ -119,6 +111,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         [s.id for s in registry.sources],
         sorted({p.code.value for s in registry.sources for p in s.parameters}),
     )
+    # each sink's tables, for the stages that store their records ahead of it
+    early = {sink.name: [(writers(table), row) for table, row in sink.writes] for sink in SINKS}
     wiring = stages.Wiring(
         settings=settings,
         metrics=metrics,
@@ -133,7 +127,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         tables=state,
         dead=dead,
         write_readings=writers(tables.READINGS),
-        store_early=functools.partial(early_store, writers),
+        store_early=lambda sink, records: store_early(early[sink], records),
         relabel=lambda r: relabel(db, r, settings.db_retry_max_s),
         topics=topics,
         corrections=correction_settings(

@@ -126,24 +126,14 @@ class Batch:
                 [(topic, key, value, None, None, None) for topic, key, value in self._out]
             )
         changed = [slot for slot in self._slots.values() if slot.dirty]
-        logged = []
+        logged: list[_Record] = []
         for slot in changed:
             value = {"o": slot.offset, "s": slot.dump(slot.state)}
             # The changelog partition is the source event's: the table is co-partitioned
             # with the topic keyed by source id (Faust's table[key] = v would use the
             # *current* event's partition, which in a batch is another event's).
             slot.table.data[slot.key] = value
-            table = slot.table
-            logged.append(
-                (
-                    table.changelog_topic,
-                    slot.key,
-                    value,
-                    slot.partition,
-                    table.key_serializer,
-                    table.value_serializer,
-                )
-            )
+            logged.append(_changelog(slot.table, slot.partition, slot.key, value))
             self._live[(slot.table.name, slot.key)] = (value, slot.state)
         if changed:
             await _produce(logged)
@@ -163,20 +153,29 @@ class Batch:
         """
         await _produce(
             [
-                (
-                    t.changelog_topic,
-                    MARKER_KEY,
-                    MARKER_VALUE,
-                    p,
-                    t.key_serializer,
-                    t.value_serializer,
-                )
-                for t, p in {(s.table, s.partition) for s in changed}
+                _changelog(table, partition, MARKER_KEY, MARKER_VALUE)
+                for table, partition in {(s.table, s.partition) for s in changed}
             ]
         )
 
 
-async def _produce(records: Sequence[tuple[Any, Any, Any, int | None, Any, Any]]) -> None:
+def _changelog(table: Any, partition: int, key: str, value: Any) -> _Record:
+    """A record of ``table``'s changelog, serialised as the table does."""
+    return (
+        table.changelog_topic,
+        key,
+        value,
+        partition,
+        table.key_serializer,
+        table.value_serializer,
+    )
+
+
+# (topic, key, value, partition or None, key serializer, value serializer)
+_Record = tuple[Any, Any, Any, int | None, Any, Any]
+
+
+async def _produce(records: Sequence[_Record]) -> None:
     """Send (topic, key, value, partition, key serializer, value serializer) records and wait
     until the broker has confirmed every one; raise if it refused any.
 

@@ -28,7 +28,7 @@ from core.records import (
     raw_reading,
 )
 from core.units import convert
-from stations.registry import ParameterSpec, Registry, Source
+from stations.registry import ParameterSpec, Registry
 from thresholds.qc import QcRuleBook, QcRules, SeriesState, judge
 
 _TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")
@@ -84,8 +84,6 @@ def decode_raw(
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         return reject(RejectReason.JSON_SCHEMA, f"not a RawBatch or RawReading: {exc}")
     for i, r in enumerate(readings):
-        if not isinstance(r, RawReading):
-            return reject(RejectReason.JSON_SCHEMA, f"reading {i} is not an object: {r!r}")
         if (error := _shape_error(r)) is not None:
             return reject(RejectReason.JSON_SCHEMA, f"reading {i}: {error}")
     return readings
@@ -128,7 +126,6 @@ def decode_valid(payload: bytes, received_at: datetime, origin: str = "") -> QcB
 
 @dataclass(frozen=True)
 class _Series:
-    source: Source
     spec: ParameterSpec
     rules: QcRules
 
@@ -139,9 +136,7 @@ class Validator:
     rules: QcRuleBook
     late_horizon_s: float
     future_tolerance_s: float
-    _cache: dict[tuple[str, str], _Series | RejectReason] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    _cache: dict[tuple[str, str], _Series] = field(default_factory=dict, repr=False, compare=False)
 
     def reject(
         self, r: RawReading, reason: RejectReason, message: str, field: str | None = None
@@ -158,36 +153,34 @@ class Validator:
             archive_path=r.archive_path,
         )
 
-    def _series(self, source_id: str, parameter: str) -> _Series | RejectReason:
-        """What judging a series needs, looked up once per series (a lookup per reading in
-        the registry's pydantic models was a twentieth of the check)."""
+    def _series(self, source_id: str, parameter: str) -> _Series | None:
+        """What judging a series needs, looked up once per registered series (a lookup per
+        reading in the registry's pydantic models was a twentieth of the check); None for a
+        source or parameter the registry does not have, which is not cached: the input names
+        those, and the cache stays bounded by the registry."""
         key = (source_id, parameter)
         found = self._cache.get(key)
         if found is None:
             source = self.registry.find(source_id)
             spec = source.parameter(parameter) if source is not None else None
-            if source is None:
-                found = RejectReason.UNKNOWN_SOURCE
-            elif spec is None:
-                found = RejectReason.PARAMETER_NOT_MEASURED
-            else:
-                found = _Series(source, spec, self.rules.rules_for(source.kind, spec.code))
-            self._cache[key] = found
+            if source is None or spec is None:
+                return None
+            found = self._cache[key] = _Series(spec, self.rules.rules_for(source.kind, spec.code))
         return found
 
     def check(
         self, r: RawReading, state: SeriesState, now: datetime, position: int = -1
     ) -> QcReading | Rejection:
         series = self._series(r.source_id, r.parameter)
-        if series is RejectReason.UNKNOWN_SOURCE:
-            return self.reject(
-                r,
-                RejectReason.UNKNOWN_SOURCE,
-                f"source {r.source_id!r} is not in the registry",
-                "source_id",
-            )
-        if series is RejectReason.PARAMETER_NOT_MEASURED:
-            source = self.registry.get(r.source_id)
+        if series is None:
+            source = self.registry.find(r.source_id)
+            if source is None:
+                return self.reject(
+                    r,
+                    RejectReason.UNKNOWN_SOURCE,
+                    f"source {r.source_id!r} is not in the registry",
+                    "source_id",
+                )
             measured = ", ".join(p.code.value for p in source.parameters)
             return self.reject(
                 r,
@@ -195,7 +188,6 @@ class Validator:
                 f"{r.source_id} does not measure {r.parameter!r} (measured: {measured})",
                 "parameter",
             )
-        assert isinstance(series, _Series)
         spec = series.spec
         try:
             value = convert(r.value, r.unit, spec.unit, r.parameter)

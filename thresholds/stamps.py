@@ -29,8 +29,8 @@ class Stamps:
     def __contains__(self, t: int) -> bool:
         i = bisect_right(self._starts, t) - 1
         if i >= 0:
-            start, step, count = self._runs[i]
-            if t == start or (step and t <= start + step * (count - 1) and (t - start) % step == 0):
+            start, step, _ = run = self._runs[i]
+            if t == start or (step and t <= _last(run) and (t - start) % step == 0):
                 return True
         return t in self._extra
 
@@ -52,10 +52,7 @@ class Stamps:
 
     def newest(self) -> int | None:
         """The largest timestamp in the runs (None: no runs)."""
-        if not self._runs:
-            return None
-        start, step, count = self._runs[-1]
-        return start + step * (count - 1)
+        return _last(self._runs[-1]) if self._runs else None
 
     def add(self, t: int) -> None:
         """Add ``t`` (not yet in the set)."""
@@ -72,10 +69,7 @@ class Stamps:
         """Drop every timestamp older than ``cutoff``."""
         runs = self._runs
         drop = 0
-        while drop < len(runs):
-            start, step, count = runs[drop]
-            if start + step * (count - 1) >= cutoff:
-                break
+        while drop < len(runs) and _last(runs[drop]) < cutoff:
             drop += 1
         if drop:
             del runs[:drop]
@@ -93,3 +87,9 @@ class Stamps:
         if not self._extra:
             return [list(r) for r in self._runs]
         return encode_runs(sorted({*decode_runs(self._runs), *self._extra}))
+
+
+def _last(run: Sequence[int]) -> int:
+    """The largest timestamp of a [start, step, count] run."""
+    start, step, count = run
+    return start + step * (count - 1)

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from core.records import RawReading, Rejection, raw_batches
-from streams.validate import decode_raw
+from core.records import QcReading, RawReading, Rejection, raw_batches
+from stations.registry import load_registry
+from streams.validate import Validator, decode_raw
+from thresholds.qc import SeriesState, load_qc_rules
 
 NOW = datetime(2026, 11, 24, 3, 10, tzinfo=UTC)
 
@@ -89,3 +91,21 @@ def test_records_carrying_undecodable_file_names_serialise() -> None:
     assert back.origin == name
     out = decode_raw(reading(origin=name).dumps(serializer="json"), NOW)
     assert isinstance(out, list) and out[0].origin == name
+
+
+def test_the_validator_caches_registered_series_only() -> None:
+    """Unknown sources and parameters are refused with their own reasons, and the series the
+    validator remembers stay bounded by the registry whatever names the input carries."""
+    validator = Validator(load_registry(), load_qc_rules(), 72 * 3600, 300)
+    flags = [
+        validator.check(reading(**change), SeriesState(), NOW)
+        for change in ({}, {"source_id": "HD-XX-99"}, {"parameter": "Hg"})
+    ]
+    assert isinstance(flags[0], QcReading) and flags[0].flag == "valid"
+    assert [getattr(f, "reason", None) for f in flags[1:]] == [
+        "unknown_source",
+        "parameter_not_measured",
+    ]
+    for i in range(50):
+        validator.check(reading(source_id=f"HD-XX-{i}"), SeriesState(), NOW)
+    assert set(validator._cache) == {("HD-KK-01", "SO2")}
