@@ -17,6 +17,9 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+# A record sent with this header was stored by the stage that made it before it was sent
+# (streams/persist.py, store_early): the topic's sink acks it without writing it again.
+STORED_HEADER = "quantrac-stored"
 
 
 @dataclass(frozen=True)

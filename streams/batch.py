@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.topics import STORED_HEADER
+
 MARKER_KEY = "__quantrac_marker__"  # never read as state
 MARKER_VALUE = {"o": -1, "s": None}
 
@@ -43,6 +45,7 @@ class _Slot:
     state: Any
     offset: int  # of the last event applied, stored with the state at commit
     applied: int  # the stored offset when the batch began: events up to it are done
+    stored: Any  # the table value when the batch began
     partition: int
     dump: Callable[[Any], Any]
     dirty: bool = False
@@ -53,7 +56,7 @@ class Batch:
 
     def __init__(self, live: LiveStates | None = None) -> None:
         self._slots: dict[tuple[str, str], _Slot] = {}
-        self._out: list[tuple[Any, str, Any]] = []
+        self._out: list[tuple[Any, str, Any, dict[str, bytes] | None]] = []
         self._live: LiveStates = {} if live is None else live
         self._touched: list[_Slot] = []  # slots taken since begin(): see abandon()
 
@@ -83,6 +86,7 @@ class Batch:
                 state=state,
                 offset=offset,
                 applied=offset,
+                stored=stored,
                 partition=event.message.partition,
                 dump=dump,
             )
@@ -115,17 +119,22 @@ class Batch:
         slot.offset = event.message.offset
         slot.dirty = True
 
-    def emit(self, topic: Any, key: str, value: Any) -> None:
-        self._out.append((topic, key, value))
+    def emit(self, topic: Any, key: str, value: Any, stored: bool = False) -> None:
+        """Send ``value`` at commit; ``stored``: it is in the database already (the header
+        tells its sink not to write it again)."""
+        self._out.append((topic, key, value, _STORED if stored else None))
 
     async def commit(self, stream: Any, events: Sequence[Any]) -> None:
         """Send and confirm the outputs, then log the state changes, then ack the events."""
         if self._out:
             # A failure raises here, before any state is logged.
             await _produce(
-                [(topic, key, value, None, None, None) for topic, key, value in self._out]
+                [(t, key, value, None, None, None, headers) for t, key, value, headers in self._out]
             )
         changed = [slot for slot in self._slots.values() if slot.dirty]
+        for slot in self._slots.values():
+            if not slot.dirty:  # unchanged (or changed only in what is not logged): kept live
+                self._live[(slot.table.name, slot.key)] = (slot.stored, slot.state)
         logged: list[_Record] = []
         for slot in changed:
             value = {"o": slot.offset, "s": slot.dump(slot.state)}
@@ -168,16 +177,18 @@ def _changelog(table: Any, partition: int, key: str, value: Any) -> _Record:
         partition,
         table.key_serializer,
         table.value_serializer,
+        None,
     )
 
 
-# (topic, key, value, partition or None, key serializer, value serializer)
-_Record = tuple[Any, Any, Any, int | None, Any, Any]
+# (topic, key, value, partition or None, key serializer, value serializer, headers or None)
+_Record = tuple[Any, Any, Any, int | None, Any, Any, dict[str, bytes] | None]
+_STORED = {STORED_HEADER: b"1"}
 
 
 async def _produce(records: Sequence[_Record]) -> None:
-    """Send (topic, key, value, partition, key serializer, value serializer) records and wait
-    until the broker has confirmed every one; raise if it refused any.
+    """Send (topic, key, value, partition, key serializer, value serializer, headers) records
+    and wait until the broker has confirmed every one; raise if it refused any.
 
     Straight to the producer, serialised as the topic would: Faust's ``send_soon`` goes
     through its buffer, a FutureMessage, its sensors and a ``wait_for`` per record on flush,
@@ -187,8 +198,8 @@ async def _produce(records: Sequence[_Record]) -> None:
         return
     producer = records[0][0].app.producer
     confirmations = []
-    for topic, key, value, partition, key_serializer, value_serializer in records:
-        headers = topic.prepare_headers(None)
+    for topic, key, value, partition, key_serializer, value_serializer, extra in records:
+        headers = topic.prepare_headers(None if extra is None else dict(extra))
         key_bytes, headers = topic.prepare_key(key, key_serializer, None, headers)
         value_bytes, headers = topic.prepare_value(value, value_serializer, None, headers)
         confirmations.append(

@@ -3,6 +3,8 @@
 ``noack_take`` leaves acking to us; Faust's ``take`` would ack in a ``finally``, so a shutdown in
 the middle of a failed write would commit offsets of unwritten rows. A record the database
 refuses is dead-lettered (and the dead letter confirmed) before the ack (streams/errors.py).
+A record that carries ``STORED_HEADER`` was stored before it was sent (``store_early``) and is
+acked without a write.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from core.metrics import Metrics
 from core.records import Rejection
 from core.settings import Settings
+from core.topics import STORED_HEADER
 from storage import rows as to_row
 from storage import writer as tables
 from storage.writer import BatchWriter, Row, TableSpec
@@ -97,7 +100,10 @@ def sink_agent(
     async def agent(stream: Any) -> None:
         rows, wait = settings.persist_batch_rows, settings.persist_batch_seconds
         async for events in stream.noack_take(rows, within=wait):
-            await dead.persist(sink.name, events, writes, sink.keep, to_dead_letter)
+            # what the stage that made it stored already (store_early) is acked unwritten
+            todo = [e for e in events if STORED_HEADER not in e.headers]
+            if todo:
+                await dead.persist(sink.name, todo, writes, sink.keep, to_dead_letter)
             for event in events:
                 await stream.ack(event)
 
@@ -106,7 +112,7 @@ def sink_agent(
 
 async def store_early(
     writes: Sequence[tuple[Write, Callable[[Any], Row]]], records: Sequence[Any]
-) -> None:
+) -> set[int]:
     """Records stored by the stage that made them, before they are sent, into each table of
     ``writes`` in order (a table gets only the records the one before it stored): a final
     average, then the violation it causes, are in the database in the batch that judged them,
@@ -114,7 +120,8 @@ async def store_early(
     again; every write is idempotent (averages by revision, events by id and seq, a
     violation's row by its newest seq). A record no row can be made of, or the database
     refuses, is left to that sink, which dead-letters it with its topic coordinates and
-    bytes."""
+    bytes. Returns the ``id`` of each record stored in every table: those are sent with the
+    ``STORED_HEADER``, and the sink acks them without writing them again."""
     todo = list(records)
     for write, make_row in writes:
         built: list[tuple[Any, Row]] = []
@@ -125,3 +132,4 @@ async def store_early(
                 log.debug("%r left to its sink: %r", record, exc)
         refused = await write_rows(write, [row for _, row in built])
         todo = [r for (r, _), error in zip(built, refused, strict=True) if error is None]
+    return {id(r) for r in todo}

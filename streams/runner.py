@@ -17,16 +17,20 @@ key of an item, the state table and its codec, and a pure step
    (streams/batch.py).
 4. **Step.** The step gets the key's state (loaded once per batch, or the live object kept from
    the previous one), the group's items and the stage's config; its new state is recorded with
-   the message's offset. A step that raises dead-letters each item of the group (coordinates
-   and the item's 1-based line when a message carries several), and the state it may have
-   begun to change is loaded afresh: no input can stall a stream.
+   the message's offset, unless the stage's ``version`` of it says nothing durable changed. A
+   step that raises dead-letters each item of the group (coordinates and the item's 1-based
+   line when a message carries several), and the state it may have begun to change is loaded
+   afresh: no input can stall a stream.
 5. **Finish.** An optional ``Stage.finish`` sees the batch's outputs before they leave: the
    validate stage stores the readings there, so a reading is in the database before its raw
    offset is committed, and turns what the database refuses into dead letters.
 6. **Count.** ``Stage.count`` labels each output for the stage's metrics (one ``inc`` per label
    per batch: a labels() lookup per record costs measurable CPU).
 7. **Commit** (``Batch.commit``): every output is sent to its topic (``Runner.route``) and
-   confirmed by the broker; then the changed states go to their changelogs, sealed by a marker;
+   confirmed by the broker (one a finish stored already carries a header that spares its sink
+   a second write); then the changed states go to their changelogs, sealed by a marker
+   (a state no message of the batch changed is not written: its cost is its size, not its
+   change, and a rule's or a stack's state holds days of windows);
    then the messages are acked, so their offsets can be committed. A crash at any point repeats
    outputs (downstream is idempotent) and never loses one.
 """
@@ -61,6 +65,7 @@ class Output:
     line: int | None
     record: Any
     dead: bool = False  # a dead letter the runner made (counted as a processing error)
+    stored: bool = False  # in the database already: sent with core.topics.STORED_HEADER
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,12 @@ class Stage(Generic[T, S]):
     route: Callable[[Output], tuple[Any, str, Any] | None] | None = None  # else the runner's
     count: Callable[[Any], Hashable | None] = field(default=lambda record: None)
     on_counts: Callable[[Counter[Hashable]], None] = field(default=lambda counts: None)
+    # None: every step's state is logged. Else a state → a token that changes whenever the
+    # state changes in a way a restart must see; a step that leaves it equal is not logged (its
+    # message, delivered again after a crash, is applied again to the same state: its outputs
+    # come again, and downstream is idempotent). ``id`` suits a state the step replaces, never
+    # changes in place: the old object is alive during the step, so a new one has a new id.
+    version: Callable[[Any], Hashable] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,13 +182,15 @@ class Runner:
             if slot is None:
                 continue  # applied before a restart; its outputs were confirmed then
             batch.begin()
+            version = stage.version(slot.state) if stage.version is not None else None
             try:
                 state, produced = stage.step(slot.state, [it for _, it in group], stage.config)
             except Exception as exc:
                 batch.abandon()
                 outputs += self._dead(stage.name, event, group, exc, numbered)
                 continue
-            batch.set(slot, event, state)
+            if stage.version is None or stage.version(state) != version:
+                batch.set(slot, event, state)
             outputs += [Output(event, None, r) for r in produced]
         return outputs
 
@@ -252,7 +265,7 @@ class Runner:
                 counts[label] += 1
             routed = (stage.route or self.route)(out)
             if routed is not None:
-                batch.emit(*routed)
+                batch.emit(*routed, stored=out.stored)
         stage.on_counts(counts)
 
     def _dead(

@@ -83,7 +83,7 @@ class Wiring:
     # a stage's records stored before they are sent (streams/persist.py: store_early), per
     # sink: readings are judged, averaged and checked in one batch, and are in the database
     # in that order before its offsets are committed
-    store_early: Callable[[str, Sequence[Any]], Awaitable[None]]
+    store_early: Callable[[str, Sequence[Any]], Awaitable[set[int]]]
     relabel: Callable[[Relabel], Awaitable[list[tuple[datetime, float]]]]  # storage/revalidation
     topics: Topics
     corrections: Mapping[str, CorrectionSettings]  # stacks judged at a reference O2
@@ -139,6 +139,14 @@ def count(record: Any) -> tuple[str, ...] | None:
 
 def same(x: Any) -> Any:
     return x
+
+
+def stored(outputs: list[Output], done: set[int]) -> list[Output]:
+    """The outputs, those whose record ``store_early`` stored marked so (sent with the header
+    that spares their sink a second write)."""
+    if not done:
+        return outputs
+    return [dataclasses.replace(o, stored=True) if id(o.record) in done else o for o in outputs]
 
 
 def validate_stage(w: Wiring) -> Stage[Arrival, SeriesState]:
@@ -308,9 +316,7 @@ def average_stage(w: Wiring) -> Stage[QcReading | ManualHour, SeriesWindows]:
         ]
         # final means stored before they are sent, and before the violations they cause
         finals = [o.record for o in outputs if isinstance(o.record, Average) and o.record.final]
-        if finals:
-            await w.store_early("persist_averages", finals)
-        return outputs
+        return stored(outputs, await w.store_early("persist_averages", finals) if finals else set())
 
     return Stage(
         name="average_readings",
@@ -352,6 +358,7 @@ def o2_stage(w: Wiring) -> Stage[Average, CorrectionState | None]:
         step=step,
         config=w.corrections,
         route=route,
+        version=lambda state: state.changes if state else None,
     )
 
 
@@ -429,11 +436,10 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
     async def store(batch: Batch, outputs: list[Output]) -> list[Output]:
         # stored before they are sent: an alert needs no hop through the violations topic
         events = [o.record for o in outputs if isinstance(o.record, ViolationEvent)]
-        if events:
-            await w.store_early("persist_violations", events)
+        done = await w.store_early("persist_violations", events) if events else set()
         for e in events:
             w.observe("violation", e.at, every=True)  # from the end of its window
-        return outputs
+        return stored(outputs, done)
 
     return Stage(
         name="check_thresholds",
@@ -447,6 +453,9 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
         finish=store,
         count=count,
         on_counts=w.inc,
+        # a rule's state is a frozen model, replaced, never changed in place: most
+        # judgements (running hours below the limit, replays) leave it as it was
+        version=id,
     )
 
 
@@ -506,6 +515,7 @@ def outage_stage(w: Wiring) -> Stage[steps.OutageCheck, OutageState | None]:
         step=steps.outages,
         count=count,
         on_counts=w.inc,
+        version=id,  # replaced, never changed in place; most ticks leave it as it was
     )
 
 

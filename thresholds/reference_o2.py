@@ -332,6 +332,9 @@ class CorrectionState:
     pending: dict[str, dict[str, Average]] = field(default_factory=dict)  # key -> parameter -> avg
     done: dict[str, dict[str, Average]] = field(default_factory=dict)
     ends: dict[str, str] = field(default_factory=dict)  # key -> window end (ISO), for eviction
+    # counts the changes a restart must see (not the running O2, renewed every batch): the
+    # worker logs the state only when it moved (``Stage.version``); not stored
+    changes: int = field(default=0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         def o2(m: dict[str, O2Window]) -> dict[str, Any]:
@@ -447,6 +450,7 @@ def _take_o2(state: CorrectionState, avg: Average, correction: CorrectionSetting
     before = state.o2.get(key)
     if before is not None and avg.revision <= before.revision:
         return []  # replay
+    state.changes += 1
     window = _o2_window(avg)
     state.o2[key] = window
     state.running_o2.pop(key, None)
@@ -470,6 +474,7 @@ def _take_pollutant(
         seen = bucket.get(key, {}).get(avg.parameter)
         if seen is not None and avg.revision <= seen.revision:
             return []  # replay
+    state.changes += 1
     state.ends[key] = avg.window_end.isoformat()
     o2 = state.o2.get(key)
     if o2 is None:
@@ -491,6 +496,7 @@ def _evict(state: CorrectionState, correction: CorrectionSettings) -> list[Avera
     excess = max(0, len(by_end) - correction.max_windows)
     drop = [k for i, (k, end) in enumerate(by_end) if i < excess or ISO(end) <= cut]
     out: list[Average] = []
+    state.changes += bool(drop)
     for key in drop:
         for avg in state.pending.pop(key, {}).values():
             out.append(corrected_average(avg, None, correction))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.records import Channel, DeviceStatus, RawReading
 from core.settings import Settings
-from core.topics import AVERAGES, RAW, VIOLATIONS, bootstrap_servers, ensure_topics
+from core.topics import AVERAGES, RAW, STORED_HEADER, VIOLATIONS, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from storage.migrate import migrate
 from tests.conftest import WorkerProcess, wait_until
@@ -85,6 +87,7 @@ def _send(settings: Settings, readings: list[RawReading]) -> None:
 class Msg:
     value: dict[str, Any]
     timestamp_ms: int
+    headers: dict[str, bytes]
 
 
 def _consume(settings: Settings, topic: str, until: int, timeout: float = 60) -> list[Msg]:
@@ -103,12 +106,28 @@ def _consume(settings: Settings, topic: str, until: int, timeout: float = 60) ->
             while len(out) < until and asyncio.get_running_loop().time() < deadline:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
-                    out += [Msg(json.loads(r.value), r.timestamp) for r in records]
+                    out += [
+                        Msg(json.loads(r.value), r.timestamp, dict(r.headers or ()))
+                        for r in records
+                    ]
         finally:
             await consumer.stop()
         return out
 
     return asyncio.run(go())
+
+
+def _written_rows(settings: Settings) -> dict[str, float]:
+    """Per table, the rows the worker's writers submitted (quantrac_db_batch_rows_sum)."""
+    url = f"http://127.0.0.1:{settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return {
+        s.labels["table"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "quantrac_db_batch_rows_sum"
+    }
 
 
 def _db(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
@@ -180,6 +199,15 @@ def test_exceedance_episode_opens_and_closes_one_violation(
         m for m in events_msgs if m.value["event"] == "opened" and m.value["parameter"] == "COD"
     ]
     assert trigger and len(opened) == 1
+    # Final averages and violation events were stored by the stage that made them before they
+    # were sent (streams/persist.py, store_early), and say so: their sinks do not write them
+    # again. The database got each row once (the writer's histogram counts rows submitted;
+    # the two 10-s reads above leave the sinks, which write every 0.2 s, time to have written).
+    finals = [m for m in avgs if m.value["final"]]
+    assert all(m.headers == {STORED_HEADER: b"1"} for m in finals + events_msgs)
+    written = _written_rows(settings)
+    assert written["averages"] == len(finals)
+    assert written["violation_events"] == len(events_msgs)
     latency_s = (opened[0].timestamp_ms - trigger[0].timestamp_ms) / 1000
     print(f"\naverage → opened violation latency: {latency_s:.3f} s")
     assert 0 <= latency_s < 1.0

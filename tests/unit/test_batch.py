@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.topics import STORED_HEADER
 from streams.batch import MARKER_KEY, Batch
 
 
@@ -67,11 +68,13 @@ class Producer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int | None, Any, Any]] = []
+        self.headers: list[Any] = []
 
     async def send(
-        self, topic: str, key: Any, value: Any, partition: int | None, **_: Any
+        self, topic: str, key: Any, value: Any, partition: int | None, headers: Any, **_: Any
     ) -> asyncio.Future[None]:
         self.sent.append((topic, partition, key, value))
+        self.headers.append(headers)
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -96,7 +99,7 @@ class Topic:
         return self.name
 
     def prepare_headers(self, headers: Any) -> Any:
-        return headers
+        return {} if headers is None else headers
 
     def prepare_key(self, key: Any, serializer: Any, schema: Any, headers: Any) -> Any:
         return key, headers
@@ -184,3 +187,31 @@ async def test_a_batch_that_never_commits_leaves_no_state_object_behind() -> Non
     assert slot is not None
     slot.state.append(99)  # changed, then the batch fails before commit()
     assert await _apply(live, table, codec, 1) == [0, 1] and codec.loads == 2
+
+
+async def test_a_state_no_event_changed_is_not_logged_and_stays_live() -> None:
+    """A slot taken but never ``set`` (the stage's version said nothing durable changed) writes
+    no changelog record and no marker; its object is still taken by the next batch."""
+    live: dict[Any, Any] = {}
+    table, codec = LoggedTable(), Counted()
+    first = await _apply(live, table, codec, 0)
+    sent = len(table.app.producer.sent)
+    batch, event = Batch(live), Event(Message(1))
+    slot = batch.slot(table, "k", event, codec.load, codec.dump)
+    assert slot is not None and slot.state is first
+    await batch.commit(Stream(), [event])
+    assert len(table.app.producer.sent) == sent  # nothing logged, not even a marker
+    assert table.data["k"] == {"o": 0, "s": [0]}  # message 1 was not recorded as applied
+    assert await _apply(live, table, codec, 2) is first and codec.loads == 1
+
+
+async def test_a_record_stored_early_is_sent_with_the_stored_header() -> None:
+    """``emit(stored=True)``: the record is in the database already; its sink skips it
+    (streams/persist.py)."""
+    app = App()
+    out = Topic("averages", app)
+    batch = Batch({})
+    batch.emit(out, "S1", "final mean", stored=True)
+    batch.emit(out, "S1", "not stored")
+    await batch.commit(Stream(), [])
+    assert app.producer.headers == [{STORED_HEADER: b"1"}, {}]

@@ -212,6 +212,23 @@ def test_running_hour_is_paired_with_the_running_o2() -> None:
     assert out[0].value == 2500.0 and not out[0].final
 
 
+def test_only_what_a_restart_must_see_counts_as_a_change() -> None:
+    """The worker logs the state when ``changes`` moves (streams/stages.py, ``version``): the
+    running O2 and running pollutant means, renewed every batch, do not move it."""
+    state, _ = step(None, [avg("O2", 15.0, final=False)], SETTINGS)
+    before = state.changes
+    state, out = step(
+        state, [avg("O2", 14.0, final=False), avg("SO2", 900.0, final=False)], SETTINGS
+    )
+    assert out and state.changes == before
+    state, _ = step(state, [avg("SO2", 1000.0)], SETTINGS)  # waits for its O2: pending
+    assert state.changes == before + 1
+    state, _ = step(state, [avg("O2", 15.0)], SETTINGS)
+    assert state.changes == before + 2
+    state, _ = step(state, [avg("O2", 15.0)], SETTINGS)  # a replay
+    assert state.changes == before + 2
+
+
 def test_other_sources_are_refused() -> None:
     state, _ = step(None, [avg("SO2", 1.0)], SETTINGS)
     with pytest.raises(ValueError, match="HD-KT-02"):

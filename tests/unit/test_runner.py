@@ -5,6 +5,7 @@ pipeline and fault tests."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,23 @@ def test_a_message_applied_before_a_restart_is_skipped() -> None:
     r, _ = runner()
     outs = r.apply(stage(table), Batch({}), [event(7, [("a", 1)]), event(8, [("a", 5)])])
     assert [o.record for o in outs] == [("sum", 15)]
+
+
+def test_a_state_the_step_left_as_it_was_is_not_recorded() -> None:
+    """``Stage.version``: a step that leaves the token equal records nothing for the key; one
+    that changes it records the state with its message's offset."""
+
+    def capped(state: int, items: Sequence[tuple[str, int]], config: Any) -> tuple[int, list[Any]]:
+        total = state + sum(x for _, x in items)
+        return (state if total > 10 else total), [("seen", total)]
+
+    s = dataclasses.replace(stage(Table()), step=capped, version=lambda state: state)
+    r, _ = runner()
+    batch = Batch({})
+    outs = r.apply(s, batch, [event(1, [("a", 4)]), event(2, [("a", 20)]), event(3, [("b", 99)])])
+    assert [o.record for o in outs] == [("seen", 4), ("seen", 24), ("seen", 99)]
+    slots = {k[1]: (s.state, s.offset, s.dirty) for k, s in batch._slots.items()}
+    assert slots == {"a": (4, 1, True), "b": (0, -1, False)}
 
 
 def test_a_step_that_raises_dead_letters_each_item_with_its_line_and_the_stream_goes_on() -> None:
