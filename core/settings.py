@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         " Faust's faust_* metrics (per topic/stream/table). Off: those hooks cost about a tenth"
         " of the worker's CPU; commits, rebalances, offsets and consumer lag are kept.",
     )
+    uvloop: bool = Field(
+        True,
+        description="Run the worker on uvloop's event loop (libuv); false: asyncio's own. The"
+        " loop's dispatch is a large share of the worker's CPU, and uvloop's costs less.",
+    )
     found_late_after_hours: float = Field(
         6.0, description="A violation event judged this long after its window ended says so."
     )

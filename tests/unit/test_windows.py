@@ -101,6 +101,16 @@ def test_the_state_is_bounded_by_the_late_horizon() -> None:
     assert w.closed == [[keep_from, w.watermark]]
 
 
+def test_state_with_its_hours_as_a_mapping_still_loads() -> None:
+    """Hours were stored as {"hour": [sum, n]} until 2026-12-06, then as two flat lists."""
+    w, _ = _fed(30 * 12, late=[20 * 12 + 1])
+    stored = json.loads(json.dumps(w.to_dict()))
+    assert stored["hk"] == list(w.hours) and len(stored["hv"]) == 2 * len(w.hours)
+    earlier = {k: v for k, v in stored.items() if k not in ("hk", "hv")}
+    earlier["h"] = {str(k): v for k, v in w.hours.items()}
+    assert _same(SeriesWindows.from_dict(json.loads(json.dumps(earlier)), 300.0), w)
+
+
 def test_configuration_comes_from_the_load_not_the_state() -> None:
     """The completeness threshold and the late horizon are settings: a state written under one
     value and loaded under another follows the new one (issue 18: a changed setting reaches

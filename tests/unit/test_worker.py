@@ -1,13 +1,16 @@
-"""streams/worker.py: the collector settings a worker runs with."""
+"""streams/worker.py: the collector settings and the event loop a worker runs with."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 
-from streams.worker import GC_THRESHOLDS, tune_gc
+from core.settings import Settings
+from streams.worker import GC_THRESHOLDS, tune_gc, use_event_loop
 
 
 @pytest.fixture
@@ -34,3 +37,27 @@ def test_cycles_are_still_collected() -> None:
     cycle.append(cycle)
     del cycle
     assert gc.collect() >= 1
+
+
+@pytest.fixture
+def restored_policy() -> Iterator[None]:
+    policy = asyncio.get_event_loop_policy()
+    yield
+    asyncio.set_event_loop_policy(policy)
+
+
+@pytest.mark.usefixtures("restored_policy")
+@pytest.mark.parametrize(
+    ("on", "name", "kind"),
+    [(True, "uvloop", uvloop.Loop), (False, "asyncio", asyncio.BaseEventLoop)],
+)
+def test_the_loops_made_after_start_up_are_the_configured_kind(
+    on: bool, name: str, kind: type
+) -> None:
+    assert use_event_loop(Settings(uvloop=on)) == name
+    loop = asyncio.new_event_loop()  # as the worker's consumer thread makes its own
+    try:
+        assert isinstance(loop, kind)
+        assert isinstance(loop, uvloop.Loop) == on
+    finally:
+        loop.close()
