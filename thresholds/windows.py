@@ -24,9 +24,9 @@ a Faust table once per batch, so it stays small: about 96 hours × 2 numbers and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from itertools import chain
 from typing import Any
 
 from core.records import Period
