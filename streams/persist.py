@@ -116,12 +116,13 @@ async def store_early(
     """Records stored by the stage that made them, before they are sent, into each table of
     ``writes`` in order (a table gets only the records the one before it stored): a final
     average, then the violation it causes, are in the database in the batch that judged them,
-    without waiting for a hop through their topic. The topic's sink (``SINKS``) stores them
-    again; every write is idempotent (averages by revision, events by id and seq, a
-    violation's row by its newest seq). A record no row can be made of, or the database
-    refuses, is left to that sink, which dead-letters it with its topic coordinates and
-    bytes. Returns the ``id`` of each record stored in every table: those are sent with the
-    ``STORED_HEADER``, and the sink acks them without writing them again."""
+    without waiting for a hop through their topic. Returns the ``id`` of each record stored
+    in every table: those are sent with the ``STORED_HEADER``, and the topic's sink
+    (``SINKS``) acks them without writing them again. A record no row can be made of, or the
+    database refuses, is left to that sink, which dead-letters it with its topic coordinates
+    and bytes. Every write is idempotent anyway (averages by revision, events by id and seq,
+    a violation's row by its newest seq): a record stored here and by its sink is stored
+    once."""
     todo = list(records)
     for write, make_row in writes:
         built: list[tuple[Any, Row]] = []
