@@ -46,6 +46,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from core.records import ViolationEvent
 from thresholds.averaging import day_window
@@ -133,14 +134,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True, slots=True)
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class WindowRecord:
     """One average as last seen (highest revision), classified against the limit then in force.
 
     A slotted dataclass, not a model: a rule keeps one per window of its correction horizon (a
     1-h rule 72 of them), and as pydantic models they were most of the worker's state in memory
-    (21 MiB for 281 rules at 83 h, against 4 MiB as JSON). Pydantic validates and serialises it
-    as a field of ``RuleState`` all the same."""
+    (21 MiB for 281 rules at 83 h, against 4 MiB as JSON). Pydantic's dataclass validates it as
+    the model did (a float given as an int is held as a float, so what a rule publishes does
+    not depend on whether its state was restored), and serialises it within ``RuleState``."""
 
     start: datetime
     end: datetime
@@ -154,16 +156,6 @@ class WindowRecord:
     measured: float | None = None
     o2: float | None = None
     o2_reference: float | None = None
-
-    def __post_init__(self) -> None:
-        # as a model would: a float given as an int is held as a float, so what a rule
-        # publishes (120.0, not 120) does not depend on whether its state was restored
-        for name in _FLOATS:
-            if type(getattr(self, name)) is int:
-                object.__setattr__(self, name, float(getattr(self, name)))
-
-
-_FLOATS = ("value", "ratio", "bound", "measured", "o2", "o2_reference")
 
 
 class Episode(_Model):
