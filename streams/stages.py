@@ -141,11 +141,15 @@ def same(x: Any) -> Any:
     return x
 
 
-def stored(outputs: list[Output], done: set[int]) -> list[Output]:
-    """The outputs, those whose record ``store_early`` stored marked so (sent with the header
-    that spares their sink a second write)."""
-    if not done:
+async def store_first(
+    w: Wiring, sink: str, outputs: list[Output], records: Sequence[Any]
+) -> list[Output]:
+    """``records`` (some of ``outputs``) stored ahead of ``sink`` (``store_early``); the
+    outputs, those stored marked so: they are sent with the header that spares the sink a
+    second write."""
+    if not records:
         return outputs
+    done = await w.store_early(sink, records)
     return [dataclasses.replace(o, stored=True) if id(o.record) in done else o for o in outputs]
 
 
@@ -316,7 +320,7 @@ def average_stage(w: Wiring) -> Stage[QcReading | ManualHour, SeriesWindows]:
         ]
         # final means stored before they are sent, and before the violations they cause
         finals = [o.record for o in outputs if isinstance(o.record, Average) and o.record.final]
-        return stored(outputs, await w.store_early("persist_averages", finals) if finals else set())
+        return await store_first(w, "persist_averages", outputs, finals)
 
     return Stage(
         name="average_readings",
@@ -436,10 +440,10 @@ def check_stage(w: Wiring) -> Stage[steps.Judgement, RuleState | None]:
     async def store(batch: Batch, outputs: list[Output]) -> list[Output]:
         # stored before they are sent: an alert needs no hop through the violations topic
         events = [o.record for o in outputs if isinstance(o.record, ViolationEvent)]
-        done = await w.store_early("persist_violations", events) if events else set()
+        outputs = await store_first(w, "persist_violations", outputs, events)
         for e in events:
             w.observe("violation", e.at, every=True)  # from the end of its window
-        return stored(outputs, done)
+        return outputs
 
     return Stage(
         name="check_thresholds",

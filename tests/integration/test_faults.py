@@ -345,6 +345,5 @@ def test_sigkill_restart_gives_the_undisturbed_averages(
         assert counts(url)[0] == n
         assert_same(Outcome.of(url), reference)
         assert_nothing_skipped(worker)
-
     finally:
         worker.stop()
