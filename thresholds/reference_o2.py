@@ -291,14 +291,8 @@ _AVG_FIELDS = (
 )
 
 
-def _avg_to_dict(a: Average) -> dict[str, Any]:
-    d = {f: getattr(a, f) for f in _AVG_FIELDS}
-    d["window_start"] = a.window_start.isoformat()
-    d["window_end"] = a.window_end.isoformat()
-    return d
-
-
 def _avg_from_dict(d: Mapping[str, Any]) -> Average:
+    """An Average as states before the compact ``Held`` stored it (a changelog written then)."""
     return Average(
         **{
             **{f: d[f] for f in _AVG_FIELDS},
@@ -312,7 +306,55 @@ def window_key(a: Average) -> str:
     return f"{a.period}|{a.window_start.isoformat()}|{a.window_end.isoformat()}"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A final pollutant average the state holds for its window's O2: what the Average carries
+    besides its source (the state's), parameter (its key in the window's map) and window (the
+    window key). A stack holds about a thousand of these (72 h × 3 periods × its pollutants):
+    as Average records with their dumped copies they were a third of the worker's state."""
+
+    value: float | None
+    unit: str
+    samples: int
+    expected: int
+    completeness: float
+    valid: bool
+    revision: int
+
+    @classmethod
+    def of(cls, a: Average) -> Held:
+        return cls(a.value, a.unit, a.samples, a.expected, a.completeness, a.valid, a.revision)
+
+    def average(self, source_id: str, parameter: str, key: str) -> Average:
+        period, start, end = key.split("|")
+        return Average(
+            source_id=source_id,
+            parameter=parameter,
+            period=period,
+            window_start=ISO(start),
+            window_end=ISO(end),
+            value=self.value,
+            unit=self.unit,
+            samples=self.samples,
+            expected=self.expected,
+            completeness=self.completeness,
+            valid=self.valid,
+            revision=self.revision,
+            final=True,  # only final averages are held
+        )
+
+    def to_json(self) -> list[Any]:
+        return [self.value, self.unit, self.samples, self.expected, self.completeness, self.valid,
+                self.revision]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Any) -> Held:
+        if isinstance(d, dict):  # an Average as older states stored it
+            return cls.of(_avg_from_dict(d))
+        return cls(*d)
+
+
+@dataclass(slots=True)
 class O2Window:
     value: float | None
     valid: bool
@@ -329,8 +371,8 @@ class CorrectionState:
     source_id: str
     o2: dict[str, O2Window] = field(default_factory=dict)
     running_o2: dict[str, O2Window] = field(default_factory=dict)  # non-final (running hour)
-    pending: dict[str, dict[str, Average]] = field(default_factory=dict)  # key -> parameter -> avg
-    done: dict[str, dict[str, Average]] = field(default_factory=dict)
+    pending: dict[str, dict[str, Held]] = field(default_factory=dict)  # key -> parameter -> avg
+    done: dict[str, dict[str, Held]] = field(default_factory=dict)
     ends: dict[str, str] = field(default_factory=dict)  # key -> window end (ISO), for eviction
     # counts the changes a restart must see (not the running O2, renewed every batch): the
     # worker logs the state only when it moved (``Stage.version``); not stored
@@ -338,17 +380,21 @@ class CorrectionState:
 
     def to_dict(self) -> dict[str, Any]:
         def o2(m: dict[str, O2Window]) -> dict[str, Any]:
-            return {k: vars(w) for k, w in m.items()}
+            return {
+                k: {"value": w.value, "valid": w.valid, "revision": w.revision,
+                    "completeness": w.completeness}
+                for k, w in m.items()
+            }  # fmt: skip
 
-        def avgs(m: dict[str, dict[str, Average]]) -> dict[str, Any]:
-            return {k: {p: _avg_to_dict(a) for p, a in v.items()} for k, v in m.items()}
+        def held(m: dict[str, dict[str, Held]]) -> dict[str, Any]:
+            return {k: {p: h.to_json() for p, h in v.items()} for k, v in m.items()}
 
         return {
             "source_id": self.source_id,
             "o2": o2(self.o2),
             "running_o2": o2(self.running_o2),
-            "pending": avgs(self.pending),
-            "done": avgs(self.done),
+            "pending": held(self.pending),
+            "done": held(self.done),
             "ends": dict(self.ends),
         }
 
@@ -357,17 +403,21 @@ class CorrectionState:
         def o2(m: Mapping[str, Any]) -> dict[str, O2Window]:
             return {k: O2Window(**w) for k, w in m.items()}
 
-        def avgs(m: Mapping[str, Any]) -> dict[str, dict[str, Average]]:
-            return {k: {p: _avg_from_dict(a) for p, a in v.items()} for k, v in m.items()}
+        def held(m: Mapping[str, Any]) -> dict[str, dict[str, Held]]:
+            return {k: {p: Held.from_json(a) for p, a in v.items()} for k, v in m.items()}
 
         return cls(
             source_id=d["source_id"],
             o2=o2(d.get("o2", {})),
             running_o2=o2(d.get("running_o2", {})),
-            pending=avgs(d.get("pending", {})),
-            done=avgs(d.get("done", {})),
+            pending=held(d.get("pending", {})),
+            done=held(d.get("done", {})),
             ends=dict(d.get("ends", {})),
         )
+
+    def held(self, key: str, held: Mapping[str, Held]) -> list[Average]:
+        """The Averages ``held`` for window ``key``."""
+        return [h.average(self.source_id, p, key) for p, h in held.items()]
 
 
 def corrected_average(avg: Average, o2: O2Window | None, correction: CorrectionSettings) -> Average:
@@ -457,7 +507,8 @@ def _take_o2(state: CorrectionState, avg: Average, correction: CorrectionSetting
     state.ends[key] = avg.window_end.isoformat()
     waiting = state.pending.pop(key, {})
     redo = state.done.get(key, {}) if before is not None else {}
-    out = [corrected_average(a, window, correction) for a in [*waiting.values(), *redo.values()]]
+    again = state.held(key, waiting) + state.held(key, redo)
+    out = [corrected_average(a, window, correction) for a in again]
     if waiting:
         state.done.setdefault(key, {}).update(waiting)
     return out
@@ -478,10 +529,10 @@ def _take_pollutant(
     state.ends[key] = avg.window_end.isoformat()
     o2 = state.o2.get(key)
     if o2 is None:
-        state.pending.setdefault(key, {})[avg.parameter] = avg
+        state.pending.setdefault(key, {})[avg.parameter] = Held.of(avg)
         return []
     state.pending.get(key, {}).pop(avg.parameter, None)
-    state.done.setdefault(key, {})[avg.parameter] = avg
+    state.done.setdefault(key, {})[avg.parameter] = Held.of(avg)
     return [corrected_average(avg, o2, correction)]
 
 
@@ -498,7 +549,7 @@ def _evict(state: CorrectionState, correction: CorrectionSettings) -> list[Avera
     out: list[Average] = []
     state.changes += bool(drop)
     for key in drop:
-        for avg in state.pending.pop(key, {}).values():
+        for avg in state.held(key, state.pending.pop(key, {})):
             out.append(corrected_average(avg, None, correction))
         state.o2.pop(key, None)
         state.done.pop(key, None)
