@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 
@@ -34,6 +36,34 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# glibc malloc serves what pymalloc does not (blocks over 512 bytes: fetched and produced
+# message buffers, big lists and dicts) and, by default, raises its mmap threshold each time a
+# large mmapped block is freed, up to 32 MiB: after the first big fetch buffer goes, every
+# later one is carved out of the heap, and the holes they leave between long-lived blocks are
+# never given back. On a 1 M-reading replay the heap's free memory grew from 7 to 38 MiB while
+# its memory in use stayed at 60-68 MiB: most of the worker's RSS growth. Fixing the thresholds
+# (which turns the adjustment off) keeps blocks of 128 KiB and more in their own mappings,
+# returned to the OS when freed, and trims the heap's top past 128 KiB free.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+HEAP_THRESHOLDS_BYTES = 128 * 1024  # glibc's defaults, made fixed
+
+
+def fix_heap_thresholds() -> bool:
+    """Fix glibc malloc's mmap and trim thresholds; False where the C library is not glibc
+    (it has no mallopt, or refuses the parameters)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(
+        mallopt(param, HEAP_THRESHOLDS_BYTES) == 1 for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)
+    )
+
+
 def use_event_loop(settings: Settings) -> str:
     """Every event loop made from now on (the worker's, its consumer thread's) is uvloop's,
     unless ``settings.uvloop`` is off; returns which. The loop's own dispatch was a sixth of
@@ -49,6 +79,7 @@ def use_event_loop(settings: Settings) -> str:
 def run_worker(settings: Settings) -> None:
     assert settings.kafka_url and settings.database_url
     log.info("event loop: %s", use_event_loop(settings))
+    log.info("heap thresholds fixed: %s", fix_heap_thresholds())
     migrate(settings.database_url)
     sync_sources(settings.database_url, load_registry(settings.registry_path))
     ensure_topics(settings)

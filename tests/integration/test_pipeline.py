@@ -156,6 +156,7 @@ def test_exceedance_episode_opens_and_closes_one_violation(
 
     wait_until(lambda: any(e[0] == "closed" for e in cod_events()), 240, message=worker.log)
     assert "event loop: uvloop" in worker.log(None)  # the default (streams/worker.py)
+    assert "heap thresholds fixed: True" in worker.log(None)  # glibc (streams/worker.py)
     events = cod_events()
     kinds = [e[0] for e in events]
     assert kinds.count("opened") == 1 and kinds.count("closed") == 1, events

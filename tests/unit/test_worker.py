@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -61,3 +64,44 @@ def test_the_loops_made_after_start_up_are_the_configured_kind(
         assert isinstance(loop, uvloop.Loop) == on
     finally:
         loop.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+_HEAP_CHURN = """
+import ctypes, ctypes.util, sys
+from streams.worker import fix_heap_thresholds
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+if sys.argv[1] == "fixed":
+    assert fix_heap_thresholds()
+libc.free(libc.malloc(1 << 20))  # a big fetch buffer comes and goes
+base = rss_mib()
+big, small = [], []
+for _ in range(200):  # 50 MiB of 256 KiB buffers between small blocks that stay
+    block = libc.malloc(256 * 1024)
+    libc.memset(block, 1, 256 * 1024)
+    big.append(block)
+    small.append(libc.malloc(1024))
+for block in big:
+    libc.free(block)
+print(rss_mib() - base)
+"""
+
+
+@pytest.mark.parametrize(("thresholds", "kept_mib"), [("fixed", (0, 5)), ("glibc's", (40, 60))])
+def test_freed_large_blocks_go_back_to_the_os_once_the_heap_thresholds_are_fixed(
+    thresholds: str, kept_mib: tuple[float, float]
+) -> None:
+    """glibc raises its mmap threshold when a large mapped block is freed; later large blocks
+    then come from the heap, and freed between blocks that stay they are never given back
+    (streams/worker.py). In a fresh process, so the heap is this test's alone."""
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAP_CHURN, thresholds],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    low, high = kept_mib
+    assert low <= float(done.stdout) <= high
