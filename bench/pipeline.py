@@ -364,16 +364,31 @@ async def produce_all(settings: Settings, batch: Sequence[RawReading]) -> float:
     return time.perf_counter() - t0
 
 
+def produce_stopped(settings: Settings, ws: Sequence[Worker], batch: Sequence[RawReading]) -> float:
+    """Produce ``batch`` while the workers are stopped (SIGSTOP, well inside their session
+    timeout), then resume them; the seconds producing took. A replay's clock starts at the
+    resume: it measures the workers, not this process making and sending readings on the same
+    two cores (two workers need both, so a producer beside them cost them more than one)."""
+    for w in ws:
+        w.suspend()
+    try:
+        return asyncio.run(produce_all(settings, batch))
+    finally:
+        for w in ws:
+            w.resume()
+
+
 # ---- phases -----------------------------------------------------------------------------------
 
 
 def throughput(
     settings: Settings, ws: Sequence[Worker], batch: Sequence[RawReading], timeout: float
 ) -> dict[str, Any]:
-    """Produce ``batch`` at once to workers that are ready, time until it is all stored."""
+    """Produce ``batch`` to workers that are ready and stopped; time from their resume until
+    it is all stored."""
     assert settings.database_url
+    produce_s = produce_stopped(settings, ws, batch)
     t0 = time.monotonic()
-    produce_s = asyncio.run(produce_all(settings, batch))
     d = drain(settings.database_url, len(batch), t0, timeout)
     return {
         "workers": len(ws),
@@ -493,19 +508,19 @@ def long_replay(
             say(f"  {stored:,} readings stored, worker RSS {samples[-1][1]} MiB")
             next_mark += CHECKPOINT
 
-    # The first 6-h chunk alone, as the two workers' replay is measured. Then the rest is
-    # generated and produced with the worker stopped (SIGSTOP, well inside its session timeout)
-    # and the clock starts when it resumes: it measures the worker, not this process making
-    # readings on the same two cores. Progress is polled every 2 s (0.5 s near the end): a
-    # count(*) over a million rows every 0.25 s cost the database a growing share of a core,
-    # and made the replay look slower the longer it ran.
+    # The first 6-h chunk alone, measured as the two workers' replay is (``throughput``). Then
+    # the rest. Each is produced with the worker stopped and timed from its resume
+    # (``produce_stopped``). Progress is polled every 0.25 s for the chunk, as ``drain`` does,
+    # and every 2 s for the rest (0.5 s near the end): a count(*) over a million rows every
+    # 0.25 s cost the database a growing share of a core, and made the replay look slower the
+    # longer it ran.
     t1 = min(start + CHUNK, end)
     chunk = list(readings(series, start, t1, SEED))
+    produce_stopped(settings, [worker], chunk)
     t0 = time.monotonic()
-    asyncio.run(produce_all(settings, chunk))
     sent, stored = len(chunk), 0
     while stored < sent and time.monotonic() - t0 < timeout_s:
-        time.sleep(0.5)
+        time.sleep(0.25)
         stored = counts(url)[0]
         sample(stored)
     seconds = time.monotonic() - t0
@@ -519,11 +534,7 @@ def long_replay(
     while t < end:
         rest += readings(series, t, min(t + CHUNK, end), SEED)
         t += CHUNK
-    worker.suspend()
-    try:
-        produce_s = asyncio.run(produce_all(settings, rest))
-    finally:
-        worker.resume()
+    produce_s = produce_stopped(settings, [worker], rest)
     t_rest = time.monotonic()
     sent += len(rest)
     while stored < sent and time.monotonic() - t_rest < timeout_s:
