@@ -415,8 +415,8 @@ class CorrectionState:
             ends=dict(d.get("ends", {})),
         )
 
-    def held(self, key: str, held: Mapping[str, Held]) -> list[Average]:
-        """The Averages ``held`` for window ``key``."""
+    def averages(self, key: str, held: Mapping[str, Held]) -> list[Average]:
+        """The Averages ``held`` (parameter -> Held) for window ``key``."""
         return [h.average(self.source_id, p, key) for p, h in held.items()]
 
 
@@ -507,7 +507,7 @@ def _take_o2(state: CorrectionState, avg: Average, correction: CorrectionSetting
     state.ends[key] = avg.window_end.isoformat()
     waiting = state.pending.pop(key, {})
     redo = state.done.get(key, {}) if before is not None else {}
-    again = state.held(key, waiting) + state.held(key, redo)
+    again = state.averages(key, waiting) + state.averages(key, redo)
     out = [corrected_average(a, window, correction) for a in again]
     if waiting:
         state.done.setdefault(key, {}).update(waiting)
@@ -549,7 +549,7 @@ def _evict(state: CorrectionState, correction: CorrectionSettings) -> list[Avera
     out: list[Average] = []
     state.changes += bool(drop)
     for key in drop:
-        for avg in state.held(key, state.pending.pop(key, {})):
+        for avg in state.averages(key, state.pending.pop(key, {})):
             out.append(corrected_average(avg, None, correction))
         state.o2.pop(key, None)
         state.done.pop(key, None)
