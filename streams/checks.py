@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 
 from core.records import Average
 from stations.registry import CLASSIFICATION_ONLY, Registry, Source
@@ -14,6 +15,16 @@ from thresholds.severity import NO_PENALTY, FlowBasis, Penalty, PenaltyBook, def
 from thresholds.violations import applies
 
 
+class _Applies(NamedTuple):
+    """The fields of an average ``thresholds.violations.applies`` decides on."""
+
+    source_id: str
+    parameter: str
+    period: str
+    final: bool
+    valid: bool
+
+
 class LimitBook:
     def __init__(
         self, registry: Registry, catalogue: Catalogue, penalties: PenaltyBook | None = None
@@ -22,6 +33,7 @@ class LimitBook:
         self.catalogue = catalogue
         self.penalties = penalties or default_penalties()
         self._resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
+        self._applicable = lru_cache(maxsize=16_384)(self._applicable_uncached)
         self.penalty_for = lru_cache(maxsize=4096)(self._penalty_uncached)
 
     def _resolve_uncached(self, source_id: str, day: date) -> tuple[Limit, ...]:
@@ -52,7 +64,12 @@ class LimitBook:
     def for_average(self, avg: Average) -> list[Limit]:
         """Limits in force on the local date the window ends in (its last instant)."""
         day = (avg.window_end - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
-        return [lim for lim in self._resolve(avg.source_id, day) if applies(lim, avg)]
+        # what ``applies`` reads of an average: the same answer for every window of the day
+        seen = _Applies(avg.source_id, avg.parameter, avg.period, avg.final, avg.valid)
+        return list(self._applicable(day, seen))
+
+    def _applicable_uncached(self, day: date, avg: _Applies) -> tuple[Limit, ...]:
+        return tuple(lim for lim in self._resolve(avg.source_id, day) if applies(lim, avg))
 
 
 def outage_allowance(source: Source, min_s: float, intervals: int) -> timedelta:

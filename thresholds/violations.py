@@ -130,6 +130,21 @@ class AverageLike(Protocol):
     def final(self) -> bool: ...
 
 
+class Applicable(Protocol):
+    """What ``applies`` reads of an average (``AverageLike`` has it)."""
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def parameter(self) -> str: ...
+    @property
+    def period(self) -> str: ...
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def final(self) -> bool: ...
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -211,7 +226,7 @@ def violation_id(source_id: str, parameter: str, rule_id: str, started_at: datet
     return f"{source_id}:{parameter}:{rule_id}:{_utc(started_at):%Y%m%dT%H%MZ}"
 
 
-def applies(limit: Limit, average: AverageLike) -> bool:
+def applies(limit: Limit, average: Applicable) -> bool:
     """Whether ``evaluate`` should be called with this average for this limit: its own basis,
     or a final rolling 24-h mean for a daily limit (early warning only)."""
     return (
@@ -222,7 +237,7 @@ def applies(limit: Limit, average: AverageLike) -> bool:
     )
 
 
-def _rolling_warns(limit: Limit, average: AverageLike) -> bool:
+def _rolling_warns(limit: Limit, average: Applicable) -> bool:
     return (
         limit.period is Basis.DAY
         and average.period == Basis.ROLLING_24H.value

@@ -1,0 +1,50 @@
+"""streams/checks.py: the limits an average is checked against, cached per day and shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core.records import Average
+from stations.registry import load_registry
+from streams.checks import LOCAL_TZ, LimitBook
+from thresholds.catalogue import load_catalogue
+from thresholds.violations import applies
+
+
+def test_the_cached_limits_are_those_applies_picks_for_each_average() -> None:
+    """Every source and parameter of the registry, every period, final or running, valid or
+    not, on two days: the cache answers as filtering the day's limits with ``applies`` does
+    (a final valid rolling 24-h mean also meets the daily limits, for early warnings)."""
+    registry, catalogue = load_registry(), load_catalogue()
+    book = LimitBook(registry, catalogue)
+    checked = met = 0
+    for day in (datetime(2026, 10, 1, 5, tzinfo=UTC), datetime(2026, 12, 6, 5, tzinfo=UTC)):
+        for source in registry.sources:
+            for spec in source.parameters:
+                for period in ("1h", "8h", "24h", "day", "nowcast"):
+                    for final, valid in ((True, True), (True, False), (False, True)):
+                        avg = Average(
+                            source_id=source.id,
+                            parameter=spec.code.value,
+                            period=period,
+                            window_start=day - timedelta(hours=1),
+                            window_end=day,
+                            value=1.0,
+                            unit=spec.unit.value,
+                            samples=12,
+                            expected=12,
+                            completeness=1.0,
+                            valid=valid,
+                            final=final,
+                        )
+                        local = (day - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
+                        want = [
+                            lim
+                            for lim in book._resolve_uncached(source.id, local)
+                            if applies(lim, avg)
+                        ]
+                        assert book.for_average(avg) == want
+                        assert book.for_average(avg) == want  # and again, from the cache
+                        checked += 1
+                        met += bool(want)
+    assert met > 100 and checked > met  # limits were met, and not by every average
