@@ -103,8 +103,8 @@ class Hysteresis:
             raise ValueError("horizon must be positive")
 
 
-class AverageLike(Protocol):
-    """What ``evaluate`` reads of an average (``core.records.Average`` has it)."""
+class Applicable(Protocol):
+    """What ``applies`` reads of an average."""
 
     @property
     def source_id(self) -> str: ...
@@ -112,6 +112,15 @@ class AverageLike(Protocol):
     def parameter(self) -> str: ...
     @property
     def period(self) -> str: ...
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def final(self) -> bool: ...
+
+
+class AverageLike(Applicable, Protocol):
+    """What ``evaluate`` reads of an average (``core.records.Average`` has it)."""
+
     @property
     def window_start(self) -> datetime: ...
     @property
@@ -123,26 +132,7 @@ class AverageLike(Protocol):
     @property
     def expected(self) -> int: ...
     @property
-    def valid(self) -> bool: ...
-    @property
     def revision(self) -> int: ...
-    @property
-    def final(self) -> bool: ...
-
-
-class Applicable(Protocol):
-    """What ``applies`` reads of an average (``AverageLike`` has it)."""
-
-    @property
-    def source_id(self) -> str: ...
-    @property
-    def parameter(self) -> str: ...
-    @property
-    def period(self) -> str: ...
-    @property
-    def valid(self) -> bool: ...
-    @property
-    def final(self) -> bool: ...
 
 
 class _Model(BaseModel):
