@@ -4,7 +4,8 @@ A :class:`Stage` is a declaration: the topic it reads, how a message becomes ite
 key of an item, the state table and its codec, and a pure step
 ``step(state, items, config) -> (state, outputs)`` (thresholds/steps.py, streams/validate.py).
 :meth:`Runner.run` does the rest, for every stage the same way. For each batch of messages
-(``stream_batch`` messages or ``stream_batch_seconds``, whichever comes first):
+(``stream_batch`` messages or ``stream_batch_seconds``, whichever comes first), with the cyclic
+garbage collector paused until the batch's records are gone (streams/collector.py):
 
 1. **Decode.** Each message becomes its items (``Stage.decode``). A message that is not its
    topic's record becomes one dead letter with its exact bytes and coordinates
@@ -46,6 +47,7 @@ from typing import Any, Generic, TypeVar
 
 from core.errors import RejectReason
 from core.records import Rejection
+from streams import collector
 from streams.batch import Batch, LiveStates
 from streams.errors import DeadLetters, Undecodable
 
@@ -139,12 +141,16 @@ class Runner:
 
     async def run(self, stage: Stage[Any, Any], stream: Any) -> None:
         async for events in stream.noack_take(self.size, within=self.within):
-            batch = Batch(self.live)
-            outputs = self.apply(stage, batch, events)
-            if stage.finish is not None:
-                outputs = await stage.finish(batch, outputs)
-            self._emit(stage, batch, outputs)
-            await batch.commit(stream, events)
+            with collector.paused():  # its records die with it (streams/collector.py)
+                await self._batch(stage, stream, events)
+
+    async def _batch(self, stage: Stage[Any, Any], stream: Any, events: Sequence[Any]) -> None:
+        batch = Batch(self.live)
+        outputs = self.apply(stage, batch, events)
+        if stage.finish is not None:
+            outputs = await stage.finish(batch, outputs)
+        self._emit(stage, batch, outputs)
+        await batch.commit(stream, events)
 
     def apply(self, stage: Stage[Any, Any], batch: Batch, events: Sequence[Any]) -> list[Output]:
         """Steps 1–4 of a batch: its outputs, dead letters included, in input order."""
@@ -212,20 +218,26 @@ class Runner:
         that one input message and committed with it, so the skip on a re-delivered message is
         as exact as for one stage. Outputs still go to their topics (sinks, consoles)."""
         async for events in stream.noack_take(self.size, within=self.within):
-            batch = Batch(self.live)
-            done: dict[str, tuple[Stage[Any, Any], list[Output]]] = {}
-            outputs = self.apply(head, batch, events)
-            if head.finish is not None:
-                outputs = await head.finish(batch, outputs)
-            done[head.name] = (head, outputs)
-            for link in links:
-                outputs = self.apply_fed(link, batch, events, done)
-                if link.stage.finish is not None:
-                    outputs = await link.stage.finish(batch, outputs)
-                done[link.stage.name] = (link.stage, outputs)
-            for stage, outs in done.values():
-                self._emit(stage, batch, outs)
-            await batch.commit(stream, events)
+            with collector.paused():
+                await self._chain_batch(head, links, stream, events)
+
+    async def _chain_batch(
+        self, head: Stage[Any, Any], links: Sequence[Link], stream: Any, events: Sequence[Any]
+    ) -> None:
+        batch = Batch(self.live)
+        done: dict[str, tuple[Stage[Any, Any], list[Output]]] = {}
+        outputs = self.apply(head, batch, events)
+        if head.finish is not None:
+            outputs = await head.finish(batch, outputs)
+        done[head.name] = (head, outputs)
+        for link in links:
+            outputs = self.apply_fed(link, batch, events, done)
+            if link.stage.finish is not None:
+                outputs = await link.stage.finish(batch, outputs)
+            done[link.stage.name] = (link.stage, outputs)
+        for stage, outs in done.values():
+            self._emit(stage, batch, outs)
+        await batch.commit(stream, events)
 
     def apply_fed(
         self,

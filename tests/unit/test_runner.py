@@ -4,9 +4,11 @@ pipeline and fault tests."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
-from collections.abc import Sequence
+import gc
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,3 +189,42 @@ def test_a_decoder_that_raises_dead_letters_the_message_and_the_stream_goes_on()
     assert outs[0].record.reason == "processing_error" and "1999-01-01" in outs[0].record.message
     assert outs[1].record == ("sum", 2)
     assert errors.seen == [("x", "processing_error")]
+
+
+class Stream:
+    """What the runner reads of a Faust stream: batches of events, and acks."""
+
+    def __init__(self, batches: Sequence[Sequence[Any]]) -> None:
+        self.batches: Sequence[Sequence[Any]] = batches
+        self.acked: list[Any] = []
+
+    async def noack_take(self, n: int, within: float) -> AsyncIterator[Sequence[Any]]:
+        for b in self.batches:
+            yield b
+
+    async def ack(self, e: Any) -> None:
+        self.acked.append(e)
+
+
+def test_the_runner_steps_a_batch_with_the_collector_paused() -> None:
+    seen: list[bool] = []
+
+    def step(state: int, items: Sequence[Any], config: Any) -> tuple[int, list[Any]]:
+        seen.append(gc.isenabled())
+        return state, []
+
+    stage = Stage(
+        name="s",
+        table=Table(),
+        decode=typed(lambda v: v),
+        key=lambda i: i[0],
+        load=lambda k, d: 0,
+        dump=lambda s: s,
+        step=step,
+        version=lambda s: 0,  # nothing durable changes: no changelog to write
+    )
+    stream = Stream([[event(1, [("a", 1)])], [event(2, [("a", 2)])]])
+    r, _ = runner()
+    asyncio.run(r.run(stage, stream))
+    assert seen == [False, False]
+    assert len(stream.acked) == 2 and gc.isenabled()
