@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 
@@ -48,4 +49,27 @@ def test_a_collector_that_was_off_stays_off() -> None:
 def test_a_block_that_raises_resumes_it() -> None:
     with pytest.raises(ValueError), collector.paused():
         raise ValueError("a failed batch")
+    assert gc.isenabled()
+
+
+def test_a_pause_that_outlasts_its_bound_lets_the_collector_run_again() -> None:
+    async def waiting_batch() -> tuple[bool, bool]:
+        with collector.paused(longest_s=0.05):
+            before = gc.isenabled()
+            await asyncio.sleep(0.2)  # e.g. storing through a database outage
+            return before, gc.isenabled()
+
+    assert asyncio.run(waiting_batch()) == (False, True)
+    assert gc.isenabled()
+
+
+def test_a_pause_that_ends_in_time_leaves_no_deadline_behind() -> None:
+    async def batches() -> list[bool]:
+        with collector.paused(longest_s=0.1):  # its deadline would come at 0.1 s
+            await asyncio.sleep(0.02)
+        with collector.paused(longest_s=10):  # spans 0.1 s
+            await asyncio.sleep(0.2)
+            return [gc.isenabled()]
+
+    assert asyncio.run(batches()) == [False]
     assert gc.isenabled()
