@@ -505,8 +505,8 @@ def latency(
 # The readings are every background series at the registry's cadence over the hours N takes
 # (about 30 h for 300 k, 98 h for 1 M), ending where the latency runs begin, produced in 6-hour
 # chunks so neither the benchmark process nor the broker holds more than two chunks ahead of the
-# worker. It gives the throughput of one worker (steady state, and for the first chunk alone,
-# which matches the two-worker run's 6-hour replay), the year extrapolation, and the worker's RSS
+# worker. It gives the throughput of one worker (steady state, and for the first chunk alone),
+# the year extrapolation, and the worker's RSS
 # at start and after every 100 k readings. It runs at the production late horizon (72 h): late is
 # event time behind each series' newest reading, so the replay, in order, is judged like live data
 # whatever its age, and per-series state is pruned by event time (windows keep the horizon + 24 h;
@@ -612,7 +612,7 @@ def long_replay(
 @dataclass(frozen=True)
 class Plan:
     replay_readings: int = 1_000_000  # one worker: throughput, year extrapolation, memory
-    replay_hours: float = 6.0  # two workers (and one, as the long replay's first chunk)
+    replay_hours: float = 6.0  # one worker and two, on the same readings
     latency_seconds: float = 60.0
     fast_seconds: float = 30.0
     probes_nominal: int = 20
@@ -633,9 +633,9 @@ def run_pipeline(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Phase 1: one worker (long replay: throughput and memory; then 100× and nominal latency);
-    phase 2: two workers on the last ``replay_hours`` of data. Each on its own database and
-    topics. ``services``: the broker's and the database's pids (name → pid), whose CPU the
-    throughput phases count beside the workers' (bench/cpu.py)."""
+    phase 2: one worker, then two, on the last ``replay_hours`` of data. Each on its own
+    database and topics. ``services``: the broker's and the database's pids (name → pid),
+    whose CPU the throughput phases count beside the workers' (bench/cpu.py)."""
     t_run = datetime.now(UTC).replace(second=0, microsecond=0)
     all_series = series_for(load_registry())
     probe_list = probes((t_run + timedelta(hours=7)).date(), plan.probes_nominal + plan.probes_fast)
@@ -705,18 +705,21 @@ def run_pipeline(
     finally:
         drop_database(admin_url, url)
 
-    # -- two workers --------------------------------------------------------------------------
-    url2 = fresh_database(admin_url, "w2")
-    s2 = run_settings(kafka_url, url2, data_dir, f"w2{uuid.uuid4().hex[:4]}")
-    ensure_topics(s2)
-    try:
-        with workers(s2, 2, data_dir) as ws:
-            say(f"2 workers ready; replaying {len(batch):,} readings")
-            out["two_workers"] = throughput(s2, ws, batch, plan.drain_timeout, services)
-            out["two_workers"]["rss_end_mib"] = [round(w.rss_mib(), 1) for w in ws]
-            say(f"  {out['two_workers']}")
-    finally:
-        drop_database(admin_url, url2)
+    # -- one worker, then two, on the same replay ---------------------------------------------
+    # The ratio compares like with like: the same readings, to fresh workers, topics and
+    # database (the long replay's first chunk is other hours, and 83 h old).
+    for n, name in ((1, "one_worker_same_replay"), (2, "two_workers")):
+        url2 = fresh_database(admin_url, f"r{n}")
+        s2 = run_settings(kafka_url, url2, data_dir, f"r{n}{uuid.uuid4().hex[:4]}")
+        ensure_topics(s2)
+        try:
+            with workers(s2, n, data_dir) as ws:
+                say(f"{n} worker(s) ready; replaying {len(batch):,} readings")
+                out[name] = throughput(s2, ws, batch, plan.drain_timeout, services)
+                out[name]["rss_end_mib"] = [round(w.rss_mib(), 1) for w in ws]
+                say(f"  {out[name]}")
+        finally:
+            drop_database(admin_url, url2)
     return out
 
 
