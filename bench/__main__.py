@@ -4,10 +4,9 @@ Starts a fresh embedded Tansu broker and embedded PostgreSQL under a temporary d
 measures (1) the limits: raw produce/consume rate and COPY rate; (2)–(5) the pipeline: one
 worker replaying 1 M readings (throughput, the year extrapolated from it, RSS every 100 k), then
 latency at 100× and nominal load, then one worker and two on the same 6-hour replay
-(bench/pipeline.py), each
-throughput phase with the CPU its workers, the broker and the database spent (bench/cpu.py); and
-finally the export benchmark (bench/bench_export.py). Prints a table and writes
-``bench/results/bench-<date>.json``.
+(bench/pipeline.py), each throughput phase with the CPU its workers, the broker and the
+database spent (bench/cpu.py); and finally the export benchmark (bench/bench_export.py).
+Prints a table and writes ``bench/results/bench-<date>.json``.
 
     python -m bench [--replay-hours 6] [--latency-seconds 60] [--fast-seconds 30]
                     [--limit-readings 200000] [--export-days 90] [--replay-readings 1000000]
