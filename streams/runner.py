@@ -140,17 +140,8 @@ class Runner:
         return agent
 
     async def run(self, stage: Stage[Any, Any], stream: Any) -> None:
-        async for events in stream.noack_take(self.size, within=self.within):
-            with collector.paused():  # its records die with it (streams/collector.py)
-                await self._batch(stage, stream, events)
-
-    async def _batch(self, stage: Stage[Any, Any], stream: Any, events: Sequence[Any]) -> None:
-        batch = Batch(self.live)
-        outputs = self.apply(stage, batch, events)
-        if stage.finish is not None:
-            outputs = await stage.finish(batch, outputs)
-        self._emit(stage, batch, outputs)
-        await batch.commit(stream, events)
+        """A batch after another: a chain of one stage (:meth:`run_chain`)."""
+        await self.run_chain(stage, (), stream)
 
     def apply(self, stage: Stage[Any, Any], batch: Batch, events: Sequence[Any]) -> list[Output]:
         """Steps 1–4 of a batch: its outputs, dead letters included, in input order."""
@@ -213,12 +204,13 @@ class Runner:
         return agent
 
     async def run_chain(self, head: Stage[Any, Any], links: Sequence[Link], stream: Any) -> None:
-        """Like :meth:`run`, with each link fed in-process by earlier stages' outputs of the same
-        batch, stage after stage: every state a message changes, in every stage, is keyed to
-        that one input message and committed with it, so the skip on a re-delivered message is
-        as exact as for one stage. Outputs still go to their topics (sinks, consoles)."""
+        """Batches of ``head`` and its ``links``, each link fed in-process by earlier stages'
+        outputs of the same batch, stage after stage: every state a message changes, in every
+        stage, is keyed to that one input message and committed with it, so the skip on a
+        re-delivered message is as exact as for one stage. Outputs still go to their topics
+        (sinks, consoles)."""
         async for events in stream.noack_take(self.size, within=self.within):
-            with collector.paused():
+            with collector.paused():  # its records die with it (streams/collector.py)
                 await self._chain_batch(head, links, stream, events)
 
     async def _chain_batch(
