@@ -135,7 +135,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         ),
     )
     runner = Runner(
-        {}, dead, topics.route, batch=settings.stream_batch, within=settings.stream_batch_seconds
+        {},
+        dead,
+        topics.route,
+        batch=settings.stream_batch,
+        within=settings.stream_batch_seconds,
+        behind=settings.stream_batch_behind,
     )
     if settings.fused_stages:  # one pass per raw message (streams/stages.py: chain)
         head, links = stages.chain(wiring)

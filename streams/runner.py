@@ -4,7 +4,8 @@ A :class:`Stage` is a declaration: the topic it reads, how a message becomes ite
 key of an item, the state table and its codec, and a pure step
 ``step(state, items, config) -> (state, outputs)`` (thresholds/steps.py, streams/validate.py).
 :meth:`Runner.run` does the rest, for every stage the same way. For each batch of messages
-(``stream_batch`` messages or ``stream_batch_seconds``, whichever comes first), with the cyclic
+(``stream_batch`` messages or ``stream_batch_seconds``, whichever comes first; while the agent
+is behind, takes are merged up to ``stream_batch``: streams/takes.py), with the cyclic
 garbage collector paused until the batch's records are gone (streams/collector.py):
 
 1. **Decode.** Each message becomes its items (``Stage.decode``). A message that is not its
@@ -50,6 +51,7 @@ from core.records import Rejection
 from streams import collector
 from streams.batch import Batch, LiveStates
 from streams.errors import DeadLetters, Undecodable
+from streams.takes import merged_takes
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +127,13 @@ class Runner:
         *,
         batch: int,
         within: float,
+        behind: int = 0,
     ) -> None:
         self.live = live  # the states committed by this process (streams/batch.py)
         self.dead = dead
         self.route = route  # an output → (topic, key, value to send), or None: not sent
         self.size, self.within = batch, within
+        self.behind = behind  # a take this long merges the next ones (streams/takes.py)
 
     def agent(self, stage: Stage[Any, Any]) -> Callable[[Any], Awaitable[None]]:
         """The Faust agent function that runs ``stage``."""
@@ -209,7 +213,7 @@ class Runner:
         stage, is keyed to that one input message and committed with it, so the skip on a
         re-delivered message is as exact as for one stage. Outputs still go to their topics
         (sinks, consoles)."""
-        async for events in stream.noack_take(self.size, within=self.within):
+        async for events in merged_takes(stream, self.size, self.within, self.behind):
             with collector.paused():  # its records die with it (streams/collector.py)
                 await self._chain_batch(head, links, stream, events)
 

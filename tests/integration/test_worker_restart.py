@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,6 +41,15 @@ def _count(url: str) -> int:
         row = conn.execute("SELECT count(*) FROM readings").fetchone()
         assert row is not None
         return int(row[0])
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """Batches of at most 100 messages, so the kill lands between two of them (a worker on
+    a backlog merges its takes up to ``stream_batch``: the whole backlog here)."""
+    w = WorkerProcess(settings.model_copy(update={"stream_batch": 100}), tmp_path / "w.log")
+    yield w
+    w.stop()
 
 
 def test_sigkill_midway_loses_and_duplicates_nothing(
