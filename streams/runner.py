@@ -39,6 +39,7 @@ garbage collector paused until the batch's records are gone (streams/collector.p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -213,9 +214,12 @@ class Runner:
         stage, is keyed to that one input message and committed with it, so the skip on a
         re-delivered message is as exact as for one stage. Outputs still go to their topics
         (sinks, consoles)."""
-        async for events in merged_takes(stream, self.size, self.within, self.behind):
-            with collector.paused():  # its records die with it (streams/collector.py)
-                await self._chain_batch(head, links, stream, events)
+        # closed on the way out, error or not: the take it awaits in the background stops too
+        batches = merged_takes(stream, self.size, self.within, self.behind)
+        async with contextlib.aclosing(batches):
+            async for events in batches:
+                with collector.paused():  # its records die with it (streams/collector.py)
+                    await self._chain_batch(head, links, stream, events)
 
     async def _chain_batch(
         self, head: Stage[Any, Any], links: Sequence[Link], stream: Any, events: Sequence[Any]

@@ -18,13 +18,13 @@ background, so a batch is never held longer than that for input that may not com
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 
 async def merged_takes(
     stream: Any, size: int, within: float, behind: int
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Batches of ``stream``'s events (unacked: the caller acks them). ``behind`` ≤ 0: every
     take is a batch, as Faust cuts it. When the stream ends, a batch being merged is dropped
     unacked: its messages are delivered again to whoever takes the partitions next."""

@@ -57,7 +57,7 @@ def run(
         try:
             return await first(n, it)
         finally:
-            await it.aclose()  # type: ignore[attr-defined]
+            await it.aclose()
 
     return asyncio.run(go())
 
@@ -115,7 +115,7 @@ def test_behind_zero_is_faust_s_cut_and_the_stream_is_asked_as_configured() -> N
         try:
             return await first(2, it)
         finally:
-            await it.aclose()  # type: ignore[attr-defined]
+            await it.aclose()
 
     assert [b for b, _ in asyncio.run(go())] == [list(range(10)), list(range(10, 20))]
     assert takes.asked == (500, WITHIN)
@@ -128,7 +128,7 @@ def test_closing_the_batches_closes_the_take_waited_for() -> None:
         it = merged_takes(takes, 100, WITHIN, 10)
         await first(1, it)
         assert not takes.closed  # the next take is being waited for
-        await it.aclose()  # type: ignore[attr-defined]
+        await it.aclose()
         await asyncio.sleep(0)  # the cancelled take runs its cleanup
         assert takes.closed
 
