@@ -128,7 +128,7 @@ class Runner:
         *,
         batch: int,
         within: float,
-        behind: int = 0,
+        behind: int,
     ) -> None:
         self.live = live  # the states committed by this process (streams/batch.py)
         self.dead = dead

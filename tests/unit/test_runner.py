@@ -81,9 +81,9 @@ def stage(table: Table) -> Stage[tuple[str, int], int]:
 
 def runner() -> tuple[Runner, Counter]:
     errors = Counter()
-    return Runner(
-        {}, DeadLetters("dead", errors), lambda o: ("t", "k", o), batch=10, within=1
-    ), errors
+    # behind=0: each take is a batch, as Faust cuts it (merging: tests/unit/test_takes.py)
+    dead = DeadLetters("dead", errors)
+    return Runner({}, dead, lambda o: ("t", "k", o), batch=10, within=1, behind=0), errors
 
 
 def test_items_are_grouped_by_key_and_stepped_once_per_message() -> None:
