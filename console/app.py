@@ -42,7 +42,7 @@ from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
 from console.passwords import MAX_LENGTH as MAX_PASSWORD
-from console.public import install_public
+from console.public import install_public, utc_now
 from core.metrics import Metrics
 from core.settings import Settings
 from core.tls import cert_and_key
@@ -215,10 +215,12 @@ def create_app(
     *,
     poll_interval_s: float = 1.0,
     secure_cookies: bool = False,
+    clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """The console application for ``settings.database_url`` (already migrated).
 
     ``secure_cookies`` adds the Secure flag: set it when the console sits behind HTTPS.
+    ``clock`` is the public page's "now" (tests pin it to the hour they seeded).
     """
     if not settings.database_url:
         raise ValueError("console needs settings.database_url (resolve the embedded one first)")
@@ -302,7 +304,7 @@ def create_app(
     app.include_router(open_data.build_router(settings))  # API tokens or a session, GET only
     app.include_router(tokens.build_admin_router(require_roles(auth.Role.ADMIN)))
     app.include_router(chart_data.build_router(settings, dependencies=[Depends(api_user)]))
-    install_public(app, settings)  # /public: no login, cached (console/public.py)
+    install_public(app, settings, clock)  # /public: no login, cached (console/public.py)
     templates = Jinja2Templates(directory=HERE / "templates")
 
     def localtime(value: datetime | None, fmt: str = "%d/%m/%Y %H:%M") -> str:

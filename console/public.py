@@ -11,6 +11,7 @@ server's origin is the one addition, to img-src, on these paths only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ HERE = Path(__file__).parent
 PREFIX = "/public"
 CACHE_CONTROL = "public, max-age=60"
 FEED_PATH = f"{PREFIX}/api/stations.json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 #: key → (Vietnamese, English): the page's own wording (console/i18n.py holds the console's).
 WORDS: dict[str, tuple[str, str]] = {
@@ -182,7 +188,7 @@ def _markers(feed: PublicFeed, lang: Lang) -> list[Marker]:
     return out
 
 
-def build_public_router(settings: Settings) -> APIRouter:
+def build_public_router(settings: Settings, clock: Callable[[], datetime] = utc_now) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["public"])
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(aqi_class=aqi_class, wqi_class=wqi_class)
@@ -212,7 +218,7 @@ def build_public_router(settings: Settings) -> APIRouter:
         VN_AQI, and the newest surface-water class and VN_WQI. No login; cacheable 60 s."""
         try:
             async with request.app.state.pool.connection() as conn:
-                feed = await public_feed(conn, datetime.now(UTC))
+                feed = await public_feed(conn, clock())
         except (psycopg.OperationalError, PoolTimeout) as exc:
             return _unavailable(Lang.EN, exc, json=True)
         return Response(
@@ -228,7 +234,7 @@ def build_public_router(settings: Settings) -> APIRouter:
         lang = page_lang(request)
         try:
             async with request.app.state.pool.connection() as conn:
-                feed = await public_feed(conn, datetime.now(UTC))
+                feed = await public_feed(conn, clock())
         except (psycopg.OperationalError, PoolTimeout) as exc:
             return _unavailable(lang, exc, json=False)
         svg = station_map(
@@ -266,9 +272,12 @@ def with_img_origin(csp: str, origin: str) -> str:
     )
 
 
-def install_public(app: FastAPI, settings: Settings) -> None:
+def install_public(
+    app: FastAPI, settings: Settings, clock: Callable[[], datetime] = utc_now
+) -> None:
     """Add the public routes; call after the console's security-header middleware, so that this
-    one (outermost) sees the CSP it set and widens img-src for a configured tile server."""
+    one (outermost) sees the CSP it set and widens img-src for a configured tile server.
+    ``clock`` is what "now" is for the last 24 hours and the current value (tests pin it)."""
     template = settings.public_map_tile_url
     origin = tile_origin(template)
     if template and (origin is None or not all(k in template for k in ("{z}", "{x}", "{y}"))):
@@ -276,7 +285,7 @@ def install_public(app: FastAPI, settings: Settings) -> None:
             f"QUANTRAC_PUBLIC_MAP_TILE_URL={template!r}: expected an http(s) URL template with "
             "{z}, {x} and {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"
         )
-    app.include_router(build_public_router(settings))
+    app.include_router(build_public_router(settings, clock))
     if origin is None:
         return
 

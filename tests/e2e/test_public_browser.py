@@ -40,8 +40,10 @@ ARTIFACTS = Path(
 
 @pytest.fixture
 def public_server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    seed_public(database_url, datetime.now(UTC))
-    app = create_app(Settings(database_url=database_url, data_dir=tmp_path), poll_interval_s=0.2)
+    now = datetime.now(UTC)  # the seed's and the page's: 24 hours even across an hour's turn
+    seed_public(database_url, now)
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    app = create_app(settings, poll_interval_s=0.2, clock=lambda: now)
     with serving(app) as base:
         yield base
 

@@ -172,14 +172,22 @@ def seed_public(conninfo: str, now: datetime) -> None:
 
 
 @pytest.fixture
-def public_db(database_url: str) -> str:
-    seed_public(database_url, datetime.now(UTC))
+def seeded_at() -> datetime:
+    """The moment the data is seeded, and the app's "now": the feed's 24 hours and its current
+    value are relative to it, so a test that straddles an hour's turn still sees 24."""
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def public_db(database_url: str, seeded_at: datetime) -> str:
+    seed_public(database_url, seeded_at)
     return database_url
 
 
 @pytest.fixture
-def public_app(public_db: str, tmp_path: Path) -> FastAPI:
-    return create_app(Settings(database_url=public_db, data_dir=tmp_path), poll_interval_s=0.2)
+def public_app(public_db: str, seeded_at: datetime, tmp_path: Path) -> FastAPI:
+    settings = Settings(database_url=public_db, data_dir=tmp_path)
+    return create_app(settings, poll_interval_s=0.2, clock=lambda: seeded_at)
 
 
 @pytest.fixture
@@ -198,7 +206,7 @@ def _by_id(feed: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def test_feed_has_every_public_station_with_category_and_advice(
-    anon: httpx.AsyncClient,
+    anon: httpx.AsyncClient, seeded_at: datetime
 ) -> None:
     r = await anon.get("/public/api/stations.json")
     assert r.status_code == 200
@@ -226,7 +234,7 @@ async def test_feed_has_every_public_station_with_category_and_advice(
         assert len(hours) == 24 and hours[-1]["aqi"] == aqi  # oldest first
         assert hours[0]["aqi"] == max(0, aqi - 3 * 23)
     assert {stations[s]["aqi"]["category"]["key"] for s in AIR} == {c.value for c in CATEGORIES}
-    yesterday = (datetime.now(UTC).astimezone(LOCAL_TZ).date() - timedelta(days=1)).isoformat()
+    yesterday = (seeded_at.astimezone(LOCAL_TZ).date() - timedelta(days=1)).isoformat()
     for sid in WATER:
         s = stations[sid]
         assert s["kind"] == "surface_water" and s["aqi"] is None and s["last_24h"] == []
@@ -243,9 +251,9 @@ async def test_feed_has_every_public_station_with_category_and_advice(
 
 
 async def test_stale_and_missing_aqi_show_no_current_value(
-    anon: httpx.AsyncClient, public_db: str
+    anon: httpx.AsyncClient, public_db: str, seeded_at: datetime
 ) -> None:
-    now = datetime.now(UTC)
+    now = seeded_at
     with psycopg.connect(public_db, autocommit=True) as conn:
         conn.execute("DELETE FROM aqi WHERE source_id = %s", (AIR[9],))
         conn.execute(
