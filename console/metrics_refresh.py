@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _OPEN = """
 SELECT source_id, severity, count(*),
-       coalesce(max(extract(epoch FROM now() - started_at))
+       coalesce(max(extract(epoch FROM %(now)s - started_at))
                 FILTER (WHERE acknowledged_at IS NULL), 0)
 FROM violations WHERE state = 'open' AND kind IN ('exceedance', 'outage')
 GROUP BY 1, 2
@@ -33,10 +33,10 @@ GROUP BY 1, 2
 # Valid readings today (local day) against what each parameter's cadence promised so far.
 _COMPLETENESS = """
 WITH day AS (
-    SELECT date_trunc('day', now() AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS start
+    SELECT date_trunc('day', %(now)s AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS start
 ), expected AS (
     SELECT s.id AS source_id,
-           sum(floor(extract(epoch FROM now() - day.start)
+           sum(floor(extract(epoch FROM %(now)s - day.start)
                      / coalesce((p ->> 'interval_s')::int, s.interval_s))) AS n
     FROM sources s, day, jsonb_array_elements(s.spec -> 'parameters') p
     GROUP BY 1
@@ -51,11 +51,16 @@ FROM expected e LEFT JOIN got g USING (source_id)
 """
 
 
-async def refresh_once(pool: AsyncConnectionPool[Any], metrics: Metrics, tz: ZoneInfo) -> None:
+async def refresh_once(
+    pool: AsyncConnectionPool[Any], metrics: Metrics, tz: ZoneInfo, now: datetime | None = None
+) -> None:
+    """One refresh as of ``now`` (default: this moment): both queries and "today" read that
+    one instant, so a refresh across local midnight is about one day (tests pin it)."""
+    at = {"now": now or datetime.now(UTC), "tz": str(tz)}
     async with pool.connection() as conn:
         sources = [r[0] for r in await (await conn.execute("SELECT id FROM sources")).fetchall()]
-        open_rows = await (await conn.execute(_OPEN)).fetchall()
-        comp_rows = await (await conn.execute(_COMPLETENESS, {"tz": str(tz)})).fetchall()
+        open_rows = await (await conn.execute(_OPEN, at)).fetchall()
+        comp_rows = await (await conn.execute(_COMPLETENESS, at)).fetchall()
     counts = {(r[0], r[1]): int(r[2]) for r in open_rows}
     ages = {(r[0], r[1]): float(r[3]) for r in open_rows}
     bands = [s.value for s in Severity]

@@ -110,11 +110,14 @@ def db(database_url: str) -> str:
             )
         for row in VIOLATIONS:
             _insert_violation(conn, row)
-        # HD-KK-01 reports now (online); HD-KT-01 last reported 30 min ago at 60 s (stale)
+        # HD-KK-01 reports now (online); HD-KT-01 last reported 30 min ago at 60 s (stale).
+        # From the clock at seeding, not NOW (the module's import): the board judges ages by
+        # its own clock, and a long suite reaches these tests more than 15 min after import.
+        seeded = datetime.now(UTC).replace(microsecond=0)
         for i, (sid, param, minutes) in enumerate(
             [("HD-KK-01", "PM2.5", 1), ("HD-KK-01", "PM2.5", 6), ("HD-KT-01", "Dust", 30)]
         ):
-            at = NOW - timedelta(minutes=minutes)
+            at = seeded - timedelta(minutes=minutes)
             conn.execute(
                 "INSERT INTO readings VALUES (%s,%s,%s,%s,'µg/Nm3','00','valid',%s,'µg/Nm3',"
                 "%s,'sim','test')",

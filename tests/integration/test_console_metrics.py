@@ -24,7 +24,10 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 def test_open_unacknowledged_and_completeness_from_the_database(database_url: str) -> None:
     migrate(database_url)
     sync_sources(database_url, load_registry())
-    now = datetime.now(UTC)
+    # the refresh's "now", pinned to yesterday's local noon: today's expected samples are many
+    # and a run across local midnight (17:00 UTC) is still about one day
+    noon = (datetime.now(TZ) - timedelta(days=1)).replace(hour=12, minute=0, second=0)
+    now = noon.astimezone(UTC).replace(microsecond=0)
     day_start = now.astimezone(TZ).replace(hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(database_url) as conn:
         for vid, sev, ack in (("v1", "2-3", None), ("v2", "2-3", now), ("v3", "<1.1", None)):
@@ -45,7 +48,7 @@ def test_open_unacknowledged_and_completeness_from_the_database(database_url: st
 
     async def go() -> None:
         async with AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False) as pool:
-            await refresh_once(pool, metrics, TZ)
+            await refresh_once(pool, metrics, TZ, now)
 
     asyncio.run(go())
     reg = metrics.registry
