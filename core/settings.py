@@ -94,10 +94,10 @@ class Settings(BaseSettings):
     )
     stream_batch_behind: int = Field(
         250,
-        description="A take of this many events or more means an agent is behind its input"
-        " (a backlog, a replay): the next takes are merged into its batch, up to stream_batch,"
-        " while each comes within twice stream_batch_seconds (streams/takes.py). A live feed's"
-        " takes hold a handful of events. 0 turns merging off.",
+        description="While this many events or more wait behind an agent's latest take (its"
+        " consumer lag: a backlog, a replay), the next takes are merged into its batch, up to"
+        " stream_batch (streams/takes.py). A live feed's lag is a handful of events. 0 turns"
+        " merging off.",
     )
     persist_batch_rows: int = Field(5000, description="Rows per database batch (upper bound).")
     persist_batch_seconds: float = Field(
