@@ -431,10 +431,11 @@ async def test_sources_and_source_detail(clients: Any) -> None:
 )
 async def test_series(clients: Any, resolution: str, values: list[float] | None) -> None:
     c, _ = clients["op"]
+    end = datetime.now(UTC) + timedelta(minutes=1)  # after the readings, seeded just now
     r = await c.get(
         f"/api/sources/HD-KK-01/series?parameter=PM2.5&resolution={resolution}"
         f"&start={(NOW - timedelta(days=2)).isoformat().replace('+00:00', 'Z')}"
-        f"&end={(NOW + timedelta(minutes=1)).isoformat().replace('+00:00', 'Z')}"
+        f"&end={end.isoformat().replace('+00:00', 'Z')}"
     )
     assert r.status_code == 200, r.text
     got = [p["value"] for p in r.json()]
