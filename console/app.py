@@ -42,7 +42,8 @@ from console.i18n import LANG_COOKIE, Lang, parse_lang, translate
 from console.live import ViolationFeed, event_stream
 from console.metrics_refresh import refreshing
 from console.passwords import MAX_LENGTH as MAX_PASSWORD
-from console.public import install_public, utc_now
+from console.public import install_public
+from core.clock import Clock, utc_now
 from core.metrics import Metrics
 from core.settings import Settings
 from core.tls import cert_and_key
@@ -215,7 +216,7 @@ def create_app(
     *,
     poll_interval_s: float = 1.0,
     secure_cookies: bool = False,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
 ) -> FastAPI:
     """The console application for ``settings.database_url`` (already migrated).
 

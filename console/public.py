@@ -11,8 +11,7 @@ server's origin is the one addition, to img-src, on these paths only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from console.bands import aqi_class, aqi_text_colour, wqi_class
 from console.i18n import Lang, parse_lang
 from console.public_data import CURRENT_MAX_AGE, PublicFeed, PublicStation, public_feed
 from console.public_map import NO_DATA, Marker, station_map, tile_origin
+from core.clock import Clock, utc_now
 from core.settings import Settings
 from thresholds.averaging import LOCAL_TZ
 
@@ -36,10 +36,6 @@ HERE = Path(__file__).parent
 PREFIX = "/public"
 CACHE_CONTROL = "public, max-age=60"
 FEED_PATH = f"{PREFIX}/api/stations.json"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 #: key → (Vietnamese, English): the page's own wording (console/i18n.py holds the console's).
@@ -188,7 +184,7 @@ def _markers(feed: PublicFeed, lang: Lang) -> list[Marker]:
     return out
 
 
-def build_public_router(settings: Settings, clock: Callable[[], datetime] = utc_now) -> APIRouter:
+def build_public_router(settings: Settings, clock: Clock = utc_now) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["public"])
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(aqi_class=aqi_class, wqi_class=wqi_class)
@@ -272,9 +268,7 @@ def with_img_origin(csp: str, origin: str) -> str:
     )
 
 
-def install_public(
-    app: FastAPI, settings: Settings, clock: Callable[[], datetime] = utc_now
-) -> None:
+def install_public(app: FastAPI, settings: Settings, clock: Clock = utc_now) -> None:
     """Add the public routes; call after the console's security-header middleware, so that this
     one (outermost) sees the CSP it set and widens img-src for a configured tile server.
     ``clock`` is what "now" is for the last 24 hours and the current value (tests pin it)."""

@@ -27,15 +27,16 @@ import base64
 import logging
 import signal
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from core.clock import Clock, utc_now
 from core.errors import ParseError, RejectReason
 from core.metrics import Metrics
 from core.records import Channel, RawReading, Rejection, raw_batches
@@ -60,16 +61,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 ARCHIVE_HEADER = "quantrac-archive"
 QUARANTINE_HEADER = "quantrac-quarantine"
 # Whole-file evidence above this is cut to its first EXCERPT_BYTES (base64 grows it by 4/3 and
 # a Kafka message is capped near 1 MiB); the message names the archived copy instead.
 MAX_EVIDENCE_BYTES = 512 * 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PublishError(RuntimeError):

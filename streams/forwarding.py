@@ -34,7 +34,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,7 @@ from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
 
+from core.clock import Clock, utc_now
 from core.metrics import Metrics
 from core.settings import Settings
 from stations.archive import LOCAL_TZ, UNKNOWN
@@ -57,7 +58,6 @@ from storage import forward_ledger as ledger
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 Outcome = Literal["delivered", "transient", "refused", "missing"]
 SETTLED_NS = 2_000_000_000  # a folder unchanged for 2 s is skipped until its mtime moves
 LOCK_KEY = 0x51464F52  # one forwarder per database: two would race on the same files
@@ -65,10 +65,6 @@ LOCK_KEY = 0x51464F52  # one forwarder per database: two would race on the same 
 
 class ForwarderBusy(RuntimeError):
     """Another forwarder holds the database's forwarding lock."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------------------------------------

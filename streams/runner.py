@@ -134,7 +134,7 @@ class Runner:
         self.dead = dead
         self.route = route  # an output → (topic, key, value to send), or None: not sent
         self.size, self.within = batch, within
-        self.behind = behind  # a take this long merges the next ones (streams/takes.py)
+        self.behind = behind  # this many waiting behind a take merge the next ones (takes.py)
 
     def agent(self, stage: Stage[Any, Any]) -> Callable[[Any], Awaitable[None]]:
         """The Faust agent function that runs ``stage``."""
