@@ -7,6 +7,7 @@ since) and ``_gap`` (offsets known not to exist).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -243,3 +244,109 @@ async def test_a_jump_that_comes_back_after_every_seek_is_a_gap_in_the_log(
     assert fetches.sought == [(TOPIC, 3)] * retries
     c._acked[TOPIC] += [10, 11]
     assert c._new_offset(TOPIC) == 12  # the missing offsets do not hold commits back
+
+
+# --- one task per fetch (GuardedConsumer._drain_messages, _deliver) -------------------------
+
+
+class Streams:
+    """Stands in for the conductor's callback: records what it is handed; ``hold`` makes it
+    wait at an offset (a stream's full buffer), ``suspend_after`` starts a rebalance (Faust's
+    ``stop_flow``) once an offset is delivered."""
+
+    def __init__(self, c: GuardedConsumer, hold: int | None = None, suspend_after: int = -1):
+        self.c, self.hold, self.suspend_after = c, hold, suspend_after
+        self.got: list[int] = []
+        self.held = asyncio.Event()
+        self.cancelled: list[int] = []
+        c.callback = self
+
+    async def __call__(self, message: Any) -> None:
+        if message.offset == self.hold:
+            self.held.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(message.offset)
+                raise
+        self.got.append(message.offset)
+        if message.offset == self.suspend_after:
+            self.c.stop_flow()
+
+
+def draining(c: GuardedConsumer, gaps: list[tuple[int, int]] | None = None) -> GuardedConsumer:
+    """``c`` as a Service in this loop: flow active, commits by interval only."""
+    c._stopped, c._crashed = cast(Any, asyncio.Event()), cast(Any, asyncio.Event())
+    c._loop = asyncio.get_running_loop()
+    c.suspend_flow, c.can_resume_flow = asyncio.Event(), asyncio.Event()
+    c.flow_active = True
+    c._commit_every = None
+    c.diag = cast(Any, SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None))
+    c.app = cast(Any, SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True)))
+
+    async def add_gap(tp: TP, start: int, end: int) -> None:
+        assert gaps is not None
+        gaps.append((start, end))
+
+    c._add_gap = add_gap  # type: ignore[method-assign,assignment]
+    return c
+
+
+def fetched(*offsets: int) -> list[tuple[TP, Any]]:
+    return [(TOPIC, SimpleNamespace(offset=o, topic=TOPIC.topic)) for o in offsets]
+
+
+async def test_a_fetch_is_delivered_in_order_and_marked_read() -> None:
+    c = draining(bookkeeping(5, []))
+    streams = Streams(c)
+    await c._deliver(fetched(*range(5, 5 + 2 * guarded.YIELD_EVERY + 3)))
+    assert streams.got == list(range(5, 5 + 2 * guarded.YIELD_EVERY + 3))
+    assert c._read_offset[TOPIC] == 4 + 2 * guarded.YIELD_EVERY + 3
+
+
+async def test_an_offset_below_the_read_offset_is_not_delivered_again() -> None:
+    c = draining(bookkeeping(5, []))
+    c._read_offset[TOPIC] = 6
+    streams = Streams(c)
+    await c._deliver(fetched(5, 6, 7))
+    assert streams.got == [6, 7]  # Faust's rule: the read offset itself may come again
+
+
+async def test_offsets_missing_from_a_fetch_are_a_gap_for_the_commits() -> None:
+    gaps: list[tuple[int, int]] = []
+    c = draining(bookkeeping(5, []), gaps)
+    c._read_offset[TOPIC] = 5
+    Streams(c)
+    await c._deliver(fetched(6, 9))
+    assert gaps == [(7, 9)]
+
+
+async def test_a_rebalance_stops_a_fetch_where_it_stands() -> None:
+    # Offsets 7 and 8 are neither delivered nor marked read: the rebalance seeks the partition
+    # to its committed offset and they come again from there.
+    c = draining(bookkeeping(5, []))
+    streams = Streams(c, suspend_after=6)
+    await c._deliver(fetched(5, 6, 7, 8))
+    assert streams.got == [5, 6]
+    assert c._read_offset[TOPIC] == 6
+
+
+async def test_a_rebalance_cancels_a_delivery_that_waits_and_the_loop_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stream's full buffer holds offset 6; the rebalance must not wait for it.
+    c = draining(bookkeeping(5, []))
+    streams = Streams(c, hold=6)
+    fetches = Fetches(monkeypatch, [5, 6, 7], *([[]] * 1000))
+    c._next_offset[TOPIC] = 5
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    drain = asyncio.create_task(c._drain_messages(cast(Any, fetcher)))
+    await asyncio.wait_for(streams.held.wait(), 1.0)
+    c.stop_flow()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert streams.cancelled == [6] and streams.got == [5]
+    assert c._read_offset[TOPIC] == 5
+    assert len(fetches.batches) < 1000  # the loop went on to the next fetches
+    fetcher._stopped.set()
+    await asyncio.wait_for(drain, 1.0)
