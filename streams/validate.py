@@ -36,15 +36,17 @@ _TEXT_FIELDS = ("source_id", "parameter", "unit", "status", "channel", "origin")
 
 def _shape_error(r: RawReading) -> str | None:
     """Why a decoded reading is not one the validator can judge (Faust checks no types)."""
+    d = r.__dict__
     for name in _TEXT_FIELDS:
-        if not isinstance(getattr(r, name), str):
-            return f"{name} must be a string, got {getattr(r, name)!r}"
-    if isinstance(r.value, bool) or not isinstance(r.value, int | float):
-        return f"value must be a number, got {r.value!r}"
-    if r.archive_path is not None and not isinstance(r.archive_path, str):
-        return f"archive_path must be a string or null, got {r.archive_path!r}"
+        if not isinstance(d[name], str):
+            return f"{name} must be a string, got {d[name]!r}"
+    value = d["value"]
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"value must be a number, got {value!r}"
+    if d["archive_path"] is not None and not isinstance(d["archive_path"], str):
+        return f"archive_path must be a string or null, got {d['archive_path']!r}"
     for name in ("measured_at", "received_at"):
-        t = getattr(r, name)
+        t = d[name]
         if not isinstance(t, datetime) or t.utcoffset() is None:
             return f"{name} must be an ISO 8601 time with its offset, got {t!r}"
     return None
@@ -128,6 +130,7 @@ def decode_valid(payload: bytes, received_at: datetime, origin: str = "") -> QcB
 class _Series:
     spec: ParameterSpec
     rules: QcRules
+    unit: str  # spec.unit's text: a reading sent in it needs no conversion
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ class Validator:
             spec = source.parameter(parameter) if source is not None else None
             if source is None or spec is None:
                 return None
-            found = self._cache[key] = _Series(spec, self.rules.rules_for(source.kind, spec.code))
+            rules = self.rules.rules_for(source.kind, spec.code)
+            found = self._cache[key] = _Series(spec, rules, spec.unit.value)
         return found
 
     def check(
@@ -190,7 +194,8 @@ class Validator:
             )
         spec = series.spec
         try:
-            value = convert(r.value, r.unit, spec.unit, r.parameter)
+            same = r.unit == series.unit
+            value = r.value if same else convert(r.value, r.unit, spec.unit, r.parameter)
         except UnitError as exc:
             return self.reject(
                 r,
@@ -213,7 +218,7 @@ class Validator:
             source_id=r.source_id,
             parameter=r.parameter,
             value=value,
-            unit=spec.unit.value,
+            unit=series.unit,
             measured_at=r.measured_at,
             status=r.status,
             received_at=r.received_at,

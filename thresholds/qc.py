@@ -306,9 +306,10 @@ def classify(
         return flag
     if out_of_range(value, spec_range, rules) or is_future(measured_at, now, future_tolerance_s):
         return QcFlag.OUT_OF_RANGE
-    if _epoch_s(measured_at) in state.seen:
+    t = _epoch_s(measured_at)
+    if t in state.seen:
         return QcFlag.DUPLICATE
-    if state.newest is not None and state.newest - _epoch_s(measured_at) > late_horizon_s:
+    if state.newest is not None and state.newest - t > late_horizon_s:
         return QcFlag.LATE
     spike = rules.spike
     history = state.recent[-spike.window :]
