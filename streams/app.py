@@ -72,6 +72,12 @@ class QuietMonitor(PrometheusMonitor):
     def on_send_completed(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+        # Faust calls this for every message fetched, with its fetch's end offset: the gauge
+        # (and its labels lookup) only when that moved
+        if self.tp_end_offsets.get(tp) != offset:
+            super().track_tp_end_offset(tp, offset)
+
 
 async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[datetime, float]]:
     """A manual validation's database side (storage/revalidation.py) on the worker's pool."""

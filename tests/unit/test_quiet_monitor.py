@@ -44,3 +44,23 @@ def test_the_full_monitor_counts_every_message() -> None:
     full.on_message_in(RAW, 3, Message())  # type: ignore[arg-type]
     assert full.messages_received_total == 1
     assert _sample(registry, "faust_messages_received_total") == 1
+
+
+def test_the_end_offset_gauge_follows_each_fetch_without_a_lookup_per_message() -> None:
+    registry = CollectorRegistry()
+    quiet = QuietMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    gauge = quiet._metrics.topic_partition_end_offset
+    looked_up: list[dict[str, object]] = []
+    labels = gauge.labels
+
+    def counting(**kw: object) -> object:
+        looked_up.append(kw)
+        return labels(**kw)
+
+    gauge.labels = counting  # type: ignore[method-assign,assignment]
+    for offset in (10, 10, 10, 12, 12):  # a fetch's messages share its end offset
+        quiet.track_tp_end_offset(RAW, offset)
+    end = "faust_topic_partition_end_offset"
+    assert _sample(registry, end, topic=RAW.topic, partition="0") == 12
+    assert quiet.tp_end_offsets == {RAW: 12}
+    assert len(looked_up) == 2
