@@ -91,8 +91,9 @@ class GuardedConsumer(Consumer):
         each fetch's messages in one task raced once against a suspension of flow.
 
         Faust races each message's delivery against ``suspend_flow`` with
-        ``Service.wait_first``: four tasks and an ``asyncio.wait`` per message, about a tenth of
-        a worker's CPU on a backlog (py-spy, 600 k replay). A suspension (a rebalance) still
+        ``Service.wait_first``: four tasks and an ``asyncio.wait`` per message. Delivering a
+        fetch at once took a worker's CPU a reading from 75 to 63 µs on a 600 k replay (the two
+        versions side by side, 2026-12-06). A suspension (a rebalance) still
         cancels the delivery where it stands. What the fetch held after that point is not
         delivered and its read offsets stay where they were; the rebalance seeks every
         partition to its committed offset, and it comes again from there. (Faust marked such
