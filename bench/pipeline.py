@@ -612,7 +612,7 @@ def long_replay(
 @dataclass(frozen=True)
 class Plan:
     replay_readings: int = 1_000_000  # one worker: throughput, year extrapolation, memory
-    replay_hours: float = 6.0  # one worker and two, on the same readings
+    replay_hours: float = 24.0  # one worker and two, on the same readings (many batches each)
     latency_seconds: float = 60.0
     fast_seconds: float = 30.0
     probes_nominal: int = 20
