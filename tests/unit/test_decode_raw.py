@@ -109,3 +109,19 @@ def test_the_validator_caches_registered_series_only() -> None:
     for i in range(50):
         validator.check(reading(source_id=f"HD-XX-{i}"), SeriesState(), NOW)
     assert set(validator._cache) == {("HD-KK-01", "SO2")}
+
+
+def test_a_reading_is_stored_in_the_registry_unit_with_what_was_sent() -> None:
+    # SO2 at HD-KK-01 is registered in µg/Nm3 (stations/registry.yaml); 1 ppb of SO2 is
+    # 64.066 / 24.45 µg/Nm3 (25 °C, 101.325 kPa: core/units.py's MOLAR_VOLUME_L)
+    validator = Validator(load_registry(), load_qc_rules(), 72 * 3600, 300)
+    same, spelled, ppb, wrong = (
+        validator.check(reading(unit=unit, value=value), SeriesState(), NOW)
+        for unit, value in (("µg/Nm3", 41.5), ("ug/Nm3", 41.5), ("ppb", 10.0), ("mg/L", 41.5))
+    )
+    assert isinstance(same, QcReading) and isinstance(spelled, QcReading)
+    assert (same.value, same.unit, same.raw_unit) == (41.5, "µg/Nm3", "µg/Nm3")
+    assert (spelled.value, spelled.unit, spelled.raw_unit) == (41.5, "µg/Nm3", "ug/Nm3")
+    assert isinstance(ppb, QcReading)
+    assert ppb.value == pytest.approx(10.0 * 64.066 / 24.45, rel=1e-6) and ppb.raw_unit == "ppb"
+    assert isinstance(wrong, Rejection) and wrong.reason == "wrong_unit"
