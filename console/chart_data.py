@@ -14,7 +14,7 @@ or an outage); the browser joins over timestamps a series simply does not have.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -26,6 +26,7 @@ from fastapi.params import Depends
 
 from console.api_models import ChartData
 from console.i18n import LANG_COOKIE, Lang, parse_lang
+from core.clock import Clock, utc_now
 from core.settings import Settings
 from stations.registry import CLASSIFICATION_ONLY, Registry, load_registry
 from storage import queries as q
@@ -296,7 +297,7 @@ def build_router(
     settings: Settings,
     *,
     dependencies: Sequence[Depends] = (),
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Clock = utc_now,
 ) -> APIRouter:
     """``GET /api/sources/{id}/chart`` and ``GET /api/violations/{id}/chart``."""
     router = APIRouter(tags=["charts"], dependencies=list(dependencies))

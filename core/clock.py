@@ -1,5 +1,6 @@
 """The wall clock as one function: components take a ``clock`` argument defaulting to
-``utc_now``, so tests can pin "now" (the gateways, the forwarder, the public page)."""
+``utc_now``, so tests can pin "now" (the gateways, the forwarder, the FTP
+delivery simulator, the console's charts and public page)."""
 
 from __future__ import annotations
 

@@ -36,10 +36,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from core.clock import Clock, utc_now
 from core.progress import Progress
 from core.records import Channel, RawReading
 from core.settings import Settings
@@ -308,7 +309,7 @@ RETRY_AFTER = timedelta(seconds=30)
 class _Clock:
     """Simulated time: ``backfill`` behind now, running ``speed`` × real time, capped at now."""
 
-    def __init__(self, now: Callable[[], datetime], backfill: timedelta, speed: float) -> None:
+    def __init__(self, now: Clock, backfill: timedelta, speed: float) -> None:
         self.now = now
         self.real_start = now()
         self.sim_start = self.real_start - backfill
@@ -335,7 +336,7 @@ async def simulate(
     scenario: ScenarioKnobs | None = None,
     tick_s: float = 1.0,
     until_caught_up: bool = False,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Clock = utc_now,
     workers: int = 8,
     on_tick: Callable[[timedelta, timedelta, SimStats], None] | None = None,
 ) -> SimStats:
