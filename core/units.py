@@ -12,6 +12,7 @@ conditions of QCVN 05:2023 and QCVN 19:2009 ("Nm³ = 25 °C, 760 mmHg", docs/reg
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -258,27 +259,23 @@ _PARAMETER_CODES = frozenset(p.value for p in Parameter)
 _LOOKUP: dict[str, Unit] = {**{_key(u.value): u for u in Unit}, **_ALIASES}
 
 
-# Spellings already folded: a feed sends the same few, reading after reading, and folding one
-# (two Unicode normalisations) cost more than the rest of the conversion. Bounded: what a
-# station sends is not ours to grow without end.
-_PARSED: dict[str, Unit] = {}
-_PARSED_MAX = 4096
-
-
 def parse_unit(text: str | Unit) -> Unit:
     """The canonical unit for a spelling; raises UnknownUnitError if none matches."""
     if isinstance(text, Unit):
         return text
-    unit = _PARSED.get(text)
-    if unit is not None:
-        return unit
+    return _parse_spelling(text)
+
+
+# A feed sends the same few spellings, reading after reading, and folding one (two Unicode
+# normalisations) cost more than the rest of the conversion. Bounded: what a station sends is
+# not ours to grow without end. A spelling that is no unit raises, and is not remembered.
+@functools.lru_cache(maxsize=4096)
+def _parse_spelling(text: str) -> Unit:
     if len(text) > MAX_UNIT_CHARS:
         raise UnknownUnitError(text)
     unit = _LOOKUP.get(_key(text))
     if unit is None:
         raise UnknownUnitError(text)
-    if len(_PARSED) < _PARSED_MAX:
-        _PARSED[text] = unit
     return unit
 
 

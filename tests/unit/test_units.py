@@ -168,18 +168,20 @@ def test_round_trip(pair: tuple[Unit, Unit], value: float) -> None:
     assert math.isclose(back, value, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def test_the_spellings_remembered_are_bounded_and_unknown_ones_never_are(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_spellings_remembered_are_bounded_and_unknown_ones_never_are() -> None:
     from core import units
 
-    monkeypatch.setattr(units, "_PARSED", {})
-    monkeypatch.setattr(units, "_PARSED_MAX", 3)
+    remembered = units._parse_spelling
+    remembered.cache_clear()
     spellings = ["mg/L", "mg/l", "MG/L", " mg / L ", "Mg/L"]
     assert {parse_unit(s) for s in spellings} == {parse_unit("mg/L")}
-    assert list(units._PARSED) == spellings[:3]
+    info = remembered.cache_info()
+    assert (info.currsize, info.maxsize) == (len(spellings), 4096)
+    for s in spellings:
+        parse_unit(s)
+    assert remembered.cache_info().hits == 1 + len(spellings)  # "mg/L" above, then each again
     with pytest.raises(UnknownUnitError):
         parse_unit("furlongs")
     with pytest.raises(UnknownUnitError):
         parse_unit("furlongs")  # not remembered as anything
-    assert "furlongs" not in units._PARSED
+    assert remembered.cache_info().currsize == len(spellings)
