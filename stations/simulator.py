@@ -46,10 +46,26 @@ def value_at(s: Series, t: datetime, seed: int) -> float:
     return round(max(s.floor, v), 3)
 
 
+def calibrating(t: datetime) -> bool:
+    """The weekly calibration window: 02:00–02:30 local on Mondays (status 01 at every series)."""
+    local = t + timedelta(hours=LOCAL_OFFSET_H)
+    return local.weekday() == 0 and local.hour == 2 and local.minute < 30
+
+
+def start_clear_of_calibration(latest: datetime, hours: int) -> datetime:
+    """The latest whole hour at or before ``latest`` from which ``hours`` hours hold no
+    calibration window (it starts on the hour). A plan that must see clear averages, a violation
+    opening and then closing, cannot have half an hour of status 01 in it; on Sunday evenings
+    UTC it otherwise would, for whole test runs."""
+    start = latest.replace(minute=0, second=0, microsecond=0)
+    while any(calibrating(start + timedelta(hours=h)) for h in range(hours)):
+        start -= timedelta(hours=1)
+    return start
+
+
 def status_at(s: Series, t: datetime, seed: int) -> DeviceStatus:
     """Calibration 02:00–02:30 local on Mondays; a rare device error otherwise."""
-    local = t + timedelta(hours=LOCAL_OFFSET_H)
-    if local.weekday() == 0 and local.hour == 2 and local.minute < 30:
+    if calibrating(t):
         return DeviceStatus.CALIBRATING
     if _rng(seed, "err", s.source_id, s.parameter, int(t.timestamp())).random() < 0.002:
         return DeviceStatus.ERROR

@@ -26,7 +26,7 @@ from core.topics import RAW, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from stations.registry import load_registry
 from stations.sim_registry import series_for
-from stations.simulator import Series, readings, value_at
+from stations.simulator import Series, readings, start_clear_of_calibration, value_at
 from storage.migrate import migrate
 from streams.embedded import EmbeddedPostgres, free_port
 from tests.conftest import WorkerProcess, wait_until
@@ -228,7 +228,7 @@ def test_postgres_down_30s_mid_stream_loses_and_duplicates_nothing(
     assert isinstance(pg_server, EmbeddedPostgres), "stopping PostgreSQL needs the embedded one"
     assert settings.database_url
     url = settings.database_url
-    start = _hour(datetime.now(UTC)) - timedelta(hours=8)
+    start = start_clear_of_calibration(datetime.now(UTC) - timedelta(hours=8), 4)
     series = _series(["HD-KK-01", "HD-KK-04"])
     high = (start + timedelta(hours=1), start + timedelta(hours=3))
     batch = make_input(series, start, start + timedelta(hours=4), high)

@@ -40,7 +40,7 @@ from stations.accounts import Accounts, accounts_path, wait_for
 from stations.ftp_delivery import DeliveryKnobs, FileDelivery, FtpUploader, Outcome, plan_files
 from stations.registry import Registry, load_registry
 from stations.sim_registry import series_for
-from stations.simulator import Series
+from stations.simulator import Series, start_clear_of_calibration
 from storage.migrate import migrate
 from streams.embedded import free_port
 from streams.runtime import QuantracProcess
@@ -74,10 +74,6 @@ BAD_LINE_REASONS = {"not_finite", "unknown_parameter", "bad_status", "field_coun
 KILL_AFTER = 25  # files acknowledged per source before the kill (each source has 84 or more)
 RETRY_PAUSE_S = 0.2  # a datalogger's wait before it sends a refused file again
 DELIVERY_TIMEOUT_S = 150.0
-
-
-def _hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
 
 
 def make_plan(registry: Registry, start: datetime) -> list[FileDelivery]:
@@ -221,7 +217,7 @@ def test_gateway_sigkill_during_ftp_uploads_loses_and_duplicates_nothing(
     settings: Settings, second_settings: Settings, worker: WorkerProcess, tmp_path: Path
 ) -> None:
     registry = load_registry()
-    start = _hour(datetime.now(UTC)) - timedelta(hours=HOURS + 1)
+    start = start_clear_of_calibration(datetime.now(UTC) - timedelta(hours=HOURS + 1), HOURS)
     files = make_plan(registry, start)
     planned = {(r.source_id, r.parameter, r.measured_at): r for f in files for r in f.readings}
     planned_iso = {(s, p, t.isoformat().replace("+00:00", "Z")) for s, p, t in planned}
