@@ -178,12 +178,12 @@ class Runner:
         outputs: list[Output] = []
         numbered = len(items) > 1
         for key, group in _by_key(stage.key, items):
+            batch.begin()  # before the slot is taken: a failed step gives it back (abandon)
             slot = batch.slot(
                 stage.table, key, event, functools.partial(stage.load, key), stage.dump
             )
             if slot is None:
                 continue  # applied before a restart; its outputs were confirmed then
-            batch.begin()
             version = stage.version(slot.state) if stage.version is not None else None
             try:
                 state, produced = stage.step(slot.state, [it for _, it in group], stage.config)

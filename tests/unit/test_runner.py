@@ -137,6 +137,33 @@ def test_a_step_that_raises_dead_letters_each_item_with_its_line_and_the_stream_
     assert errors.seen == [("summing", "processing_error")] * 2
 
 
+def test_a_state_a_failed_step_changed_in_place_is_loaded_afresh() -> None:
+    """A step may change a mutable state before it raises: the next message, and the next
+    batch, see the state as stored, never the half-changed object. (The slot was once taken
+    before ``Batch.begin``, which forgot it: the half-changed list was stepped on and kept.)"""
+
+    def appending(
+        state: list[int], items: Sequence[tuple[str, int]], config: Any
+    ) -> tuple[list[int], list[Any]]:
+        for _, x in items:
+            state.append(x)
+            if x < 0:
+                raise ValueError(f"negative: {x}")
+        return state, [list(state)]
+
+    table = Table({"a": {"o": 0, "s": [7]}})
+    s = dataclasses.replace(stage(table), load=lambda key, d: list(d or []), step=appending)
+    r, _ = runner()
+    batch = Batch({})
+    outs = r.apply(s, batch, [event(1, [("a", -1)]), event(2, [("a", 2)])])
+    assert [o.record for o in outs if not o.dead] == [[7, 2]]
+    assert batch.state(table, "a") == [7, 2]
+    live: dict[Any, Any] = {}
+    failed = Batch(live)
+    r.apply(s, failed, [event(3, [("a", -3)])])
+    assert ("t", "a") not in failed._slots  # nothing of it is left to commit or keep live
+
+
 def test_an_undecodable_value_is_one_dead_letter_with_its_coordinates() -> None:
     r, errors = runner()
     outs = r.apply(stage(Table()), Batch({}), [event(3, Undecodable("not a Thing: x"))])
