@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-unit test-integration lint format bench clean
+.PHONY: help install demo test test-unit test-integration lint format bench bench-chain clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ format: $(STAMP) ## fix what ruff can fix
 
 bench: $(STAMP) ## throughput/latency benchmarks against the raw broker and COPY limits
 	$(BIN)/python -m bench
+
+bench-chain: $(STAMP) ## the worker's stages offline: CPU per reading, to compare two versions
+	$(BIN)/python -m bench.chain --repeat 3
 
 clean: ## remove the venv, caches and embedded data (var/)
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

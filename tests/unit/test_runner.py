@@ -152,7 +152,15 @@ def test_a_state_a_failed_step_changed_in_place_is_loaded_afresh() -> None:
         return state, [list(state)]
 
     table = Table({"a": {"o": 0, "s": [7]}})
-    s = dataclasses.replace(stage(table), load=lambda key, d: list(d or []), step=appending)
+    s: Stage[tuple[str, int], list[int]] = Stage(
+        name="appending",
+        table=table,
+        decode=typed(lambda v: v),
+        key=lambda item: item[0],
+        load=lambda key, d: list(d or []),
+        dump=list,
+        step=appending,
+    )
     r, _ = runner()
     batch = Batch({})
     outs = r.apply(s, batch, [event(1, [("a", -1)]), event(2, [("a", 2)])])
