@@ -5,8 +5,8 @@ VN_AQI and water classification (streams/stages.py: ``chain``) over a simulated 
 registered series, batch by batch as the worker cuts a backlog: steps 1–5 of the runner's
 order (streams/runner.py), with the cyclic collector paused per batch as the worker pauses it.
 What it leaves out is the broker's and the database's half: the storage stubs accept every row,
-and the commit only dumps the changed states into their tables (as ``Batch.commit`` does) and
-keeps the objects live; nothing is sent.
+and the commit is its state half only (``Batch.keep_states``: the changed states dumped into
+their tables, the objects kept live); nothing is sent.
 
 It is for comparing two versions of the code, not a target (``make bench`` holds those). The
 whole-pipeline replays differ by ±15–30 % between runs on the bench's shared vCPUs (the same code
@@ -42,14 +42,9 @@ from stations.sim_registry import series_for
 from stations.simulator import readings
 from streams import stages
 from streams.batch import Batch, LiveStates
-from streams.checks import LimitBook
 from streams.errors import DeadLetters
-from streams.runner import Output, Runner, Stage
+from streams.runner import Runner
 from streams.topology import Tables
-from streams.validate import Validator
-from thresholds.catalogue import load_catalogue
-from thresholds.qc import load_qc_rules
-from thresholds.reference_o2 import correction_settings
 
 SEED = 11
 END = datetime(2026, 12, 1, tzinfo=UTC)  # a fixed replay: the same readings every run
@@ -89,25 +84,16 @@ class Chain:
         metrics = Metrics(CollectorRegistry())
         self.tables = Tables(**{f.name: Table(f.name) for f in fields(Tables)})
         dead = DeadLetters(SimpleNamespace(name="readings.rejected"), metrics.processing_errors)
-        horizon = timedelta(hours=settings.late_horizon_hours)
-        wiring = stages.Wiring(
-            settings=settings,
-            metrics=metrics,
-            registry=registry,
-            validator=Validator(
-                registry,
-                load_qc_rules(),
-                settings.late_horizon_hours * 3600,
-                settings.future_tolerance_s,
-            ),
-            limit_book=LimitBook(registry, load_catalogue()),
+        wiring = stages.Wiring.build(
+            settings,
+            metrics,
+            registry,
             tables=self.tables,
             dead=dead,
             write_readings=_stored,
             store_early=_stored_early,
             relabel=_no_relabel,
             topics=None,  # type: ignore[arg-type]  # nothing is routed: nothing is sent
-            corrections=correction_settings(registry, horizon=horizon),
         )
         self.head, self.links = stages.chain(wiring)
         self.runner = Runner({}, dead, lambda out: None, batch=batch, within=1.0, behind=0)
@@ -115,25 +101,12 @@ class Chain:
         self.series = series_for(registry)
 
     async def batch(self, events: Sequence[Any], outputs: Counter[tuple[str, str]]) -> None:
-        """One batch as ``Runner._chain_batch`` runs it, up to the commit's state half."""
+        """One batch as the worker runs it (``Runner._chain_batch``), less the sends."""
         batch = Batch(self.live)
-        done: dict[str, tuple[Stage[Any, Any], list[Output]]] = {}
-        for stage, link in [(self.head, None), *((ln.stage, ln) for ln in self.links)]:
-            if link is None:
-                outs = self.runner.apply(stage, batch, events)
-            else:
-                outs = self.runner.apply_fed(link, batch, events, done)
-            if stage.finish is not None:
-                outs = await stage.finish(batch, outs)
-            done[stage.name] = (stage, outs)
-            outputs.update((stage.name, type(o.record).__name__) for o in outs)
-        for (name, key), slot in batch._slots.items():  # Batch.commit, less the sends
-            if slot.dirty:
-                value = {"o": slot.offset, "s": slot.dump(slot.state)}
-                slot.table.data[key] = value
-                self.live[(name, key)] = (value, slot.state)
-            else:
-                self.live[(name, key)] = (slot.stored, slot.state)
+        done = await self.runner.chain_steps(self.head, self.links, batch, events)
+        for name, (_, outs) in done.items():
+            outputs.update((name, type(o.record).__name__) for o in outs)
+        batch.keep_states()
 
 
 async def _stored(rows: Sequence[Any]) -> None:

@@ -9,7 +9,7 @@ batches to PostgreSQL and ack after the commit (streams/persist.py).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -24,17 +24,12 @@ from storage import writer as tables
 from storage.revalidation import Relabel
 from storage.revalidation import relabel as relabel_in
 from streams import stages
-from streams.checks import LimitBook
 from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
 from streams.errors import DeadLetters
 from streams.persist import SINKS, Writers, sink_agent, store_early
 from streams.runner import Runner
 from streams.topology import Tables, Topics
-from streams.validate import Validator
-from thresholds.catalogue import load_catalogue
-from thresholds.qc import load_qc_rules
-from thresholds.reference_o2 import correction_settings
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +114,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     # each sink's tables, for the stages that store their records ahead of it
     early = {sink.name: [(writers(table), row) for table, row in sink.writes] for sink in SINKS}
-    wiring = stages.Wiring(
-        settings=settings,
-        metrics=metrics,
-        registry=registry,
-        validator=Validator(
-            registry,
-            load_qc_rules(),
-            settings.late_horizon_hours * 3600,
-            settings.future_tolerance_s,
-        ),
-        limit_book=LimitBook(registry, load_catalogue()),
+    wiring = stages.Wiring.build(
+        settings,
+        metrics,
+        registry,
         tables=state,
         dead=dead,
         write_readings=writers(tables.READINGS),
         store_early=lambda sink, records: store_early(early[sink], records),
         relabel=lambda r: relabel(db, r, settings.db_retry_max_s),
         topics=topics,
-        corrections=correction_settings(
-            registry, horizon=timedelta(hours=settings.late_horizon_hours)
-        ),
     )
     runner = Runner(
         {},

@@ -131,24 +131,32 @@ class Batch:
             await _produce(
                 [(t, key, value, None, None, None, headers) for t, key, value, headers in self._out]
             )
-        changed = [slot for slot in self._slots.values() if slot.dirty]
-        for slot in self._slots.values():
-            if not slot.dirty:  # unchanged (or changed only in what is not logged): kept live
-                self._live[(slot.table.name, slot.key)] = (slot.stored, slot.state)
-        logged: list[_Record] = []
-        for slot in changed:
-            value = {"o": slot.offset, "s": slot.dump(slot.state)}
+        changed = self.keep_states()
+        if changed:
             # The changelog partition is the source event's: the table is co-partitioned
             # with the topic keyed by source id (Faust's table[key] = v would use the
             # *current* event's partition, which in a batch is another event's).
-            slot.table.data[slot.key] = value
-            logged.append(_changelog(slot.table, slot.partition, slot.key, value))
-            self._live[(slot.table.name, slot.key)] = (value, slot.state)
-        if changed:
-            await _produce(logged)
-            await self._seal(changed)
+            await _produce(
+                [_changelog(slot.table, slot.partition, slot.key, v) for slot, v in changed]
+            )
+            await self._seal([slot for slot, _ in changed])
         for event in events:
             await stream.ack(event)
+
+    def keep_states(self) -> list[tuple[_Slot, Any]]:
+        """The state half of ``commit`` before its sends: each changed state's value (offset
+        and dump) into its table, every state object kept live for the next batch. Returns the
+        changed slots with their values, for the changelogs."""
+        changed: list[tuple[_Slot, Any]] = []
+        for slot in self._slots.values():
+            if not slot.dirty:  # unchanged (or changed only in what is not logged): kept live
+                self._live[(slot.table.name, slot.key)] = (slot.stored, slot.state)
+                continue
+            value = {"o": slot.offset, "s": slot.dump(slot.state)}
+            slot.table.data[slot.key] = value
+            self._live[(slot.table.name, slot.key)] = (value, slot.state)
+            changed.append((slot, value))
+        return changed
 
     @staticmethod
     async def _seal(changed: Sequence[_Slot]) -> None:

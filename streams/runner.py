@@ -225,6 +225,15 @@ class Runner:
         self, head: Stage[Any, Any], links: Sequence[Link], stream: Any, events: Sequence[Any]
     ) -> None:
         batch = Batch(self.live)
+        done = await self.chain_steps(head, links, batch, events)
+        for stage, outs in done.values():
+            self._emit(stage, batch, outs)
+        await batch.commit(stream, events)
+
+    async def chain_steps(
+        self, head: Stage[Any, Any], links: Sequence[Link], batch: Batch, events: Sequence[Any]
+    ) -> dict[str, tuple[Stage[Any, Any], list[Output]]]:
+        """Steps 1–5 of a batch for ``head`` and its ``links``: each stage's outputs, by name."""
         done: dict[str, tuple[Stage[Any, Any], list[Output]]] = {}
         outputs = self.apply(head, batch, events)
         if head.finish is not None:
@@ -235,9 +244,7 @@ class Runner:
             if link.stage.finish is not None:
                 outputs = await link.stage.finish(batch, outputs)
             done[link.stage.name] = (link.stage, outputs)
-        for stage, outs in done.values():
-            self._emit(stage, batch, outs)
-        await batch.commit(stream, events)
+        return done
 
     def apply_fed(
         self,

@@ -59,8 +59,14 @@ from streams.validate import (
 from thresholds import steps
 from thresholds.aqi_station import StationAqi
 from thresholds.averaging import LOCAL_TZ, hour_window
-from thresholds.qc import SeriesState
-from thresholds.reference_o2 import CorrectionSettings, CorrectionState, with_reference
+from thresholds.catalogue import load_catalogue
+from thresholds.qc import SeriesState, load_qc_rules
+from thresholds.reference_o2 import (
+    CorrectionSettings,
+    CorrectionState,
+    correction_settings,
+    with_reference,
+)
 from thresholds.reference_o2 import step as correct_step
 from thresholds.steps import RunningHour
 from thresholds.violations import OutageState, RuleState
@@ -89,6 +95,40 @@ class Wiring:
     corrections: Mapping[str, CorrectionSettings]  # stacks judged at a reference O2
     # per stage: the last ``since`` observed and the histogram's child for the stage
     _observed: dict[str, tuple[datetime, Any]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        metrics: Metrics,
+        registry: Registry,
+        *,
+        tables: Tables,
+        dead: DeadLetters,
+        write_readings: Write,
+        store_early: Callable[[str, Sequence[Any]], Awaitable[set[int]]],
+        relabel: Callable[[Relabel], Awaitable[list[tuple[datetime, float]]]],
+        topics: Topics,
+    ) -> Wiring:
+        """The wiring with the law's parts made from ``settings`` (QA/QC rules, limits, O2
+        corrections): the worker's (streams/app.py) and the offline chain's (bench/chain.py)."""
+        horizon_s = settings.late_horizon_hours * 3600
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            registry=registry,
+            validator=Validator(registry, load_qc_rules(), horizon_s, settings.future_tolerance_s),
+            limit_book=LimitBook(registry, load_catalogue()),
+            tables=tables,
+            dead=dead,
+            write_readings=write_readings,
+            store_early=store_early,
+            relabel=relabel,
+            topics=topics,
+            corrections=correction_settings(
+                registry, horizon=timedelta(hours=settings.late_horizon_hours)
+            ),
+        )
 
     def observe(self, stage: str, since: datetime, every: bool = False) -> None:
         """Latency from ``since`` (received, or a window's end) to now, per stage reached.
