@@ -43,12 +43,14 @@ def db_text(value: str, limit: int = CODE, keep: str = "") -> str:
     with a marker that says how much was left off."""
     if not isinstance(value, str):
         value = str(value)
-    if len(value) <= _CACHED_CHARS:  # codes, units, file names: the same few, row after row
+    if limit == CODE and len(value) <= CODE:  # codes and units: the same few, row after row
         return _db_text_cached(value, limit, keep)
     return _db_text(value, limit, keep)
 
 
-_CACHED_CHARS = 256
+# Codes only: origins and archive paths are new with every file and message, and once cached
+# (any text up to 256 characters was) they filled the cache's 16,384 entries, a few MiB the
+# worker's resident memory grew by over the first day of a replay (2026-12-07).
 
 
 @functools.lru_cache(maxsize=16_384)

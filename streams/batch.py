@@ -20,6 +20,13 @@ Loading a state from its table value costs as much as dumping it, once per key p
 the next batch takes it instead of loading, if the table still holds that very value (a restore
 or rebalance replaces it, and the state is loaded again). A batch takes the object out while it
 changes it, so a batch that fails leaves nothing half-applied behind.
+
+A value this process committed is held in its table encoded, as the bytes its changelog record
+carries: it is only read again when the live object is gone, and a dump of thousands of small
+lists and numbers, renewed every batch beside the live object, cost several times its encoded
+size and left the worker's heap fragmented (its resident memory grew with the hours a replay
+covered; 2026-12-07). A value restored from the changelog is held decoded, as Faust restores it;
+:func:`stored_value` reads either.
 """
 
 from __future__ import annotations
@@ -29,13 +36,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from faust.serializers import codecs
+
 from core.topics import STORED_HEADER
 
 MARKER_KEY = "__quantrac_marker__"  # never read as state
 MARKER_VALUE = {"o": -1, "s": None}
 
-# (table name, key) -> (the table value committed, the state object it was dumped from)
-LiveStates = dict[tuple[str, str], tuple[Any, Any]]
+# (table name, key) -> (the table value committed, its offset, the state object it was dumped
+# from)
+LiveStates = dict[tuple[str, str], tuple[Any, int, Any]]
+CODEC = "json"  # the tables' value serializer (Faust's default): what their changelogs carry
+
+
+def stored_value(table: Any, key: str) -> dict[str, Any] | None:
+    """``table``'s value for ``key``, ``{"o": offset, "s": state dump}``, however it is held."""
+    value = table.get(key)
+    return codecs.loads(CODEC, value) if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -74,12 +91,13 @@ class Batch:
         slot = self._slots.get(ident)
         if slot is None:
             stored = table.get(key)
-            offset = stored["o"] if stored else -1
             live = self._live.pop(ident, None)
             if live is not None and live[0] is stored:
-                state = live[1]
+                offset, state = live[1], live[2]
             else:
-                state = load(stored["s"] if stored else None)
+                value = stored_value(table, key)
+                offset = value["o"] if value else -1
+                state = load(value["s"] if value else None)
             slot = _Slot(
                 table=table,
                 key=key,
@@ -137,7 +155,7 @@ class Batch:
             # with the topic keyed by source id (Faust's table[key] = v would use the
             # *current* event's partition, which in a batch is another event's).
             await _produce(
-                [_changelog(slot.table, slot.partition, slot.key, v) for slot, v in changed]
+                [_changelog(slot.table, slot.partition, slot.key, v, "raw") for slot, v in changed]
             )
             await self._seal([slot for slot, _ in changed])
         for event in events:
@@ -145,16 +163,17 @@ class Batch:
 
     def keep_states(self) -> list[tuple[_Slot, Any]]:
         """The state half of ``commit`` before its sends: each changed state's value (offset
-        and dump) into its table, every state object kept live for the next batch. Returns the
-        changed slots with their values, for the changelogs."""
-        changed: list[tuple[_Slot, Any]] = []
+        and dump, encoded) into its table, every state object kept live for the next batch.
+        Returns the changed slots with their encoded values, for the changelogs."""
+        changed: list[tuple[_Slot, bytes]] = []
         for slot in self._slots.values():
+            ident = (slot.table.name, slot.key)
             if not slot.dirty:  # unchanged (or changed only in what is not logged): kept live
-                self._live[(slot.table.name, slot.key)] = (slot.stored, slot.state)
+                self._live[ident] = (slot.stored, slot.applied, slot.state)
                 continue
-            value = {"o": slot.offset, "s": slot.dump(slot.state)}
+            value = codecs.dumps(CODEC, {"o": slot.offset, "s": slot.dump(slot.state)})
             slot.table.data[slot.key] = value
-            self._live[(slot.table.name, slot.key)] = (value, slot.state)
+            self._live[ident] = (value, slot.offset, slot.state)
             changed.append((slot, value))
         return changed
 
@@ -176,15 +195,18 @@ class Batch:
         )
 
 
-def _changelog(table: Any, partition: int, key: str, value: Any) -> _Record:
-    """A record of ``table``'s changelog, serialised as the table does."""
+def _changelog(
+    table: Any, partition: int, key: str, value: Any, value_serializer: str | None = None
+) -> _Record:
+    """A record of ``table``'s changelog, serialised as the table does (``"raw"``: ``value``
+    is encoded already)."""
     return (
         table.changelog_topic,
         key,
         value,
         partition,
         table.key_serializer,
-        table.value_serializer,
+        value_serializer or table.value_serializer,
         None,
     )
 

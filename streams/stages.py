@@ -40,7 +40,7 @@ from core.topics import CORRECTED
 from stations.registry import Registry
 from storage import rows as to_row
 from storage.revalidation import Relabel
-from streams.batch import Batch
+from streams.batch import Batch, stored_value
 from streams.checks import LimitBook, outage_allowance
 from streams.errors import DeadLetters, Undecodable, coordinates, write_rows
 from streams.persist import Write
@@ -543,7 +543,7 @@ def outage_stage(w: Wiring) -> Stage[steps.OutageCheck, OutageState | None]:
         source = w.registry.find(tick.source_id)
         if source is None:
             return []
-        seen = w.tables.last_valid.get(tick.source_id)
+        seen = stored_value(w.tables.last_valid, tick.source_id)
         last = datetime.fromtimestamp(seen["s"], UTC) if seen else None
         s = w.settings
         allowance = outage_allowance(source, s.outage_min_s, s.outage_intervals)

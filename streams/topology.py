@@ -20,6 +20,7 @@ from core.records import (
     WaterQualityDay,
 )
 from core.settings import Settings
+from streams.batch import CODEC
 from streams.errors import RecordSchema
 from streams.runner import Output
 
@@ -108,7 +109,10 @@ class Tables:
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Tables:
         def table(name: str) -> Any:
-            return app.Table(name, default=None, partitions=settings.topic_partitions)
+            t: Any = app.Table(name, default=None, partitions=settings.topic_partitions)
+            # streams/batch.py encodes committed values with the codec the changelog carries
+            assert t.value_serializer == CODEC, t.value_serializer
+            return t
 
         return cls(
             qc=table("qc_state"),

@@ -214,3 +214,16 @@ def test_rejection_of_a_name_with_undecodable_bytes_gets_an_id_and_a_row() -> No
     row = rows.rejection_row(_rejection(name, "bad name"))
     assert len(row[0]) == 32 and row[5] == "HD_TTQT_KHI001_2026\\udcea\\udcd2.txt"
     row[5].encode("utf-8")
+
+
+def test_only_codes_are_memoised_not_origins_new_with_every_file() -> None:
+    """An origin or archive path is new with every file: memoised, they filled the cache and
+    the worker's memory grew with them (storage/text.py)."""
+    from storage.text import _db_text_cached
+
+    _db_text_cached.cache_clear()
+    for i in range(50):
+        assert db_text(f"HD_KK_01_{i:06d}.txt", ORIGIN) == f"HD_KK_01_{i:06d}.txt"
+    assert _db_text_cached.cache_info().currsize == 0
+    assert db_text("HD_KK_01") == db_text("HD_KK_01") == "HD_KK_01"
+    assert _db_text_cached.cache_info().currsize == 1
