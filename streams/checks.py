@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
@@ -25,24 +26,41 @@ class _Applies(NamedTuple):
     valid: bool
 
 
+@dataclass(frozen=True, eq=False)  # hashed and compared by identity: see LimitBook
+class InForce:
+    """The limits a source is held to on a day."""
+
+    limits: tuple[Limit, ...]
+
+
 class LimitBook:
+    """The limits in force, memoised per (source, local day), and those an average meets per
+    set of limits and what ``applies`` reads of it. Days with the same limits (all but the
+    days a regulation or permit changes) share one ``InForce``, so the second memo grows with
+    the distinct sets, not with the days: keyed by day, it filled its 16,384 entries over a
+    replay's first three days, and would hold a copy of every limit for each of 70 days
+    (2026-12-07)."""
+
     def __init__(
         self, registry: Registry, catalogue: Catalogue, penalties: PenaltyBook | None = None
     ) -> None:
         self.registry = registry
         self.catalogue = catalogue
         self.penalties = penalties or default_penalties()
+        self._sets: dict[tuple[Limit, ...], InForce] = {}
         self._resolve = lru_cache(maxsize=4096)(self._resolve_uncached)
         self._applicable = lru_cache(maxsize=16_384)(self._applicable_uncached)
         self.penalty_for = lru_cache(maxsize=4096)(self._penalty_uncached)
 
-    def _resolve_uncached(self, source_id: str, day: date) -> tuple[Limit, ...]:
+    def _resolve_uncached(self, source_id: str, day: date) -> InForce:
         source = self.registry.find(source_id)
-        if source is None:
-            return ()
         # QCVN 08:2023 classifies surface water (thresholds/water_quality.py): never a violation
-        limits = resolve_limits(source, self.catalogue, day)
-        return tuple(lim for lim in limits if lim.regulation not in CLASSIFICATION_ONLY)
+        limits = tuple(
+            lim
+            for lim in (resolve_limits(source, self.catalogue, day) if source else ())
+            if lim.regulation not in CLASSIFICATION_ONLY
+        )
+        return self._sets.setdefault(limits, InForce(limits))
 
     def _penalty_uncached(self, source_id: str, parameter: str) -> Penalty:
         """The Decree 45/2022 schedule for this source kind and parameter (none for ambient
@@ -66,10 +84,11 @@ class LimitBook:
         day = (avg.window_end - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
         # what ``applies`` reads of an average: the same answer for every window of the day
         seen = _Applies(avg.source_id, avg.parameter, avg.period, avg.final, avg.valid)
-        return list(self._applicable(day, seen))
+        return list(self._applicable(self._resolve(avg.source_id, day), seen))
 
-    def _applicable_uncached(self, day: date, avg: _Applies) -> tuple[Limit, ...]:
-        return tuple(lim for lim in self._resolve(avg.source_id, day) if applies(lim, avg))
+    @staticmethod
+    def _applicable_uncached(in_force: InForce, avg: _Applies) -> tuple[Limit, ...]:
+        return tuple(lim for lim in in_force.limits if applies(lim, avg))
 
 
 def outage_allowance(source: Source, min_s: float, intervals: int) -> timedelta:

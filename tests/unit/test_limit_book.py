@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.records import Average
-from stations.registry import load_registry
+from stations.registry import Source, load_registry
 from streams.checks import LOCAL_TZ, LimitBook
 from thresholds.catalogue import load_catalogue
 from thresholds.violations import applies
@@ -40,7 +40,7 @@ def test_the_cached_limits_are_those_applies_picks_for_each_average() -> None:
                         local = (day - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
                         want = [
                             lim
-                            for lim in book._resolve_uncached(source.id, local)
+                            for lim in book._resolve_uncached(source.id, local).limits
                             if applies(lim, avg)
                         ]
                         assert book.for_average(avg) == want
@@ -48,3 +48,35 @@ def test_the_cached_limits_are_those_applies_picks_for_each_average() -> None:
                         checked += 1
                         met += bool(want)
     assert met > 100 and checked > met  # limits were met, and not by every average
+
+
+def test_days_with_the_same_limits_share_one_memo_entry_per_shape() -> None:
+    """A week of hourly means for one series: one set of limits in force, so one entry of the
+    applicable-limits memo per shape of average, not one per day (streams/checks.py)."""
+    registry, catalogue = load_registry(), load_catalogue()
+    book = LimitBook(registry, catalogue)
+    source = next(s for s in registry.sources if book.for_average(_hourly(s, 0)))
+    days = [book._resolve(source.id, (_hourly(source, d).window_end).date()) for d in range(7)]
+    assert all(d is days[0] for d in days)
+    for d in range(7):
+        assert book.for_average(_hourly(source, d)) == book.for_average(_hourly(source, 0))
+    assert book._applicable.cache_info().currsize == 1
+
+
+def _hourly(source: Source, day: int) -> Average:
+    end = datetime(2026, 11, 2, 5, tzinfo=UTC) + timedelta(days=day)
+    spec = source.parameters[0]
+    return Average(
+        source_id=source.id,
+        parameter=spec.code.value,
+        period="1h",
+        window_start=end - timedelta(hours=1),
+        window_end=end,
+        value=1.0,
+        unit=spec.unit.value,
+        samples=12,
+        expected=12,
+        completeness=1.0,
+        valid=True,
+        final=True,
+    )

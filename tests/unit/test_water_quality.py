@@ -224,4 +224,5 @@ def test_no_source_limit_comes_from_qcvn_08(catalogue: Catalogue) -> None:
     )
     assert resolve_limits(forced, catalogue, date(2026, 10, 1))  # the table itself resolves
     registry._by_id["HD-NM-01"] = forced
-    assert LimitBook(registry, catalogue)._resolve_uncached("HD-NM-01", date(2026, 10, 1)) == ()
+    book = LimitBook(registry, catalogue)
+    assert book._resolve_uncached("HD-NM-01", date(2026, 10, 1)).limits == ()
