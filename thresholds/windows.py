@@ -23,6 +23,7 @@ a Faust table once per batch, so it stays small: about 96 hours × 2 numbers and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -70,7 +71,11 @@ def _hours(d: dict[str, Any]) -> dict[int, list[float]]:
     return {int(k): v for k, v in d["h"].items()}
 
 
+@functools.lru_cache(maxsize=4096)
 def _utc(epoch: int) -> datetime:
+    """Window bounds, always whole hours: one shared (immutable) object per instant, not one per
+    series and window, so the rules that keep a window's record for the late horizon hold no
+    copies of its bounds."""
     return datetime.fromtimestamp(epoch, UTC)
 
 
