@@ -24,7 +24,8 @@ a Faust table once per batch, so it stays small: about 96 hours × 2 numbers and
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from itertools import chain
@@ -51,6 +52,7 @@ LAST_HOUR_H = {Period.HOUR: 0, Period.NOWCAST: 0, Period.ROLLING_8H: 7, Period.R
 # need less).
 KEEP_BEHIND_H = 24
 MAX_CLOSE_GAP_H = 96  # a longer silence does not back-fill one empty window per missing hour
+MAX_SPAN_H = 24 * 366  # hours an HourSums spans at most (the windows keep far fewer)
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,96 @@ class WindowOut:
     final: bool
 
 
-def _hours(d: dict[str, Any]) -> dict[int, list[float]]:
+class HourSums(MutableMapping[int, tuple[float, int]]):
+    """The sum and count of VALID samples per hour (its start, epoch s): two C arrays over the
+    consecutive hours from the first one held; an hour without samples is absent. As a dict of
+    ``[sum, n]`` lists an hour cost about 130 bytes, a quarter of the worker's state at the
+    72-h horizon (6 MiB of 26 on an 83-h replay, 2026-12-07); here it costs 16."""
+
+    __slots__ = ("_counts", "_first", "_sums")
+
+    def __init__(self, items: Iterable[tuple[int, tuple[float, int]]] = ()) -> None:
+        self._first = 0  # the start of the hour at index 0
+        self._sums = array("d")
+        self._counts = array("q")
+        for hour, (total, n) in items:
+            self[hour] = (total, n)
+
+    def stat(self, hour: int) -> tuple[float, int]:
+        """(sum, count) of the hour, (0.0, 0) when it holds no sample."""
+        i = (hour - self._first) // HOUR_S
+        if 0 <= i < len(self._counts):
+            return self._sums[i], self._counts[i]
+        return 0.0, 0
+
+    def add(self, hour: int, total: float, n: int) -> None:
+        """Add ``n`` samples summing to ``total`` (negative: withdrawn); an hour left without
+        samples holds 0.0, not a float residue."""
+        i = self._slot(hour)
+        count = self._counts[i] + n
+        self._counts[i] = count
+        self._sums[i] = self._sums[i] + total if count > 0 else 0.0
+
+    def forget_before(self, hour: int) -> None:
+        drop = (hour - self._first) // HOUR_S
+        if drop >= len(self._counts):
+            self._sums, self._counts = array("d"), array("q")
+        elif drop > 0:
+            del self._sums[:drop], self._counts[:drop]
+            self._first += drop * HOUR_S
+
+    def _slot(self, hour: int) -> int:
+        """The index of ``hour``, the arrays grown to hold it."""
+        if self._counts and (hour - self._first) // HOUR_S >= MAX_SPAN_H:
+            # a clock far ahead: the hours it leaves behind would be pruned once it is added
+            self.forget_before(hour - (MAX_SPAN_H - 1) * HOUR_S)
+        if not self._counts:
+            self._first = hour
+        i = (hour - self._first) // HOUR_S
+        if i < 0:
+            self._sums[:0] = array("d", bytes(-8 * i))  # zeros
+            self._counts[:0] = array("q", bytes(-8 * i))
+            self._first, i = hour, 0
+        elif i >= len(self._counts):
+            grow = i + 1 - len(self._counts)
+            self._sums.extend(array("d", bytes(8 * grow)))
+            self._counts.extend(array("q", bytes(8 * grow)))
+        return i
+
+    # the mapping: what tests, dumps and logs read
+    def __getitem__(self, hour: int) -> tuple[float, int]:
+        total, n = self.stat(hour)
+        if not n:
+            raise KeyError(hour)
+        return total, n
+
+    def __setitem__(self, hour: int, value: tuple[float, int]) -> None:
+        i = self._slot(hour)
+        self._sums[i], self._counts[i] = float(value[0]), int(value[1])
+
+    def __delitem__(self, hour: int) -> None:
+        self[hour]  # KeyError when absent
+        self[hour] = (0.0, 0)
+
+    def __iter__(self) -> Iterator[int]:
+        first = self._first
+        return (first + i * HOUR_S for i, n in enumerate(self._counts) if n)
+
+    def __len__(self) -> int:
+        return sum(1 for n in self._counts if n)
+
+    def __repr__(self) -> str:
+        return f"HourSums({dict(self.items())})"
+
+
+def _hours(d: dict[str, Any]) -> HourSums:
     """The hours of a stored state: two flat lists, or (written before 2026-12-06) a mapping."""
     if "hk" in d:
         v = d["hv"]
-        return {k: [v[i], v[i + 1]] for i, k in zip(range(0, len(v), 2), d["hk"], strict=True)}
-    return {int(k): v for k, v in d["h"].items()}
+        return HourSums(
+            (k, (v[i], v[i + 1])) for i, k in zip(range(0, len(v), 2), d["hk"], strict=True)
+        )
+    return HourSums((int(k), (v[0], v[1])) for k, v in d["h"].items())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -85,7 +171,7 @@ class SeriesWindows:
     interval_s: float
     threshold: float = 0.75
     horizon_h: int = 72
-    hours: dict[int, list[float]] = field(default_factory=dict)  # hour epoch -> [sum, n]
+    hours: HourSums = field(default_factory=HourSums)
     # [from, to) hour epochs of the closed hours: usually one range, more after a long silence
     closed: list[list[int]] = field(default_factory=list)
     revisions: dict[tuple[str, int], int] = field(default_factory=dict)  # (period, start) -> ≥ 1
@@ -149,8 +235,7 @@ class SeriesWindows:
 
     def hour_stat(self, hour: int) -> WindowStat:
         expected = self._expected
-        total, n = self.hours.get(hour, (0.0, 0))
-        n = int(n)
+        total, n = self.hours.stat(hour)
         value = total / n if n else None
         return WindowStat(
             value,
@@ -267,9 +352,7 @@ class SeriesWindows:
         hour = hour_start_s(measured_at, tz)
         if self._beyond_horizon(hour):
             return [], False  # beyond the late horizon: stored and flagged upstream, not averaged
-        acc = self.hours.setdefault(hour, [0.0, 0])
-        acc[0] += value
-        acc[1] += 1
+        self.hours.add(hour, value, 1)
         if self.watermark is None or hour > self.watermark:
             return self._advance(hour, tz), True
         if hour < self.watermark:
@@ -300,16 +383,12 @@ class SeriesWindows:
             if self.watermark is None or hour > self.watermark:
                 ahead.append((hour, dsum, dn))  # restored readings the windows never saw
                 continue
-            acc = self.hours.setdefault(hour, [0.0, 0])
-            acc[1] += dn
-            acc[0] = acc[0] + dsum if acc[1] > 0 else 0.0  # no float residue in an empty hour
+            self.hours.add(hour, dsum, dn)
             touched.add(hour)
         windows = {w for h in sorted(touched) for w in self._containing(h, tz)}
         out = [self._emit(p, s, tz) for p, s in sorted(windows) if self._emitted(p, s, tz)]
         for hour, dsum, dn in sorted(ahead):
-            acc = self.hours.setdefault(hour, [0.0, 0])
-            acc[0] += dsum
-            acc[1] += dn
+            self.hours.add(hour, dsum, dn)
             if self.watermark is None or hour > self.watermark:
                 out += self._advance(hour, tz)
         if self.watermark in touched or ahead:
@@ -337,7 +416,7 @@ class SeriesWindows:
     def _prune(self) -> None:
         assert self.watermark is not None
         keep_from = self.watermark - (self.horizon_h + KEEP_BEHIND_H) * HOUR_S
-        self.hours = {h: v for h, v in self.hours.items() if h >= keep_from}
+        self.hours.forget_before(keep_from)
         self.closed = [[max(a, keep_from), b] for a, b in self.closed if b > keep_from]
         self.revisions = {k: v for k, v in self.revisions.items() if k[1] >= keep_from}
 

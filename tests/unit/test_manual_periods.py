@@ -110,7 +110,7 @@ def test_withdrawn_hours_revise_each_window_once_and_restore_brings_them_back() 
     ]
     # the same decision delivered again (a crash before the commit) changes nothing
     again, out = steps.average(w, [hour(h1, -1200.0, -12, 1024 * 41)])
-    assert out == [] and again.hours[int(h1.timestamp())][1] == 0
+    assert out == [] and again.hours.stat(int(h1.timestamp())) == (0.0, 0)
     # restored: the hour's mean is back, one revision higher
     w, out = steps.average(w, [hour(h1, 1200.0, 12, 1024 * 42)])
     one_h = [a for a in finals(out) if a.period == "1h"]

@@ -46,7 +46,7 @@ def test_average_closes_an_hour_once_and_ignores_copies_and_flagged_readings() -
     )
     # a re-emitted copy (same position) and a flagged reading change nothing
     again, out = steps.average(w, [hour[-1], reading(59, 999.0, 20_000, QcFlag.SPIKE)])
-    assert out == [] and again.hours[int(T0.timestamp())] == [120.0, 12]
+    assert out == [] and again.hours[int(T0.timestamp())] == (120.0, 12)
     # the next hour's first reading closes the first: one final 1-h mean of 10 over 12 samples
     _, out = steps.average(w, [reading(60, 30.0, 1024 * 12)])
     finals = [a for a in out if isinstance(a, Average) and a.final and a.period == "1h"]

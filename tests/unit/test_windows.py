@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.records import Period
-from thresholds.windows import KEEP_BEHIND_H, SeriesWindows
+from thresholds.windows import KEEP_BEHIND_H, MAX_SPAN_H, HourSums, SeriesWindows
 
 T0 = datetime(2026, 3, 1, 17, tzinfo=UTC)  # 00:00 local (UTC+7): a local day starts
 STEP = timedelta(minutes=5)
@@ -124,7 +124,7 @@ def test_configuration_comes_from_the_load_not_the_state() -> None:
     assert (lax.threshold, lax.horizon_h) == (0.5, 200)
     hour = min(w.hours)
     for state in (strict, lax):
-        state.hours[hour] = [9.0, 9]  # 9 of 12 samples: valid at 0.5, not at 1.0
+        state.hours[hour] = (9.0, 9)  # 9 of 12 samples: valid at 0.5, not at 1.0
     assert not strict.hour_stat(hour).valid and lax.hour_stat(hour).valid
 
 
@@ -143,3 +143,30 @@ def test_what_is_pruned_is_never_needed_by_a_late_sample(
     assert pruned.watermark is not None
     late = datetime.fromtimestamp(pruned.watermark, UTC) - 72 * timedelta(hours=1) + back * STEP
     assert pruned.add(late, value) == whole.add(late, value)
+
+
+def test_hour_sums_hold_what_a_dict_of_sums_would() -> None:
+    """thresholds/windows.py ``HourSums``: hours added out of order, before the first one held
+    and after a gap; one withdrawn to nothing is absent and holds no float residue."""
+    h = 1_764_547_200  # a whole hour
+    sums = HourSums()
+    sums.add(h + 5 * 3600, 10.0, 2)
+    sums.add(h, 1.5, 1)  # before the first hour held
+    sums.add(h + 5 * 3600, 0.1, 1)
+    sums.add(h + 9 * 3600, 4.0, 1)  # after a gap
+    assert dict(sums) == {h: (1.5, 1), h + 5 * 3600: (10.1, 3), h + 9 * 3600: (4.0, 1)}
+    sums.add(h + 5 * 3600, -10.1, -3)
+    assert h + 5 * 3600 not in sums and sums.stat(h + 5 * 3600) == (0.0, 0)
+    assert sums.stat(h - 3600) == sums.stat(h + 99 * 3600) == (0.0, 0)
+    sums.forget_before(h + 3600)
+    assert list(sums) == [h + 9 * 3600] and len(sums) == 1
+    assert HourSums(sums.items()) == sums == {h + 9 * 3600: (4.0, 1)}
+
+
+def test_a_clock_far_ahead_does_not_grow_the_hours_with_it() -> None:
+    """A sample years ahead (a datalogger's clock reset to 2099) moves the series there: the
+    hours it leaves behind are dropped as it is added, not zero-filled up to it."""
+    h = 1_764_547_200
+    sums = HourSums({h: (1.0, 1)}.items())
+    sums.add(h + 70 * 365 * 24 * 3600, 2.0, 1)
+    assert len(sums._counts) <= MAX_SPAN_H and list(sums) == [h + 70 * 365 * 24 * 3600]
