@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.records import Average
-from stations.registry import Source, load_registry
+from stations.registry import ParameterSpec, Source, load_registry
 from streams.checks import LOCAL_TZ, LimitBook
 from thresholds.catalogue import load_catalogue
 from thresholds.violations import applies
@@ -23,20 +23,7 @@ def test_the_cached_limits_are_those_applies_picks_for_each_average() -> None:
             for spec in source.parameters:
                 for period in ("1h", "8h", "24h", "day", "nowcast"):
                     for final, valid in ((True, True), (True, False), (False, True)):
-                        avg = Average(
-                            source_id=source.id,
-                            parameter=spec.code.value,
-                            period=period,
-                            window_start=day - timedelta(hours=1),
-                            window_end=day,
-                            value=1.0,
-                            unit=spec.unit.value,
-                            samples=12,
-                            expected=12,
-                            completeness=1.0,
-                            valid=valid,
-                            final=final,
-                        )
+                        avg = _average(source.id, spec, period, day, final, valid)
                         local = (day - timedelta(microseconds=1)).astimezone(LOCAL_TZ).date()
                         want = [
                             lim
@@ -65,11 +52,21 @@ def test_days_with_the_same_limits_share_one_memo_entry_per_shape() -> None:
 
 def _hourly(source: Source, day: int) -> Average:
     end = datetime(2026, 11, 2, 5, tzinfo=UTC) + timedelta(days=day)
-    spec = source.parameters[0]
+    return _average(source.id, source.parameters[0], "1h", end)
+
+
+def _average(
+    source_id: str,
+    spec: ParameterSpec,
+    period: str,
+    end: datetime,
+    final: bool = True,
+    valid: bool = True,
+) -> Average:
     return Average(
-        source_id=source.id,
+        source_id=source_id,
         parameter=spec.code.value,
-        period="1h",
+        period=period,
         window_start=end - timedelta(hours=1),
         window_end=end,
         value=1.0,
@@ -77,6 +74,6 @@ def _hourly(source: Source, day: int) -> Average:
         samples=12,
         expected=12,
         completeness=1.0,
-        valid=True,
-        final=True,
+        valid=valid,
+        final=final,
     )
