@@ -160,6 +160,7 @@ def test_hour_sums_hold_what_a_dict_of_sums_would() -> None:
     assert sums.stat(h - 3600) == sums.stat(h + 99 * 3600) == (0.0, 0)
     sums.forget_before(h + 3600)
     assert list(sums) == [h + 9 * 3600] and len(sums) == 1
+    assert sums.flat() == ([h + 9 * 3600], [4.0, 1])
     assert HourSums(sums.items()) == sums == {h + 9 * 3600: (4.0, 1)}
 
 
