@@ -41,8 +41,9 @@ def test_days_with_the_same_limits_share_one_memo_entry_per_shape() -> None:
     """A week of hourly means for one series: one set of limits in force, so one entry of the
     applicable-limits memo per shape of average, not one per day (streams/checks.py)."""
     registry, catalogue = load_registry(), load_catalogue()
+    finder = LimitBook(registry, catalogue)  # its memo holds the sources tried on the way
+    source = next(s for s in registry.sources if finder.for_average(_hourly(s, 0)))
     book = LimitBook(registry, catalogue)
-    source = next(s for s in registry.sources if book.for_average(_hourly(s, 0)))
     days = [book._resolve(source.id, (_hourly(source, d).window_end).date()) for d in range(7)]
     assert all(d is days[0] for d in days)
     for d in range(7):
