@@ -111,6 +111,18 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
+        self.assigned_share = Gauge(
+            "quantrac_worker_readings_share",
+            "Share (0..1) of the registry's readings, at its cadences, on the readings.raw "
+            "partitions this worker is active for; set at each rebalance (streams/balance.py). "
+            "Workers of one group sum to 1; an uneven split bounds what a second worker adds.",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "quantrac_worker_active_partitions",
+            "readings.raw partitions this worker is active for, set at each rebalance.",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "quantrac_consumer_lag_messages",
             "Messages between a partition's end (from fetch responses) and the worker's committed "

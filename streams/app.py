@@ -19,11 +19,14 @@ from prometheus_client import generate_latest
 from core.metrics import FaustSensors, Metrics
 from core.records import Tick
 from core.settings import Settings
+from core.topics import RAW
 from stations.registry import load_registry
 from storage import writer as tables
 from storage.revalidation import Relabel
 from storage.revalidation import relabel as relabel_in
 from streams import stages
+from streams.assignor import LoadAwareAssignor
+from streams.balance import partition_loads
 from streams.consumer import STALL_S, GuardedConsumer
 from streams.db import Database
 from streams.errors import DeadLetters
@@ -82,6 +85,18 @@ async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[da
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     assert settings.kafka_url and settings.database_url, "the runtime resolves both URLs first"
     metrics = metrics or Metrics()
+    registry = load_registry(settings.registry_path)
+
+    def on_assigned(partitions: list[int], share: float) -> None:
+        metrics.assigned_partitions.set(len(partitions))
+        metrics.assigned_share.set(share)
+
+    # Partitions dealt to workers by the readings their sources send (streams/balance.py)
+    assignor = LoadAwareAssignor.for_loads(
+        partition_loads(registry, settings.topic_partitions),
+        keyed_topic=settings.topic(RAW.name),
+        on_assigned=on_assigned,
+    )
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -97,6 +112,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_in_thread=False,
+        PartitionAssignor=assignor,
     )
     # Before anything creates the consumer: commits never pass an unacked message
     # (streams/consumer.py), and a head left unacked is delivered again.
@@ -107,7 +123,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     dead = DeadLetters(topics.rejected, metrics.processing_errors)
     db = Database(settings.database_url)
     writers = Writers(db, settings, metrics)
-    registry = load_registry(settings.registry_path)
     metrics.init_sources(
         [s.id for s in registry.sources],
         sorted({p.code.value for s in registry.sources for p in s.parameters}),

@@ -72,17 +72,19 @@ def settings(
     with ``@pytest.mark.parametrize("settings", [{...}], indirect=True)``."""
     tag = uuid.uuid4().hex[:8]
     overrides = getattr(request, "param", {})
+    defaults: dict[str, object] = {
+        "topic_partitions": 4,
+        "web_port": free_port(),
+        "persist_batch_seconds": 0.2,
+        "db_retry_max_s": 2.0,
+    }
     return Settings(
         kafka_url=kafka_url,
         database_url=database_url,
         data_dir=tmp_path,
         topic_prefix=f"t{tag}.",
         app_id=f"quantrac-test-{tag}",
-        topic_partitions=4,
-        web_port=free_port(),
-        persist_batch_seconds=0.2,
-        db_retry_max_s=2.0,
-        **overrides,
+        **{**defaults, **overrides},
     )
 
 
