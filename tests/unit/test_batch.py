@@ -11,7 +11,7 @@ import pytest
 from faust.serializers import codecs
 
 from core.topics import STORED_HEADER
-from streams.batch import MARKER_KEY, Batch, stored_value
+from streams.batch import MARKER_KEY, PACK_FROM, Batch, Packed, stored_value
 
 
 @dataclass
@@ -183,6 +183,28 @@ async def test_a_committed_value_is_held_as_the_bytes_its_changelog_record_carri
     assert held == codecs.dumps("json", {"o": 0, "s": [0]})  # as the table's codec writes it
     table.data["k"] = {"o": 0, "s": [0]}  # the same value, restored by Faust
     assert stored_value(table, "k") == json.loads(held)
+
+
+async def test_a_large_committed_value_is_held_packed_and_logged_plain() -> None:
+    """Values of PACK_FROM bytes or more are held zlib-compressed (a rule's window records: 15 kB
+    of JSON, 2 kB packed); the changelog record stays the table codec's JSON, and a batch that
+    finds no live object (one before it failed) loads the state from the packed value."""
+    live: dict[Any, Any] = {}
+    table, codec = LoggedTable(), Counted()
+    batch, event = Batch(live), Event(Message(0))
+    slot = batch.slot(table, "k", event, codec.load, codec.dump)
+    assert slot is not None
+    slot.state.extend([20261207] * PACK_FROM)  # repetitive, as window records are
+    batch.set(slot, event, slot.state)
+    await batch.commit(Stream(), [event])
+    held = table.data["k"]
+    plain = codecs.dumps("json", {"o": 0, "s": [20261207] * PACK_FROM})
+    assert isinstance(held, Packed) and len(held) < len(plain) / 20
+    assert [v for _, k, v in table.changelog if k != MARKER_KEY] == [plain]
+    assert stored_value(table, "k") == json.loads(plain)
+    live.clear()  # the live object is gone: the next batch decodes the packed value
+    assert await _apply(live, table, codec, 1) == [*[20261207] * PACK_FROM, 1]
+    assert codec.loads == 2
 
 
 async def test_a_replaced_table_value_is_loaded_again() -> None:
