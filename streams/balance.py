@@ -25,13 +25,14 @@ STICKY_SLACK = 0.02
 #: A partition no registered source hashes to still carries some work (ticks, a source added
 #: later, a stray key): it counts as this share of the mean partition's load.
 FLOOR = 0.01
+_PARTITIONER = DefaultPartitioner()
 
 
 def partition_of(source_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner sends ``source_id``'s messages to, as the
     gateway, the feeds and Faust all key them."""
     ps = list(range(partitions))
-    return int(DefaultPartitioner()(source_id.encode(), ps, ps))
+    return int(_PARTITIONER(source_id.encode(), ps, ps))
 
 
 def partition_loads(registry: Registry, partitions: int) -> list[float]:
