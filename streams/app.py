@@ -20,7 +20,7 @@ from core.metrics import FaustSensors, Metrics
 from core.records import Tick
 from core.settings import Settings
 from core.topics import RAW
-from stations.registry import load_registry
+from stations.registry import Registry, load_registry
 from storage import writer as tables
 from storage.revalidation import Relabel
 from storage.revalidation import relabel as relabel_in
@@ -82,21 +82,27 @@ async def relabel(db: Database, r: Relabel, retry_max_s: float) -> list[tuple[da
     return await relabel_in(await db.pool(), r, retry_max_s=retry_max_s)
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
-    assert settings.kafka_url and settings.database_url, "the runtime resolves both URLs first"
-    metrics = metrics or Metrics()
-    registry = load_registry(settings.registry_path)
+def load_aware_assignor(
+    settings: Settings, registry: Registry, metrics: Metrics
+) -> type[LoadAwareAssignor]:
+    """Partitions dealt to workers by the readings their sources send (streams/balance.py);
+    each worker's part in its metrics."""
 
     def on_assigned(partitions: list[int], share: float) -> None:
         metrics.assigned_partitions.set(len(partitions))
         metrics.assigned_share.set(share)
 
-    # Partitions dealt to workers by the readings their sources send (streams/balance.py)
-    assignor = LoadAwareAssignor.for_loads(
+    return LoadAwareAssignor.for_loads(
         partition_loads(registry, settings.topic_partitions),
         keyed_topic=settings.topic(RAW.name),
         on_assigned=on_assigned,
     )
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    assert settings.kafka_url and settings.database_url, "the runtime resolves both URLs first"
+    metrics = metrics or Metrics()
+    registry = load_registry(settings.registry_path)
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -112,7 +118,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_in_thread=False,
-        PartitionAssignor=assignor,
+        PartitionAssignor=load_aware_assignor(settings, registry, metrics),
     )
     # Before anything creates the consumer: commits never pass an unacked message
     # (streams/consumer.py), and a head left unacked is delivered again.

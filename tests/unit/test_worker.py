@@ -92,7 +92,8 @@ print(rss_mib() - base)
 """
 
 
-@pytest.mark.parametrize(("thresholds", "kept_mib"), [("fixed", (0, 5)), ("glibc's", (40, 60))])
+# fixed: nothing kept, and RSS may even fall by a few pages the interpreter gave back meanwhile
+@pytest.mark.parametrize(("thresholds", "kept_mib"), [("fixed", (-5, 5)), ("glibc's", (40, 60))])
 def test_freed_large_blocks_go_back_to_the_os_once_the_heap_thresholds_are_fixed(
     thresholds: str, kept_mib: tuple[float, float]
 ) -> None:
