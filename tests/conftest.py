@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +97,17 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
     w = WorkerProcess(settings, tmp_path / "worker.log")
     yield w
     w.stop()
+
+
+def worker_metrics(settings: Settings) -> str | None:
+    """The worker's Prometheus exposition from its /metrics; None while it is not serving."""
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5
+        ) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
 
 
 def wait_until(

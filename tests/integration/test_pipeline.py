@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from core.settings import Settings
 from core.topics import AVERAGES, RAW, STORED_HEADER, VIOLATIONS, bootstrap_servers, ensure_topics
 from stations.feed import KafkaFeed
 from storage.migrate import migrate
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, wait_until, worker_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -119,9 +118,8 @@ def _consume(settings: Settings, topic: str, until: int, timeout: float = 60) ->
 
 def _written_rows(settings: Settings) -> dict[str, float]:
     """Per table, the rows the worker's writers submitted (quantrac_db_batch_rows_sum)."""
-    url = f"http://127.0.0.1:{settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        text = r.read().decode()
+    text = worker_metrics(settings)
+    assert text is not None, "the worker serves no /metrics"
     return {
         s.labels["table"]: s.value
         for family in text_string_to_metric_families(text)

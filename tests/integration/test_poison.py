@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from core.topics import bootstrap_servers, ensure_topics
 from stations.circular10 import format_file
 from stations.registry import load_registry
 from storage.migrate import migrate
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, wait_until, worker_metrics
 from tests.integration.drain import committed_offsets, wait_drained
 from tests.integration.gateway_support import running_gateway
 
@@ -47,12 +46,8 @@ def _db(url: str | None, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 def _metric(settings: Settings, name: str, **labels: str) -> float:
     """One sample of the worker's /metrics (0 when absent or the worker is not serving yet)."""
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5
-        ) as r:
-            text = r.read().decode()
-    except OSError:
+    text = worker_metrics(settings)
+    if text is None:
         return 0.0
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():

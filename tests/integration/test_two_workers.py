@@ -10,7 +10,6 @@ heavier worker carries 50.2 % (the best split of these 8 loads, tests/unit/test_
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,19 +25,15 @@ from stations.sim_registry import series_for
 from stations.simulator import readings
 from storage.migrate import migrate
 from streams.embedded import free_port
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, wait_until, worker_metrics
 
 pytestmark = pytest.mark.integration
 
 
 def assigned(settings: Settings) -> tuple[float, float] | None:
     """(share, partitions) a worker reports for its readings.raw actives; None before any."""
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5
-        ) as r:
-            text = r.read().decode()
-    except OSError:
+    text = worker_metrics(settings)
+    if text is None:
         return None
     values = {
         s.name: s.value
